@@ -1,0 +1,67 @@
+//! Client authentication as pure exchanges (the I/O is in `client::login`): which method a
+//! login gets (`plan`), SCRAM-SHA-256 (`scram`) and md5 (`md5`). Unknown users and users
+//! without a password go through the same exchange as real ones and fail the same way, so
+//! a client cannot learn which users exist.
+
+pub mod md5;
+pub mod scram;
+
+use std::net::IpAddr;
+
+use crate::config::{Auth, AuthMethod, ScramVerifier, StoredPassword, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Also used for unknown users and users without a password.
+    #[error("password authentication failed for user \"{0}\"")]
+    PasswordFailed(String),
+    #[error(
+        "connection from {0} is refused: auth.method is trust and this address is not in auth.trust_networks"
+    )]
+    NotTrusted(IpAddr),
+    #[error("SASL mechanism \"{0}\" is not supported; use SCRAM-SHA-256")]
+    UnsupportedMechanism(String),
+    #[error("malformed SCRAM message from the client")]
+    MalformedScram,
+}
+
+/// How one login is checked.
+#[derive(Debug)]
+pub enum Plan {
+    Trust,
+    Scram(ScramVerifier),
+    Md5(md5::Md5Check),
+    Refuse(AuthError),
+}
+
+/// Chooses the exchange for `user` (None: not configured) connecting from `peer`;
+/// `mock_nonce` seeds the fake salts of logins that must fail.
+pub fn plan(
+    auth: &Auth,
+    user_name: &str,
+    user: Option<&User>,
+    peer: IpAddr,
+    mock_nonce: &[u8; 32],
+) -> Plan {
+    if auth.is_trusted(peer) && user.is_some() {
+        return Plan::Trust;
+    }
+    let secret = user.and_then(|u| u.password.as_ref());
+    match auth.method {
+        AuthMethod::Trust => Plan::Refuse(AuthError::NotTrusted(peer)),
+        AuthMethod::ScramSha256 => Plan::Scram(scram_verifier(user, user_name, mock_nonce)),
+        AuthMethod::Md5 => match secret {
+            Some(StoredPassword::Scram(v)) => Plan::Scram(v.clone()),
+            Some(StoredPassword::Md5(hash)) => Plan::Md5(md5::Md5Check::new(hash.clone())),
+            Some(StoredPassword::Plain(p)) => Plan::Md5(md5::Md5Check::for_password(p, user_name)),
+            None => Plan::Md5(md5::Md5Check::impossible()),
+        },
+    }
+}
+
+fn scram_verifier(user: Option<&User>, user_name: &str, mock_nonce: &[u8; 32]) -> ScramVerifier {
+    match user.and_then(|u| u.scram.clone()) {
+        Some(v) => v,
+        None => scram::mock_verifier(user_name, mock_nonce),
+    }
+}

@@ -1,0 +1,165 @@
+//! Configuration: the TOML model (`model`), secrets (`secret`), validation (`validate`)
+//! into an immutable [`Snapshot`]. Nothing downstream re-validates.
+
+mod model;
+mod secret;
+mod snapshot;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use model::{AuthMethod, PoolMode, RawConfig, RawPool};
+pub use secret::{ScramVerifier, StoredPassword};
+pub use snapshot::{Auth, Backend, Listen, PoolSettings, RouteEntry, RouteTable, Snapshot, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{location}: {message}")]
+    Invalid { location: String, message: String },
+}
+
+/// The text being loaded, to turn byte offsets into `file:line`.
+pub(crate) struct Source {
+    path: PathBuf,
+    text: String,
+}
+
+impl Source {
+    fn location(&self, offset: Option<usize>) -> String {
+        match offset {
+            Some(o) => {
+                let line = self.text[..o.min(self.text.len())].matches('\n').count() + 1;
+                format!("{}:{line}", self.path.display())
+            }
+            None => self.path.display().to_string(),
+        }
+    }
+
+    fn invalid(&self, offset: Option<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            location: self.location(offset),
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates configuration text; `path` is used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Snapshot, ConfigError> {
+    let src = Source {
+        path: path.to_path_buf(),
+        text: text.to_owned(),
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let message = e.message().to_owned();
+        src.invalid(e.span().map(|s| s.start), message)
+    })?;
+    validate::build(raw, &src)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[backends.infra]
+host = "127.0.0.1"
+databases = ["keycloak", "airflow"]
+
+[backends.data]
+host = "127.0.0.1"
+port = 6543
+databases = ["akko", "*"]
+pool = { size = 40 }
+
+[databases.rag]
+backend = "data"
+dbname = "lightrag"
+
+[[users]]
+name = "alice"
+password = "pw"
+"#;
+
+    fn parse_str(text: &str) -> Result<Snapshot, ConfigError> {
+        parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn routes_aliases_and_fallback() {
+        let s = parse_str(BASE).unwrap();
+        assert_eq!(s.routes.exact["keycloak"].backend.name, "infra");
+        assert_eq!(s.routes.exact["rag"].server_database, "lightrag");
+        assert_eq!(s.routes.fallback.as_ref().unwrap().name, "data");
+        let alice = &s.users["alice"];
+        assert_eq!(alice.server_password.as_deref(), Some("pw"));
+        assert_eq!(s.pool_settings(&s.routes.exact["rag"], alice).size, 40);
+        assert_eq!(s.pool_settings(&s.routes.exact["airflow"], alice).size, 20);
+    }
+
+    #[test]
+    fn errors_carry_the_line() {
+        let text = format!("{BASE}\n[databases.x]\nbackend = \"nope\"\n");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:21:"), "{err}");
+        assert!(err.contains("no backend named \"nope\""), "{err}");
+        let err = parse_str("[listen]\nadress = 1\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_routes_and_fallbacks_are_rejected() {
+        let dup = BASE.replace("[\"keycloak\", \"airflow\"]", "[\"keycloak\", \"akko\"]");
+        assert!(
+            parse_str(&dup)
+                .unwrap_err()
+                .to_string()
+                .contains("routed to both")
+        );
+        let two = BASE.replace("[\"keycloak\", \"airflow\"]", "[\"*\"]");
+        assert!(
+            parse_str(&two)
+                .unwrap_err()
+                .to_string()
+                .contains("fallback")
+        );
+    }
+
+    #[test]
+    fn md5_secret_with_scram_method_is_rejected() {
+        let text = BASE.replace(
+            "password = \"pw\"",
+            "password = \"md5d4d6d6e7fd8b0e69ae0e60f0e0b0a0a1\"",
+        );
+        assert!(
+            parse_str(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("md5 secret")
+        );
+    }
+
+    #[test]
+    fn min_idle_above_size_is_rejected() {
+        let text = format!("[pool]\nsize = 2\nmin_idle = 3\n{BASE}");
+        assert!(
+            parse_str(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("min_idle")
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The TOML file as written: serde structs with `deny_unknown_fields` and the defaults.
+//! Nothing here is validated; see `snapshot.rs` for the checked, typed form.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub listen: RawListen,
+    pub auth: RawAuth,
+    pub pool: RawPool,
+    pub backends: BTreeMap<String, RawBackend>,
+    pub databases: BTreeMap<String, Spanned<RawDatabase>>,
+    pub users: Vec<Spanned<RawUser>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawListen {
+    pub address: String,
+    pub max_client_connections: usize,
+    #[serde(with = "humantime_serde")]
+    pub login_timeout: Duration,
+    /// How long a shutdown waits for clients to finish their transactions.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for RawListen {
+    fn default() -> Self {
+        Self {
+            address: "0.0.0.0:5432".into(),
+            max_client_connections: 5000,
+            login_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMethod {
+    ScramSha256,
+    Md5,
+    /// Only for clients in `trust_networks`; others are refused.
+    Trust,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    pub method: AuthMethod,
+    /// Clients connecting from these networks are let in without a password.
+    pub trust_networks: Vec<IpNet>,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            method: AuthMethod::ScramSha256,
+            trust_networks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// A server belongs to one client for the whole session.
+    Session,
+    /// A server belongs to a client from the start to the end of a transaction.
+    Transaction,
+}
+
+/// Pool settings; every field is optional so that a backend, database or user can
+/// override just some of the global `[pool]` values.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub mode: Option<PoolMode>,
+    pub size: Option<usize>,
+    pub min_idle: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub query_wait_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub server_idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub server_lifetime: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub server_check_delay: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub reset_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub databases: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub pool: RawPool,
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub backend: Spanned<String>,
+    /// The database name on the backend; defaults to the alias itself.
+    pub dbname: Option<String>,
+    #[serde(default)]
+    pub pool: RawPool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: String,
+    /// A SCRAM-SHA-256 secret, an md5 secret or a plain password; `${ENV}` is expanded.
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// The role pgate logs into the backend as; defaults to `name`.
+    pub server_user: Option<String>,
+    pub server_password: Option<String>,
+    pub server_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub pool: RawPool,
+}

@@ -1,0 +1,156 @@
+//! The validated, typed, immutable configuration that the proxy runs on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::model::{AuthMethod, PoolMode, RawPool};
+use super::secret::{ScramVerifier, StoredPassword};
+
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Where the configuration was read from (for messages and reloads).
+    pub source: PathBuf,
+    pub listen: Listen,
+    pub auth: Auth,
+    pub backends: BTreeMap<String, Arc<Backend>>,
+    pub routes: RouteTable,
+    pub users: HashMap<String, Arc<User>>,
+    pub(super) pool_defaults: RawPool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub address: String,
+    pub max_client_connections: usize,
+    pub login_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub method: AuthMethod,
+    pub trust_networks: Vec<IpNet>,
+}
+
+impl Auth {
+    pub fn is_trusted(&self, addr: std::net::IpAddr) -> bool {
+        let addr = canonical_ip(addr);
+        self.trust_networks.iter().any(|net| net.contains(&addr))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (a dual-stack listener) are matched as IPv4.
+fn canonical_ip(addr: std::net::IpAddr) -> std::net::IpAddr {
+    match addr {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(Into::into).unwrap_or(addr),
+        v4 => v4,
+    }
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub pool: RawPool,
+}
+
+impl Backend {
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Where one client-facing database name leads.
+#[derive(Debug, Clone)]
+pub struct RouteEntry {
+    pub backend: Arc<Backend>,
+    pub server_database: String,
+    pub pool: RawPool,
+}
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    pub exact: BTreeMap<String, RouteEntry>,
+    /// The backend listing `"*"`: every database not routed elsewhere.
+    pub fallback: Option<Arc<Backend>>,
+}
+
+#[derive(Debug)]
+pub struct User {
+    pub name: String,
+    pub password: Option<StoredPassword>,
+    /// The SCRAM verifier a login is checked against: the stored one, or one derived from
+    /// a plain password once at load time (PBKDF2 is too slow to run per login).
+    pub scram: Option<ScramVerifier>,
+    pub server_user: String,
+    pub server_password: Option<String>,
+    pub pool: RawPool,
+}
+
+/// The pool settings in force for one pool, after all overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub mode: PoolMode,
+    pub size: usize,
+    pub min_idle: usize,
+    pub query_wait_timeout: Duration,
+    pub server_idle_timeout: Duration,
+    pub server_lifetime: Duration,
+    pub connect_timeout: Duration,
+    pub server_check_delay: Duration,
+    pub reset_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            mode: PoolMode::Transaction,
+            size: 20,
+            min_idle: 0,
+            query_wait_timeout: Duration::from_secs(120),
+            server_idle_timeout: Duration::from_secs(600),
+            server_lifetime: Duration::from_secs(3600),
+            connect_timeout: Duration::from_secs(5),
+            server_check_delay: Duration::from_secs(30),
+            reset_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PoolSettings {
+    /// Applies the fields an override sets.
+    pub fn apply(mut self, o: &RawPool) -> Self {
+        self.mode = o.mode.unwrap_or(self.mode);
+        self.size = o.size.unwrap_or(self.size);
+        self.min_idle = o.min_idle.unwrap_or(self.min_idle);
+        self.query_wait_timeout = o.query_wait_timeout.unwrap_or(self.query_wait_timeout);
+        self.server_idle_timeout = o.server_idle_timeout.unwrap_or(self.server_idle_timeout);
+        self.server_lifetime = o.server_lifetime.unwrap_or(self.server_lifetime);
+        self.connect_timeout = o.connect_timeout.unwrap_or(self.connect_timeout);
+        self.server_check_delay = o.server_check_delay.unwrap_or(self.server_check_delay);
+        self.reset_timeout = o.reset_timeout.unwrap_or(self.reset_timeout);
+        self
+    }
+}
+
+impl Snapshot {
+    /// Settings for the pool of (route, user): global, then backend, then database alias,
+    /// then user overrides.
+    pub fn pool_settings(&self, route: &RouteEntry, user: &User) -> PoolSettings {
+        PoolSettings::default()
+            .apply(&self.pool_defaults)
+            .apply(&route.backend.pool)
+            .apply(&route.pool)
+            .apply(&user.pool)
+    }
+
+    /// The client-facing database names with a route, for error messages and `check`.
+    pub fn routed_names(&self) -> Vec<&str> {
+        self.routes.exact.keys().map(String::as_str).collect()
+    }
+}

@@ -1,0 +1,284 @@
+//! RawConfig -> Snapshot: every check that can fail happens here, with the file line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::model::{AuthMethod, RawConfig, RawPool, RawUser};
+use super::secret::{ScramVerifier, StoredPassword, expand_env, read_secret_file};
+use super::snapshot::{
+    Auth, Backend, Listen, PoolSettings, RouteEntry, RouteTable, Snapshot, User,
+};
+use super::{ConfigError, Source};
+
+pub(super) fn build(raw: RawConfig, src: &Source) -> Result<Snapshot, ConfigError> {
+    let listen = Listen {
+        address: raw.listen.address.clone(),
+        max_client_connections: raw.listen.max_client_connections,
+        login_timeout: raw.listen.login_timeout,
+        shutdown_timeout: raw.listen.shutdown_timeout,
+    };
+    if listen.max_client_connections == 0 {
+        return Err(src.invalid(None, "listen.max_client_connections must be at least 1"));
+    }
+    check_pool(&raw.pool, "[pool]", src)?;
+    let auth = Auth {
+        method: raw.auth.method,
+        trust_networks: raw.auth.trust_networks.clone(),
+    };
+    let backends = build_backends(&raw.backends, src)?;
+    let routes = build_routes(&raw, &backends, src)?;
+    let users = build_users(raw.users, &auth, src)?;
+    let snapshot = Snapshot {
+        source: src.path.clone(),
+        listen,
+        auth,
+        backends,
+        routes,
+        users,
+        pool_defaults: raw.pool,
+    };
+    check_effective_pools(&snapshot, src)?;
+    Ok(snapshot)
+}
+
+fn check_pool(pool: &RawPool, place: &str, src: &Source) -> Result<(), ConfigError> {
+    if pool.size == Some(0) {
+        return Err(src.invalid(None, format!("{place}: pool size must be at least 1")));
+    }
+    Ok(())
+}
+
+fn build_backends(
+    raw: &BTreeMap<String, super::model::RawBackend>,
+    src: &Source,
+) -> Result<BTreeMap<String, Arc<Backend>>, ConfigError> {
+    let mut backends = BTreeMap::new();
+    for (name, b) in raw {
+        if b.host.trim().is_empty() {
+            return Err(src.invalid(None, format!("backends.{name}.host is empty")));
+        }
+        check_pool(&b.pool, &format!("backends.{name}.pool"), src)?;
+        let backend = Backend {
+            name: name.clone(),
+            host: b.host.clone(),
+            port: b.port,
+            pool: b.pool.clone(),
+        };
+        backends.insert(name.clone(), Arc::new(backend));
+    }
+    Ok(backends)
+}
+
+fn build_routes(
+    raw: &RawConfig,
+    backends: &BTreeMap<String, Arc<Backend>>,
+    src: &Source,
+) -> Result<RouteTable, ConfigError> {
+    let mut table = RouteTable::default();
+    for (name, b) in &raw.backends {
+        let backend = &backends[name];
+        for db in &b.databases {
+            let line = Some(db.span().start);
+            let db = db.get_ref();
+            if db == "*" {
+                if let Some(other) = &table.fallback {
+                    return Err(src.invalid(
+                        line,
+                        format!("backends {} and {name} both claim \"*\"; only one backend can be the fallback", other.name),
+                    ));
+                }
+                table.fallback = Some(backend.clone());
+                continue;
+            }
+            check_db_name(db, line, src)?;
+            if let Some(prev) = table.exact.get(db) {
+                return Err(src.invalid(
+                    line,
+                    format!(
+                        "database \"{db}\" is routed to both {} and {name}",
+                        prev.backend.name
+                    ),
+                ));
+            }
+            let entry = RouteEntry {
+                backend: backend.clone(),
+                server_database: db.clone(),
+                pool: RawPool::default(),
+            };
+            table.exact.insert(db.clone(), entry);
+        }
+    }
+    for (alias, spanned) in &raw.databases {
+        let line = Some(spanned.span().start);
+        let d = spanned.get_ref();
+        check_db_name(alias, line, src)?;
+        let backend_name = d.backend.get_ref();
+        let backend = backends.get(backend_name).ok_or_else(|| {
+            let known: Vec<_> = backends.keys().map(String::as_str).collect();
+            src.invalid(
+                Some(d.backend.span().start),
+                format!(
+                    "databases.{alias}: no backend named \"{backend_name}\" (backends: {})",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        if let Some(prev) = table.exact.get(alias) {
+            return Err(src.invalid(
+                line,
+                format!(
+                    "databases.{alias}: \"{alias}\" is already listed by backend {}",
+                    prev.backend.name
+                ),
+            ));
+        }
+        check_pool(&d.pool, &format!("databases.{alias}.pool"), src)?;
+        let server_database = d.dbname.clone().unwrap_or_else(|| alias.clone());
+        let entry = RouteEntry {
+            backend: backend.clone(),
+            server_database,
+            pool: d.pool.clone(),
+        };
+        table.exact.insert(alias.clone(), entry);
+    }
+    Ok(table)
+}
+
+fn check_db_name(name: &str, line: Option<usize>, src: &Source) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 63 {
+        return Err(src.invalid(
+            line,
+            format!("database name {name:?} must be 1 to 63 bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn build_users(
+    raw: Vec<toml::Spanned<RawUser>>,
+    auth: &Auth,
+    src: &Source,
+) -> Result<HashMap<String, Arc<User>>, ConfigError> {
+    let mut users = HashMap::new();
+    for spanned in raw {
+        let line = Some(spanned.span().start);
+        let u = spanned.into_inner();
+        let place = format!("user \"{}\"", u.name);
+        if u.name.is_empty() {
+            return Err(src.invalid(line, "a [[users]] entry has an empty name"));
+        }
+        let password = secret(
+            u.password.as_deref(),
+            u.password_file.as_deref(),
+            &place,
+            "password",
+            line,
+            src,
+        )?;
+        if let Some(p) = &password
+            && StoredPassword::looks_like_broken_scram(p)
+        {
+            return Err(src.invalid(
+                line,
+                format!(
+                    "{place}: password starts with SCRAM-SHA-256$ but is not a valid SCRAM secret"
+                ),
+            ));
+        }
+        let password = password.map(|p| StoredPassword::parse(&p));
+        if auth.method == AuthMethod::ScramSha256
+            && matches!(password, Some(StoredPassword::Md5(_)))
+        {
+            return Err(src.invalid(
+                line,
+                format!("{place}: an md5 secret cannot answer scram-sha-256; give a SCRAM secret (pgate scram-secret) or the plain password"),
+            ));
+        }
+        let server_password = secret(
+            u.server_password.as_deref(),
+            u.server_password_file.as_deref(),
+            &place,
+            "server_password",
+            line,
+            src,
+        )?
+        .or_else(|| match &password {
+            Some(StoredPassword::Plain(p)) => Some(p.clone()),
+            _ => None,
+        });
+        check_pool(&u.pool, &format!("{place} pool"), src)?;
+        let scram = match &password {
+            Some(StoredPassword::Scram(v)) => Some(v.clone()),
+            Some(StoredPassword::Plain(p)) => Some(ScramVerifier::from_password(p)),
+            _ => None,
+        };
+        let user = User {
+            scram,
+            server_user: u.server_user.unwrap_or_else(|| u.name.clone()),
+            name: u.name.clone(),
+            password,
+            server_password,
+            pool: u.pool,
+        };
+        if users.insert(u.name.clone(), Arc::new(user)).is_some() {
+            return Err(src.invalid(line, format!("{place} is defined twice")));
+        }
+    }
+    Ok(users)
+}
+
+/// A secret given inline (with `${ENV}` expansion) or by file; not both.
+fn secret(
+    inline: Option<&str>,
+    file: Option<&std::path::Path>,
+    place: &str,
+    field: &str,
+    line: Option<usize>,
+    src: &Source,
+) -> Result<Option<String>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(src.invalid(
+            line,
+            format!("{place}: give {field} or {field}_file, not both"),
+        )),
+        (Some(v), None) => expand_env(v)
+            .map(Some)
+            .map_err(|e| src.invalid(line, format!("{place}: {field}: {e}"))),
+        (None, Some(path)) => read_secret_file(path)
+            .map(Some)
+            .map_err(|e| src.invalid(line, format!("{place}: {e}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Checks the settings each pool would run with, so a bad override fails at load time.
+fn check_effective_pools(s: &Snapshot, src: &Source) -> Result<(), ConfigError> {
+    let any_user = User {
+        name: String::new(),
+        password: None,
+        scram: None,
+        server_user: String::new(),
+        server_password: None,
+        pool: RawPool::default(),
+    };
+    let fallback = s.routes.fallback.iter().map(|b| RouteEntry {
+        backend: b.clone(),
+        server_database: String::new(),
+        pool: RawPool::default(),
+    });
+    for route in s.routes.exact.values().cloned().chain(fallback) {
+        for user in s.users.values().map(Arc::as_ref).chain([&any_user]) {
+            let p: PoolSettings = s.pool_settings(&route, user);
+            if p.min_idle > p.size {
+                return Err(src.invalid(
+                    None,
+                    format!(
+                        "pool for backend {}: min_idle ({}) is larger than size ({})",
+                        route.backend.name, p.min_idle, p.size
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! `pgate demo`: two throwaway PostgreSQL clusters (infra and data) with sample databases,
+//! and pgate in front of them on 127.0.0.1, until Ctrl-C. The cluster code (`cluster`) is
+//! also what the test harness uses.
+
+pub mod cluster;
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::proxy::Proxy;
+use cluster::{Cluster, ClusterSet};
+
+const DEMO_USER: &str = "demo";
+const DEMO_PASSWORD: &str = "demo";
+
+const INFRA_SQL: &str = "
+CREATE TABLE realm (id serial PRIMARY KEY, name text NOT NULL);
+INSERT INTO realm (name) VALUES ('platform'), ('analytics');";
+
+const DATA_SQL: &str = "
+CREATE TABLE orders (id serial PRIMARY KEY, customer text, amount numeric(10,2), created_at timestamptz);
+INSERT INTO orders (customer, amount, created_at)
+  SELECT 'customer ' || (g % 50), (g * 7 % 1000) / 10.0, now() - g * interval '1 hour'
+  FROM generate_series(1, 1000) g;";
+
+/// Runs the demo until Ctrl-C, then stops and removes the clusters.
+pub async fn run(port: u16) -> anyhow::Result<()> {
+    let set = tokio::task::spawn_blocking(ClusterSet::new).await??;
+    println!(
+        "starting two PostgreSQL clusters under {} ...",
+        set.root().display()
+    );
+    let infra = prepare(&set, "infra", &["keycloak", "airflow"], INFRA_SQL)?;
+    let data = prepare(&set, "data", &["akko", "aden"], DATA_SQL)?;
+    let config_path = set.root().join("pgate-demo.toml");
+    std::fs::write(&config_path, demo_config(port, &infra, &data))?;
+    let snapshot = crate::config::load(&config_path)?;
+    let proxy = Proxy::bind(snapshot)
+        .await
+        .context("is another PostgreSQL or pgate on that port? try --port 6432")?;
+    print_welcome(port, &config_path);
+    proxy.run(crate::proxy::stop_signal()).await;
+    println!(
+        "stopping the clusters and removing {} ...",
+        set.root().display()
+    );
+    drop((infra, data));
+    Ok(())
+}
+
+fn prepare<'a>(
+    set: &'a ClusterSet,
+    name: &str,
+    databases: &[&str],
+    sample_sql: &str,
+) -> anyhow::Result<Cluster<'a>> {
+    let cluster = set.start_cluster(name)?;
+    cluster.psql(
+        "postgres",
+        &format!("CREATE ROLE {DEMO_USER} LOGIN PASSWORD '{DEMO_PASSWORD}'"),
+    )?;
+    for db in databases {
+        cluster.psql(
+            "postgres",
+            &format!("CREATE DATABASE {db} OWNER {DEMO_USER}"),
+        )?;
+    }
+    cluster.psql(databases[0], &format!("SET ROLE {DEMO_USER}; {sample_sql}"))?;
+    Ok(cluster)
+}
+
+fn demo_config(port: u16, infra: &Cluster, data: &Cluster) -> String {
+    format!(
+        r#"# Written by `pgate demo`; removed when it stops.
+[listen]
+address = "127.0.0.1:{port}"
+
+[pool]
+size = 10
+
+[backends.infra]
+host = "127.0.0.1"
+port = {infra_port}
+databases = ["keycloak", "airflow"]
+
+[backends.data]
+host = "127.0.0.1"
+port = {data_port}
+databases = ["akko", "aden", "*"]
+
+[databases.analytics]      # an alias: clients say "analytics", the data backend has "akko"
+backend = "data"
+dbname = "akko"
+
+[[users]]
+name = "{DEMO_USER}"
+password = "{DEMO_PASSWORD}"
+"#,
+        infra_port = infra.port(),
+        data_port = data.port(),
+    )
+}
+
+fn print_welcome(port: u16, config: &Path) {
+    let url = |db: &str| format!("postgresql://{DEMO_USER}:{DEMO_PASSWORD}@127.0.0.1:{port}/{db}");
+    println!(
+        "
+pgate is listening on 127.0.0.1:{port} in front of two PostgreSQL clusters (config: {config}).
+Try:
+  psql \"{akko}\" -c \"SELECT customer, sum(amount) FROM orders GROUP BY 1 ORDER BY 2 DESC LIMIT 5\"
+  psql \"{analytics}\" -c \"SELECT count(*) FROM orders\"          # alias of akko
+  psql \"{keycloak}\" -c \"SELECT * FROM realm\"                    # routed to the infra cluster
+  psql \"{nope}\"                                                 # ends on the data fallback: no such database
+  pgbench -i -q \"{aden}\" && pgbench -c 20 -T 10 -S \"{aden}\"
+
+Press Ctrl-C to stop; the clusters and their files are removed.",
+        config = config.display(),
+        akko = url("akko"),
+        analytics = url("analytics"),
+        keycloak = url("keycloak"),
+        nope = url("nope"),
+        aden = url("aden"),
+    );
+}

@@ -1,0 +1,168 @@
+//! The errors a client can be told about, and the ONE mapping from them to an
+//! ErrorResponse: severity, SQLSTATE, message, hint.
+
+use crate::auth::AuthError;
+use crate::params::ParamError;
+use crate::pool::PoolError;
+use crate::protocol::ProtocolError;
+use crate::protocol::codes::sqlstate;
+use crate::protocol::messages::ErrorFields;
+use crate::routing::RouteError;
+use crate::server::ServerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client broke the protocol; the connection closes.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    #[error("no PostgreSQL user name specified in startup packet")]
+    MissingUser,
+    #[error("sorry, too many clients already: pgate accepts {0} (listen.max_client_connections)")]
+    TooManyClients(usize),
+    #[error("pgate is shutting down")]
+    ShuttingDown,
+    #[error("canceling authentication due to timeout ({0:?}, listen.login_timeout)")]
+    LoginTimeout(std::time::Duration),
+    /// No server for the next transaction; the session stays usable.
+    #[error(transparent)]
+    Checkout(PoolError),
+    /// No server could be reached while logging in; the connection closes.
+    #[error(transparent)]
+    LoginServer(PoolError),
+    /// The server died under an open transaction or a running query.
+    #[error("server connection lost: {0}")]
+    ServerLost(ServerError),
+    /// A server rejected the settings the client asked for at startup.
+    #[error("{}", .0.message)]
+    StartupSetting(Box<ErrorFields>),
+    /// The client's socket failed: there is nobody left to tell.
+    #[error("client connection failed: {0}")]
+    ClientIo(#[from] std::io::Error),
+}
+
+pub const FATAL: &str = "FATAL";
+pub const ERROR: &str = "ERROR";
+
+impl Error {
+    /// True when the client can keep using its session after this error.
+    pub fn keeps_session(&self) -> bool {
+        matches!(self, Error::Checkout(_))
+    }
+
+    /// The ErrorResponse a client gets; `None` when the client is gone.
+    pub fn to_response(&self) -> Option<ErrorFields> {
+        let severity = if self.keeps_session() { ERROR } else { FATAL };
+        let (code, hint) = match self {
+            Error::ClientIo(_) => return None,
+            Error::StartupSetting(fields) => {
+                return Some(ErrorFields {
+                    severity: FATAL.into(),
+                    ..(**fields).clone()
+                });
+            }
+            Error::Protocol(_) => (sqlstate::PROTOCOL_VIOLATION, None),
+            Error::Auth(e) => auth_code(e),
+            Error::Route(_) => (
+                sqlstate::INVALID_CATALOG_NAME,
+                Some(
+                    "connect to one of the listed databases, or ask the operator to route this one",
+                ),
+            ),
+            Error::Params(ParamError::BadName(_)) => (sqlstate::PROTOCOL_VIOLATION, None),
+            Error::Params(_) => (sqlstate::FEATURE_NOT_SUPPORTED, None),
+            Error::MissingUser => (sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, None),
+            Error::LoginTimeout(_) => (sqlstate::QUERY_CANCELED, None),
+            Error::TooManyClients(_) => (
+                sqlstate::TOO_MANY_CONNECTIONS,
+                Some("retry later, or raise listen.max_client_connections"),
+            ),
+            Error::ShuttingDown => (
+                sqlstate::ADMIN_SHUTDOWN,
+                Some(
+                    "reconnect: another pgate instance, or this one after restart, will serve you",
+                ),
+            ),
+            Error::Checkout(e) | Error::LoginServer(e) => return Some(pool_response(e, severity)),
+            Error::ServerLost(_) => (
+                sqlstate::CONNECTION_FAILURE,
+                Some("the transaction was lost; reconnect and retry it"),
+            ),
+        };
+        Some(ErrorFields {
+            severity: severity.into(),
+            code: code.into(),
+            message: self.to_string(),
+            detail: None,
+            hint: hint.map(Into::into),
+        })
+    }
+}
+
+fn auth_code(e: &AuthError) -> (&'static str, Option<&'static str>) {
+    match e {
+        AuthError::PasswordFailed(_) => (sqlstate::INVALID_PASSWORD, None),
+        AuthError::NotTrusted(_) => (sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, None),
+        AuthError::UnsupportedMechanism(_) | AuthError::MalformedScram => {
+            (sqlstate::PROTOCOL_VIOLATION, None)
+        }
+    }
+}
+
+fn pool_response(e: &PoolError, severity: &str) -> ErrorFields {
+    let (code, message, detail, hint) = match e {
+        PoolError::Timeout { .. } => (
+            sqlstate::TOO_MANY_CONNECTIONS,
+            e.to_string(),
+            None,
+            Some(
+                "retry; if this persists, raise the pool size or shorten the transactions that hold servers",
+            ),
+        ),
+        PoolError::Closed(_) => (sqlstate::ADMIN_SHUTDOWN, e.to_string(), None, None),
+        PoolError::Server(ServerError::Rejected {
+            backend,
+            user,
+            fields,
+        }) => {
+            // A missing database is the client's to fix; other refusals are pgate's setup.
+            let code = if fields.code == "3D000" {
+                "3D000"
+            } else {
+                sqlstate::CONNECTION_FAILURE
+            };
+            (
+                code,
+                format!(
+                    "backend {backend} refused the login of \"{user}\": {}",
+                    fields.message
+                ),
+                Some(format!(
+                    "the server said {} {}",
+                    fields.code, fields.message
+                )),
+                (code != "3D000").then_some(
+                    "check the user's server_user / server_password in the pgate configuration",
+                ),
+            )
+        }
+        PoolError::Server(other) => (
+            sqlstate::CONNECTION_FAILURE,
+            other.to_string(),
+            None,
+            Some("the backend is unreachable or restarting; retry shortly"),
+        ),
+    };
+    ErrorFields {
+        severity: severity.into(),
+        code: code.into(),
+        message,
+        detail,
+        hint: hint.map(Into::into),
+    }
+}

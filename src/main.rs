@@ -1,0 +1,229 @@
+//! The `pgate` binary: command-line parsing and process setup only (no protocol logic).
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use pgate::config::{self, Snapshot};
+use pgate::proxy::Proxy;
+
+#[derive(Parser)]
+#[command(
+    name = "pgate",
+    version,
+    about = "PostgreSQL proxy and connection pooler"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "config/pgate.toml",
+        env = "PGATE_CONFIG"
+    )]
+    config: PathBuf,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PGATE_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Validate the configuration and print the routing table and pools.
+    Check,
+    /// Read a password on stdin and print its SCRAM-SHA-256 secret for the config.
+    ScramSecret,
+    /// Start two throwaway PostgreSQL clusters and pgate in front of them.
+    Demo {
+        /// Port for pgate to listen on (127.0.0.1).
+        #[arg(long, default_value_t = 5432)]
+        port: u16,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(&cli.config),
+        Command::Check => check(&cli.config),
+        Command::ScramSecret => scram_secret(),
+        Command::Demo { port } => demo(port),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn run(path: &Path) -> anyhow::Result<()> {
+    let snapshot = config::load(path)?;
+    runtime()?.block_on(async {
+        let proxy = Proxy::bind(snapshot).await?;
+        tracing::info!(address = %proxy.local_addr()?, config = %path.display(), "pgate listening");
+        proxy.run(pgate::proxy::stop_signal()).await;
+        Ok(())
+    })
+}
+
+fn check(path: &Path) -> anyhow::Result<()> {
+    let snapshot = config::load(path)?;
+    print!("{}", describe(&snapshot));
+    Ok(())
+}
+
+/// The routing table and pools of a configuration, as `pgate check` prints them.
+fn describe(s: &Snapshot) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK", s.source.display());
+    let _ = writeln!(
+        out,
+        "listen {} (max {} clients, login timeout {:?})",
+        s.listen.address, s.listen.max_client_connections, s.listen.login_timeout
+    );
+    let trust: Vec<String> = s
+        .auth
+        .trust_networks
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let _ = writeln!(
+        out,
+        "auth {:?}, trust networks: [{}]",
+        s.auth.method,
+        trust.join(", ")
+    );
+    let _ = writeln!(out, "routes:");
+    for (name, r) in &s.routes.exact {
+        let _ = writeln!(
+            out,
+            "  {name:<16} -> {} ({}) database {}",
+            r.backend.name,
+            r.backend.address(),
+            r.server_database
+        );
+    }
+    if let Some(b) = &s.routes.fallback {
+        let _ = writeln!(
+            out,
+            "  {:<16} -> {} ({}) database of the same name",
+            "*",
+            b.name,
+            b.address()
+        );
+    }
+    let mut users: Vec<_> = s.users.values().collect();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    let _ = writeln!(out, "users:");
+    for u in &users {
+        let password = if u.password.is_some() {
+            "set"
+        } else {
+            "none (trust networks only)"
+        };
+        let server = if u.server_password.is_some() {
+            "set"
+        } else {
+            "none"
+        };
+        let _ = writeln!(
+            out,
+            "  {:<16} password {password}; server user {}, server password {server}",
+            u.name, u.server_user
+        );
+    }
+    let _ = writeln!(
+        out,
+        "pools (per backend, before database and user overrides):"
+    );
+    for b in s.backends.values() {
+        let route = config::RouteEntry {
+            backend: b.clone(),
+            server_database: String::new(),
+            pool: Default::default(),
+        };
+        let anyone = config::User {
+            name: String::new(),
+            password: None,
+            scram: None,
+            server_user: String::new(),
+            server_password: None,
+            pool: Default::default(),
+        };
+        let p = s.pool_settings(&route, &anyone);
+        let _ = writeln!(
+            out,
+            "  {:<16} mode {:?}, size {}, min_idle {}, query_wait_timeout {:?}, server_idle_timeout {:?}, server_lifetime {:?}, connect_timeout {:?}",
+            b.name,
+            p.mode,
+            p.size,
+            p.min_idle,
+            p.query_wait_timeout,
+            p.server_idle_timeout,
+            p.server_lifetime,
+            p.connect_timeout
+        );
+    }
+    out
+}
+
+fn scram_secret() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(
+        !password.is_empty(),
+        "no password on stdin; try: echo -n 'secret' | pgate scram-secret"
+    );
+    println!(
+        "{}",
+        postgres_protocol::password::scram_sha_256(password.as_bytes())
+    );
+    Ok(())
+}
+
+fn demo(port: u16) -> anyhow::Result<()> {
+    runtime()?.block_on(pgate::demo::run(port))
+}

@@ -1,0 +1,237 @@
+//! Session parameters (GUCs): what a client asked for, what a server currently has, and
+//! the SET / RESET that brings a server in line with a client on checkout.
+//!
+//! Servers are opened with only `user` and `database`, so every server of a pool starts
+//! from the backend's defaults and `RESET name` always means "back to the default".
+
+use std::fmt::Write;
+
+/// Startup parameters that are not session settings.
+const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
+
+/// Reported parameters a client can change for its own session (PostgreSQL sends a
+/// ParameterStatus when they change); the others (server_version, is_superuser, ...)
+/// describe the server and are the same for every client of a pool.
+const CLIENT_REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "intervalstyle",
+    "timezone",
+    "standard_conforming_strings",
+    "default_transaction_read_only",
+    "search_path",
+];
+
+/// An ordered name -> value list; names compare case-insensitively, as PostgreSQL's do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some(slot) => slot.1 = value.to_owned(),
+            None => self.0.push((name.to_owned(), value.to_owned())),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// True for a reported parameter whose change belongs to the client that caused it.
+pub fn is_client_reported(name: &str) -> bool {
+    CLIENT_REPORTED.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParamError {
+    #[error("invalid startup parameter name {0:?}")]
+    BadName(String),
+    #[error(
+        "startup option {0:?} is not supported by pgate; only \"-c name=value\" and \"--name=value\" are"
+    )]
+    UnsupportedOption(String),
+    #[error("replication connections are not supported by pgate")]
+    Replication,
+}
+
+/// The settings a client asked for in its StartupMessage, `options` included.
+pub fn from_startup<'a>(
+    startup: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<Params, ParamError> {
+    let mut params = Params::default();
+    for (name, value) in startup {
+        match name {
+            "options" => parse_options(value, &mut params)?,
+            "replication" => return Err(ParamError::Replication),
+            _ if NOT_SETTINGS.contains(&name) || name.starts_with("_pq_.") => {}
+            _ => {
+                check_name(name)?;
+                params.set(name, value);
+            }
+        }
+    }
+    Ok(params)
+}
+
+fn check_name(name: &str) -> Result<(), ParamError> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if first_ok && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
+        Ok(())
+    } else {
+        Err(ParamError::BadName(name.to_owned()))
+    }
+}
+
+/// Parses libpq's `options`: `-c name=value` / `--name=value`, backslash escapes spaces.
+fn parse_options(options: &str, params: &mut Params) -> Result<(), ParamError> {
+    let words = split_options(options);
+    let mut it = words.iter();
+    while let Some(word) = it.next() {
+        let setting = if word == "-c" {
+            it.next()
+                .ok_or_else(|| ParamError::UnsupportedOption(word.clone()))?
+                .as_str()
+        } else if let Some(rest) = word.strip_prefix("-c") {
+            rest
+        } else if let Some(rest) = word.strip_prefix("--") {
+            rest
+        } else {
+            return Err(ParamError::UnsupportedOption(word.clone()));
+        };
+        let (name, value) = setting
+            .split_once('=')
+            .ok_or_else(|| ParamError::UnsupportedOption(word.clone()))?;
+        let name = name.replace('-', "_");
+        check_name(&name)?;
+        params.set(&name, value);
+    }
+    Ok(())
+}
+
+fn split_options(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_ascii_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// A SQL string literal that means `value` whatever standard_conforming_strings is.
+pub fn quote_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 3);
+    out.push_str("E'");
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The statements that move a server from `server` (its current values, with `defaults`
+/// its values at connect) to what `client` asked for; `None` when nothing differs.
+/// Names are validated at login, so they are safe to write unquoted.
+pub fn sync_statements(client: &Params, server: &Params, defaults: &Params) -> Option<String> {
+    let mut sql = String::new();
+    for (name, value) in client.iter() {
+        if server.get(name) != Some(value) {
+            let _ = write!(sql, "SET {name} TO {};", quote_literal(value));
+        }
+    }
+    for (name, value) in server.iter() {
+        if client.get(name).is_none() && defaults.get(name) != Some(value) {
+            let _ = write!(sql, "RESET {name};");
+        }
+    }
+    (!sql.is_empty()).then_some(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        let mut p = Params::default();
+        for (k, v) in pairs {
+            p.set(k, v);
+        }
+        p
+    }
+
+    #[test]
+    fn startup_settings_and_options() {
+        let p = from_startup(
+            [
+                ("user", "u"),
+                ("database", "d"),
+                ("application_name", "psql"),
+                ("options", "-c search_path=a\\ b --work-mem=64MB"),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(p.get("APPLICATION_NAME"), Some("psql"));
+        assert_eq!(p.get("search_path"), Some("a b"));
+        assert_eq!(p.get("work_mem"), Some("64MB"));
+        assert!(p.get("user").is_none());
+        assert!(from_startup([("options", "-d 5")].into_iter()).is_err());
+        assert!(from_startup([("x; drop", "1")].into_iter()).is_err());
+        assert!(from_startup([("replication", "database")].into_iter()).is_err());
+    }
+
+    #[test]
+    fn sync_sets_differences_and_resets_leftovers() {
+        let defaults = params(&[("DateStyle", "ISO, MDY")]);
+        let server = params(&[("DateStyle", "German, DMY"), ("application_name", "other")]);
+        let client = params(&[("application_name", "mine")]);
+        let sql = sync_statements(&client, &server, &defaults).unwrap();
+        assert_eq!(sql, "SET application_name TO E'mine';RESET DateStyle;");
+        assert!(sync_statements(&server, &server, &defaults).is_none());
+    }
+
+    #[test]
+    fn literals_are_escaped() {
+        assert_eq!(quote_literal("it's a \\ test"), "E'it''s a \\\\ test'");
+    }
+}

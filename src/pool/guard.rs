@@ -1,0 +1,142 @@
+//! The RAII guard of a checked-out server: its Drop decides between back to the pool,
+//! reset first (ROLLBACK / DISCARD ALL), or close.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use super::{Grant, Pool};
+use crate::config::PoolSettings;
+use crate::server::{ServerConn, ServerEvent, ServerState};
+
+pub struct PooledServer {
+    conn: Option<ServerConn>,
+    pool: Arc<Pool>,
+    reset: bool,
+}
+
+impl PooledServer {
+    pub(super) fn new(conn: ServerConn, pool: Arc<Pool>) -> Self {
+        Self {
+            conn: Some(conn),
+            pool,
+            reset: false,
+        }
+    }
+
+    pub(super) fn take(&mut self) -> Option<ServerConn> {
+        self.conn.take()
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// Run DISCARD ALL before the server serves anyone else (session pooling).
+    pub fn reset_on_release(&mut self) {
+        self.reset = true;
+    }
+
+    /// Close the server instead of returning it.
+    pub(super) fn discard(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.on(ServerEvent::Failed);
+        }
+    }
+
+    /// Checks an idle server before it is handed out: lifetime, a cheap liveness check,
+    /// and a round trip when it has been idle longer than `server_check_delay`.
+    pub(super) async fn ready_for_reuse(&mut self, s: &PoolSettings) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        if conn.age() > s.server_lifetime || !conn.looks_alive() {
+            return false;
+        }
+        if conn.idle_for() > s.server_check_delay {
+            let probe = tokio::time::timeout(s.reset_timeout, conn.run_internal("")).await;
+            if !matches!(probe, Ok(Ok(_))) {
+                conn.on(ServerEvent::Failed);
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Deref for PooledServer {
+    type Target = ServerConn;
+    fn deref(&self) -> &ServerConn {
+        self.conn
+            .as_ref()
+            .expect("a PooledServer holds its server until dropped")
+    }
+}
+
+impl DerefMut for PooledServer {
+    fn deref_mut(&mut self) -> &mut ServerConn {
+        self.conn
+            .as_mut()
+            .expect("a PooledServer holds its server until dropped")
+    }
+}
+
+impl Drop for PooledServer {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            release(&self.pool, conn, self.reset);
+        }
+    }
+}
+
+fn release(pool: &Arc<Pool>, mut conn: ServerConn, reset: bool) {
+    let expired = conn.age() > pool.settings().server_lifetime;
+    match conn.state() {
+        ServerState::Idle if !reset && !expired => {
+            conn.touch();
+            pool.give(Grant::Server(PooledServer::new(conn, pool.clone())));
+        }
+        ServerState::Idle | ServerState::IdleInTransaction { .. } if !expired => {
+            spawn_reset(pool, conn)
+        }
+        _ => close(pool, conn),
+    }
+}
+
+fn close(pool: &Arc<Pool>, conn: ServerConn) {
+    conn.close();
+    pool.free_slot();
+}
+
+/// Cleans a server a client left dirty (mid-transaction, or session pooling), off the
+/// client's task; a server that cannot be cleaned in `reset_timeout` is closed.
+fn spawn_reset(pool: &Arc<Pool>, mut conn: ServerConn) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return close(pool, conn);
+    };
+    let pool = pool.clone();
+    runtime.spawn(async move {
+        let timeout = pool.settings().reset_timeout;
+        match tokio::time::timeout(timeout, reset(&mut conn)).await {
+            Ok(Ok(())) => release(&pool, conn, false),
+            Ok(Err(e)) => {
+                tracing::warn!(pool = %pool.key(), error = %e, "server reset failed; closing it");
+                close(&pool, conn);
+            }
+            Err(_) => {
+                tracing::warn!(pool = %pool.key(), ?timeout, "server reset timed out; closing it");
+                close(&pool, conn);
+            }
+        }
+    });
+}
+
+/// ROLLBACK an open transaction, then DISCARD ALL: temp tables, prepared statements,
+/// LISTEN, session settings and session-level advisory locks all go.
+async fn reset(conn: &mut ServerConn) -> Result<(), crate::server::ServerError> {
+    if matches!(conn.state(), ServerState::IdleInTransaction { .. }) {
+        conn.run_internal("ROLLBACK").await?;
+    }
+    conn.run_internal("DISCARD ALL").await?;
+    conn.params = (**conn.defaults()).clone();
+    Ok(())
+}

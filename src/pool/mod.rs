@@ -1,0 +1,337 @@
+//! Pools of server connections, one per (backend, server database, server user):
+//! `checkout` with a deadline, FIFO waiters, LIFO idle reuse, `size` / `min_idle` /
+//! idle and lifetime limits. A checked-out server is a [`PooledServer`] guard whose Drop
+//! returns it clean, resets it, or closes it (`guard.rs`).
+
+mod guard;
+mod registry;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+pub use guard::PooledServer;
+pub use registry::Pools;
+
+use crate::config::PoolSettings;
+use crate::params::Params;
+use crate::server::{self, ServerConn, ServerError, Target};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub backend: String,
+    pub database: String,
+    pub user: String,
+}
+
+impl std::fmt::Display for PoolKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.backend, self.database, self.user)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(
+        "no server connection of pool {pool} became free within {waited:?} (query_wait_timeout); all {size} are busy"
+    )]
+    Timeout {
+        pool: PoolKey,
+        waited: Duration,
+        size: usize,
+    },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("pool {0} is shutting down")]
+    Closed(PoolKey),
+}
+
+/// What a waiter is handed: a server, or the right to open one.
+enum Grant {
+    Server(PooledServer),
+    Connect(Slot),
+}
+
+/// Counts, for admin views and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub open: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
+
+pub struct Pool {
+    key: PoolKey,
+    settings: PoolSettings,
+    target: Target,
+    ids: Arc<AtomicU64>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Idle servers, most recently used last.
+    idle: Vec<ServerConn>,
+    /// Idle + checked out + being opened or reset.
+    open: usize,
+    waiters: VecDeque<oneshot::Sender<Grant>>,
+    /// ParameterStatus values of a fresh server, shown to clients at login.
+    defaults: Option<Arc<Params>>,
+    closed: bool,
+}
+
+impl Pool {
+    pub fn new(
+        key: PoolKey,
+        settings: PoolSettings,
+        target: Target,
+        ids: Arc<AtomicU64>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            settings,
+            target,
+            ids,
+            inner: Mutex::default(),
+        })
+    }
+
+    pub fn key(&self) -> &PoolKey {
+        &self.key
+    }
+
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves only counters behind; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let inner = self.lock();
+        PoolStats {
+            open: inner.open,
+            idle: inner.idle.len(),
+            waiting: inner.waiters.len(),
+        }
+    }
+
+    /// The parameters a fresh server reports, once any server has connected.
+    pub fn defaults(&self) -> Option<Arc<Params>> {
+        self.lock().defaults.clone()
+    }
+
+    /// Waits up to `query_wait_timeout` for a server of this pool.
+    pub async fn checkout(self: &Arc<Self>) -> Result<PooledServer, PoolError> {
+        let deadline = Instant::now() + self.settings.query_wait_timeout;
+        loop {
+            let grant = match self.grant_or_wait()? {
+                Ok(grant) => grant,
+                Err(rx) => self.wait(rx, deadline).await?,
+            };
+            match grant {
+                Grant::Server(mut server) => {
+                    if server.ready_for_reuse(&self.settings).await {
+                        return Ok(server);
+                    }
+                    server.discard();
+                }
+                Grant::Connect(slot) => return self.open_in(slot).await,
+            }
+        }
+    }
+
+    fn grant_or_wait(
+        self: &Arc<Self>,
+    ) -> Result<Result<Grant, oneshot::Receiver<Grant>>, PoolError> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(PoolError::Closed(self.key.clone()));
+        }
+        if let Some(conn) = inner.idle.pop() {
+            return Ok(Ok(Grant::Server(PooledServer::new(conn, self.clone()))));
+        }
+        if inner.open < self.settings.size {
+            inner.open += 1;
+            return Ok(Ok(Grant::Connect(Slot::new(self.clone()))));
+        }
+        let (tx, rx) = oneshot::channel();
+        inner.waiters.push_back(tx);
+        Ok(Err(rx))
+    }
+
+    async fn wait(
+        &self,
+        mut rx: oneshot::Receiver<Grant>,
+        deadline: Instant,
+    ) -> Result<Grant, PoolError> {
+        match tokio::time::timeout_at(deadline, &mut rx).await {
+            Ok(Ok(grant)) => Ok(grant),
+            Ok(Err(_)) => Err(PoolError::Closed(self.key.clone())),
+            Err(_) => {
+                // A grant may have been sent just as the deadline passed: take it rather
+                // than drop it.
+                rx.close();
+                rx.try_recv().map_err(|_| PoolError::Timeout {
+                    pool: self.key.clone(),
+                    waited: self.settings.query_wait_timeout,
+                    size: self.settings.size,
+                })
+            }
+        }
+    }
+
+    async fn open_in(self: &Arc<Self>, slot: Slot) -> Result<PooledServer, PoolError> {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let conn = server::connect(&self.target, id).await?;
+        {
+            let mut inner = self.lock();
+            if inner.defaults.is_none() {
+                inner.defaults = Some(conn.defaults().clone());
+            }
+        }
+        Ok(slot.fill(conn))
+    }
+
+    /// Hands a grant to the first waiter still waiting; with none, an idle server goes to
+    /// the idle list and a free slot is given back. Grants left over are disarmed before
+    /// they drop, so no guard's Drop runs while the lock is held.
+    fn give(self: &Arc<Self>, mut grant: Grant) {
+        let mut inner = self.lock();
+        while let Some(waiter) = inner.waiters.pop_front() {
+            match waiter.send(grant) {
+                Ok(()) => return,
+                Err(returned) => grant = returned,
+            }
+        }
+        match grant {
+            Grant::Server(mut server) => {
+                if let Some(conn) = server.take() {
+                    if inner.closed {
+                        inner.open -= 1;
+                        drop(inner);
+                        conn.close();
+                        return;
+                    }
+                    inner.idle.push(conn);
+                }
+            }
+            Grant::Connect(mut slot) => {
+                slot.disarm();
+                inner.open -= 1;
+            }
+        }
+    }
+
+    /// A server of this pool is gone (closed, broken, failed to open): its place goes to
+    /// the first waiter, or is freed.
+    fn free_slot(self: &Arc<Self>) {
+        self.give(Grant::Connect(Slot::new(self.clone())));
+    }
+
+    /// Janitor work: close servers idle past `server_idle_timeout` (keeping `min_idle`) or
+    /// past `server_lifetime`, and open servers up to `min_idle`.
+    pub fn maintain(self: &Arc<Self>) {
+        let expired = {
+            let mut inner = self.lock();
+            let mut expired = Vec::new();
+            let mut keep = Vec::with_capacity(inner.idle.len());
+            let total_idle = inner.idle.len();
+            // Oldest-idle first: `idle` is used from the back.
+            for conn in inner.idle.drain(..) {
+                let surplus = total_idle - expired.len() > self.settings.min_idle;
+                let too_idle = surplus && conn.idle_for() > self.settings.server_idle_timeout;
+                if too_idle || conn.age() > self.settings.server_lifetime {
+                    expired.push(conn);
+                } else {
+                    keep.push(conn);
+                }
+            }
+            inner.idle = keep;
+            inner.open -= expired.len();
+            expired
+        };
+        expired.into_iter().for_each(ServerConn::close);
+        self.fill_min_idle();
+    }
+
+    fn fill_min_idle(self: &Arc<Self>) {
+        let missing = {
+            let mut inner = self.lock();
+            if inner.closed {
+                return;
+            }
+            let want = self.settings.min_idle.saturating_sub(inner.idle.len());
+            let n = want.min(self.settings.size.saturating_sub(inner.open));
+            inner.open += n;
+            n
+        };
+        for _ in 0..missing {
+            let pool = self.clone();
+            let slot = Slot::new(self.clone());
+            tokio::spawn(async move {
+                match pool.open_in(slot).await {
+                    Ok(server) => drop(server),
+                    Err(e) => {
+                        tracing::warn!(pool = %pool.key, error = %e, "could not open a min_idle server")
+                    }
+                }
+            });
+        }
+    }
+
+    /// Stops handing out servers and closes the idle ones; checked-out servers close when
+    /// their clients let go.
+    pub fn close(&self) {
+        let (idle, waiters) = {
+            let mut inner = self.lock();
+            inner.closed = true;
+            inner.open -= inner.idle.len();
+            (
+                std::mem::take(&mut inner.idle),
+                std::mem::take(&mut inner.waiters),
+            )
+        };
+        drop(waiters);
+        idle.into_iter().for_each(ServerConn::close);
+    }
+}
+
+/// The right to open one server in a pool (counted in `open`); dropped unused, it frees
+/// the place for a waiter.
+struct Slot {
+    pool: Option<Arc<Pool>>,
+}
+
+impl Slot {
+    fn new(pool: Arc<Pool>) -> Self {
+        Self { pool: Some(pool) }
+    }
+
+    fn disarm(&mut self) {
+        self.pool = None;
+    }
+
+    fn fill(mut self, conn: ServerConn) -> PooledServer {
+        let pool = self.pool.take().expect("a slot is filled once");
+        PooledServer::new(conn, pool)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.free_slot();
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The proxy: the listener and accept loop, the state every client shares, the client
+//! limit, the pool janitor, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cancel::CancelRegistry;
+use crate::client::{self, Admission};
+use crate::config::Snapshot;
+use crate::pool::Pools;
+
+/// How often the janitor looks at the pools.
+const JANITOR_PERIOD: Duration = Duration::from_secs(1);
+
+/// State shared by all client tasks.
+pub struct Shared {
+    pub config: ArcSwap<Snapshot>,
+    pub pools: Pools,
+    pub cancels: Arc<CancelRegistry>,
+    /// Seeds the fake SCRAM salts of logins that must fail.
+    pub mock_nonce: [u8; 32],
+    clients: AtomicUsize,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot) -> Arc<Self> {
+        Arc::new(Self {
+            config: ArcSwap::from_pointee(snapshot),
+            pools: Pools::default(),
+            cancels: Arc::default(),
+            mock_nonce: rand::random(),
+            clients: AtomicUsize::new(0),
+            shutdown: watch::Sender::new(false),
+        })
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Connected clients (logged in or logging in) that hold a slot.
+    pub fn client_count(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    fn admit(self: &Arc<Self>) -> (Admission, Option<ClientSlot>) {
+        let max = self.config.load().listen.max_client_connections;
+        let before = self.clients.fetch_add(1, Ordering::AcqRel);
+        let slot = ClientSlot(self.clone());
+        if before >= max {
+            drop(slot);
+            return (Admission::OverLimit(max), None);
+        }
+        (Admission::Admitted, Some(slot))
+    }
+}
+
+/// One place under `max_client_connections`, given back on drop.
+struct ClientSlot(Arc<Shared>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Proxy {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl Proxy {
+    /// Binds the listen address of `snapshot`.
+    pub async fn bind(snapshot: Snapshot) -> Result<Self, ProxyError> {
+        let address = snapshot.listen.address.clone();
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| ProxyError::Bind { address, source })?;
+        Ok(Self {
+            shared: Shared::new(snapshot),
+            listener,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `stop` completes, then drains: idle clients are told 57P01 at once,
+    /// clients inside a transaction finish it first, and after `shutdown_timeout` the
+    /// rest are cut off.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        let janitor = tokio::spawn(janitor(self.shared.clone()));
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => self.spawn_client(stream, peer),
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::error!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = &mut stop => break,
+            }
+        }
+        let Proxy { shared, listener } = self;
+        drop(listener);
+        drain(&shared).await;
+        janitor.abort();
+        shared.pools.close_all();
+    }
+
+    fn spawn_client(&self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let (admission, slot) = self.shared.admit();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            client::serve(stream, peer, shared, admission).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn drain(shared: &Shared) {
+    let timeout = shared.config.load().listen.shutdown_timeout;
+    tracing::info!(clients = shared.client_count(), ?timeout, "shutting down");
+    shared.shutdown.send_replace(true);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while shared.client_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = shared.client_count();
+    if left > 0 {
+        tracing::warn!(
+            clients = left,
+            "shutdown_timeout passed; closing the remaining clients"
+        );
+    }
+}
+
+async fn janitor(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(JANITOR_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for pool in shared.pools.all() {
+            pool.maintain();
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops pgate");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,219 @@
+//! Server connections: one PostgreSQL connection pgate opened (`ServerConn`), its
+//! protocol state (`state`), and how it is opened and logged in (`connect`).
+
+mod connect;
+mod state;
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use connect::{Target, connect};
+pub use state::{ServerEvent, ServerState};
+
+use crate::params::Params;
+use crate::protocol::codes::backend;
+use crate::protocol::messages::{self, ErrorFields};
+use crate::protocol::{CancelKey, ProtocolError, frame};
+
+/// Server read buffers start here and grow for large messages.
+const READ_BUFFER: usize = 32 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("could not connect to backend {backend} at {addr}: {source}")]
+    Connect {
+        backend: String,
+        addr: String,
+        source: io::Error,
+    },
+    #[error(
+        "could not connect to backend {backend} at {addr}: no answer within {after:?} (pool connect_timeout)"
+    )]
+    ConnectTimeout {
+        backend: String,
+        addr: String,
+        after: Duration,
+    },
+    #[error("backend {backend} refused the login of \"{user}\": {}", fields.message)]
+    Rejected {
+        backend: String,
+        user: String,
+        fields: Box<ErrorFields>,
+    },
+    #[error(
+        "backend {backend} asks for a password for \"{user}\", and none is configured: set server_password or server_password_file for this user"
+    )]
+    NoPassword { backend: String, user: String },
+    #[error(
+        "backend {backend} asks for authentication method {method}, which pgate does not speak to servers (use scram-sha-256, md5, password or trust)"
+    )]
+    UnsupportedAuth { backend: String, method: i32 },
+    #[error("SCRAM exchange with backend {backend} failed: {reason}")]
+    Scram { backend: String, reason: String },
+    #[error("server connection lost step with the protocol: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("server closed the connection unexpectedly")]
+    Closed,
+    #[error("server connection failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("{}", .0.message)]
+    Query(Box<ErrorFields>),
+}
+
+/// One PostgreSQL connection. Owned by the pool while idle and by one client task while
+/// checked out; the client task relays through `stream` and `buf` directly.
+#[derive(Debug)]
+pub struct ServerConn {
+    pub(crate) stream: TcpStream,
+    /// Bytes read from the server and not yet relayed.
+    pub(crate) buf: BytesMut,
+    state: ServerState,
+    key: CancelKey,
+    /// Session parameters as the server has them now.
+    pub(crate) params: Params,
+    /// Session parameters as the server had them after connecting.
+    defaults: Arc<Params>,
+    created: Instant,
+    last_used: Instant,
+    id: u64,
+}
+
+impl ServerConn {
+    pub fn state(&self) -> ServerState {
+        self.state
+    }
+
+    pub fn on(&mut self, event: ServerEvent) {
+        self.state = self.state.on(event);
+    }
+
+    pub fn key(&self) -> CancelKey {
+        self.key
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn defaults(&self) -> &Arc<Params> {
+        &self.defaults
+    }
+
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.last_used.elapsed()
+    }
+
+    pub fn touch(&mut self) {
+        self.last_used = Instant::now();
+    }
+
+    pub async fn write_all(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
+        if let Err(e) = self.stream.write_all(bytes).await {
+            self.on(ServerEvent::Failed);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Makes room in `buf` for the next read.
+    pub fn reserve_read(&mut self) {
+        if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
+            self.buf.reserve(READ_BUFFER);
+        }
+    }
+
+    /// Reads what the server has sent into `buf`; EOF is an error.
+    pub async fn read_more(&mut self) -> Result<usize, ServerError> {
+        self.reserve_read();
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) => {
+                self.on(ServerEvent::Failed);
+                Err(ServerError::Closed)
+            }
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.on(ServerEvent::Failed);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Runs pgate's own simple query (reset, parameter sync, health check) and consumes
+    /// its whole answer. ParameterStatus messages update `params`; the changes are
+    /// returned. A server error is returned after ReadyForQuery, with the server usable.
+    pub async fn run_internal(&mut self, sql: &str) -> Result<Vec<(String, String)>, ServerError> {
+        let mut out = BytesMut::new();
+        messages::query(&mut out, sql)?;
+        self.write_all(&out).await?;
+        self.on(ServerEvent::Sent(crate::protocol::codes::frontend::QUERY));
+        let mut changes = Vec::new();
+        let mut error = None;
+        loop {
+            let Some(f) = frame::split_frame(&mut self.buf, frame::MAX_FRAME_LEN)? else {
+                self.read_more().await?;
+                continue;
+            };
+            match f.code {
+                backend::PARAMETER_STATUS => {
+                    let (name, value) = messages::decode_parameter_status(&f.body)?;
+                    self.params.set(&name, &value);
+                    changes.push((name, value));
+                }
+                backend::ERROR_RESPONSE if error.is_none() => {
+                    error = Some(ErrorFields::decode(&f.body)?)
+                }
+                backend::READY_FOR_QUERY => {
+                    self.on(ServerEvent::Ready(messages::decode_ready_for_query(
+                        &f.body,
+                    )?));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if self.state != ServerState::Idle {
+            self.on(ServerEvent::Failed);
+        }
+        match error {
+            Some(fields) => Err(ServerError::Query(Box::new(fields))),
+            None => Ok(changes),
+        }
+    }
+
+    /// A cheap check before reuse: an idle server has nothing to say, so buffered bytes
+    /// or EOF (a FATAL from a restarting backend, a dropped socket) mean it is gone.
+    pub fn looks_alive(&mut self) -> bool {
+        if !self.buf.is_empty() || self.state != ServerState::Idle {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            _ => {
+                self.on(ServerEvent::Failed);
+                false
+            }
+        }
+    }
+
+    /// Says goodbye when the connection is at a message boundary; best effort, no wait.
+    pub fn close(self) {
+        if matches!(
+            self.state,
+            ServerState::Idle | ServerState::IdleInTransaction { .. }
+        ) {
+            let mut out = BytesMut::new();
+            messages::terminate(&mut out);
+            let _ = self.stream.try_write(&out);
+        }
+    }
+}
