@@ -66,6 +66,9 @@ impl Error {
                     ..(**fields).clone()
                 });
             }
+            Error::Protocol(ProtocolError::UnsupportedProtocol { .. }) => {
+                (sqlstate::FEATURE_NOT_SUPPORTED, None)
+            }
             Error::Protocol(_) => (sqlstate::PROTOCOL_VIOLATION, None),
             Error::Auth(e) => auth_code(e),
             Error::Route(_) => (

@@ -3,6 +3,8 @@
 //! for tokio-postgres, psql, pgbench and raw sockets.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

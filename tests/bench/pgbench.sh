@@ -1,0 +1,508 @@
+#!/usr/bin/env bash
+# pgate vs PgBouncer vs direct PostgreSQL, measured with pgbench. See tests/bench/README.md.
+#
+#   tests/bench/pgbench.sh                          # default: DURATION=10 ROUNDS=2 (~10 minutes)
+#   DURATION=2 ROUNDS=1 tests/bench/pgbench.sh      # smoke run
+#
+# Environment:
+#   DURATION      seconds per pgbench run (default 10)
+#   ROUNDS        runs per workload and target; the table shows medians (default 2)
+#   WARMUP        seconds of warm-up pgbench per target before measuring (default 2)
+#   IDLE_CLIENTS  idle clients held open for the memory figure (default 1000)
+#   JOBS          pgbench threads, -j (default 2)
+#   PGATE_BIN     use this pgate binary instead of running `cargo build --release`
+#   PG_BIN        directory with initdb, pg_ctl, postgres, psql, pgbench
+#   PGBOUNCER     PgBouncer binary (default /usr/sbin/pgbouncer)
+#   KEEP_LOGS     copy every pgbench output and the proxy logs to this directory at the end
+#
+# One throwaway PostgreSQL cluster; four proxies in front of it, all with pool size 20:
+# pgate and PgBouncer, each once in transaction and once in session pool mode. For every
+# workload, the targets take turns (direct, pgate, PgBouncer, ...) for ROUNDS rounds, so
+# that machine drift hits all of them alike.
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-2}
+WARMUP=${WARMUP:-2}
+IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
+JOBS=${JOBS:-2}
+PGBOUNCER=${PGBOUNCER:-/usr/sbin/pgbouncer}
+KEEP_LOGS=${KEEP_LOGS:-}
+POOL_SIZE=20
+SCALE=10
+MODES=(transaction session)
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "pgbench.sh: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools
+if [[ -z ${PG_BIN:-} ]]; then
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    if [[ -z $PG_BIN || ! -x $PG_BIN/initdb ]]; then
+        PG_BIN=$(dirname "$(readlink -f "$(command -v initdb || echo /nonexistent)")")
+    fi
+fi
+for b in initdb pg_ctl postgres; do
+    [[ -x $PG_BIN/$b ]] || die "no $b in $PG_BIN (set PG_BIN)"
+done
+tool() { if [[ -x $PG_BIN/$1 ]]; then echo "$PG_BIN/$1"; else command -v "$1"; fi; }
+PSQL=$(tool psql) || die "psql not found"
+PGBENCH=$(tool pgbench) || die "pgbench not found"
+[[ -x $PGBOUNCER ]] || die "PgBouncer not found at $PGBOUNCER (apt-get install pgbouncer)"
+command -v python3 >/dev/null || die "python3 is needed for the report"
+CLK_TCK=$(getconf CLK_TCK)
+
+# initdb, postgres and PgBouncer refuse to run as root.
+if [[ $(id -u) == 0 ]]; then
+    id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' system user"
+    AS_PG=(runuser -u postgres --)
+else
+    AS_PG=()
+fi
+as_pg() { "${AS_PG[@]}" "$@"; }
+
+if [[ -z ${PGATE_BIN:-} ]]; then
+    say "building pgate (cargo build --release) ..."
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+    PGATE_BIN=$ROOT/target/release/pgate
+fi
+[[ -x $PGATE_BIN ]] || die "no pgate binary at $PGATE_BIN"
+
+free_port() {
+    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+
+# ---------------------------------------------------------------- cleanup
+WORK=$(mktemp -d /tmp/pgate-bench.XXXXXX)
+chmod 755 "$WORK"
+mkdir -p "$WORK/logs"
+[[ $(id -u) == 0 ]] && chown -R postgres: "$WORK"
+declare -A PROXY_PID=()   # name -> pid of the proxy process itself
+declare -A WAIT_PID=()    # name -> pid of our child (runuser for PgBouncer)
+PG_STARTED=0
+
+cleanup() {
+    local rc=$?
+    set +e
+    for name in "${!PROXY_PID[@]}"; do
+        kill -TERM "${PROXY_PID[$name]}" 2>/dev/null
+    done
+    for name in "${!WAIT_PID[@]}"; do
+        local pid=${WAIT_PID[$name]} i
+        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "${PROXY_PID[$name]}" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if [[ $PG_STARTED == 1 ]]; then
+        as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg" -m immediate -w stop >/dev/null 2>&1
+    fi
+    if [[ -n $KEEP_LOGS ]]; then
+        mkdir -p "$KEEP_LOGS" && cp -r "$WORK"/logs/. "$KEEP_LOGS"/ &&
+            say "logs copied to $KEEP_LOGS"
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- PostgreSQL
+PG_PORT=$(free_port)
+say "PostgreSQL: $PG_BIN, port $PG_PORT, data in $WORK/pg"
+as_pg "$PG_BIN/initdb" -D "$WORK/pg" -U postgres -E UTF8 --locale=C \
+    --auth-local=trust --auth-host=scram-sha-256 >"$WORK/logs/initdb.log" 2>&1 ||
+    { cat "$WORK/logs/initdb.log" >&2; die "initdb failed"; }
+cat >>"$WORK/pg/postgresql.conf" <<EOF
+port = $PG_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$WORK'
+max_connections = 300
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+password_encryption = 'scram-sha-256'
+EOF
+cat >"$WORK/pg/pg_hba.conf" <<EOF
+local all all                trust
+host  all all 127.0.0.1/32   scram-sha-256
+EOF
+as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/logs/postgresql.log" -w start >/dev/null ||
+    { tail -n 20 "$WORK/logs/postgresql.log" >&2; die "PostgreSQL did not start"; }
+PG_STARTED=1
+"$PSQL" -X -q -h "$WORK" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+    -c "CREATE ROLE bench LOGIN PASSWORD 'bench'" -c "CREATE DATABASE bench OWNER bench" >/dev/null
+say "pgbench -i -s $SCALE ..."
+"$PGBENCH" -i -q -s "$SCALE" -h "$WORK" -p "$PG_PORT" -U bench bench >"$WORK/logs/pgbench-init.log" 2>&1 ||
+    { cat "$WORK/logs/pgbench-init.log" >&2; die "pgbench -i failed"; }
+"$PSQL" -X -q -h "$WORK" -p "$PG_PORT" -U bench -d bench -c "VACUUM ANALYZE" >/dev/null
+
+# ---------------------------------------------------------------- proxies
+# Client side, for every target: TCP to 127.0.0.1, SCRAM-SHA-256 with a password, no TLS.
+export PGPASSWORD=bench PGSSLMODE=disable PGCONNECT_TIMEOUT=30
+
+declare -A PORT=([direct]=$PG_PORT)
+for m in "${MODES[@]}"; do
+    PORT[pgate-$m]=$(free_port)
+    PORT[pgbouncer-$m]=$(free_port)
+done
+
+proxy_log() { echo "$WORK/logs/$1.log"; }
+
+write_pgate_config() { # name mode
+    cat >"$WORK/$1.toml" <<EOF
+[listen]
+address = "127.0.0.1:${PORT[$1]}"
+max_client_connections = 5000
+
+[pool]
+mode = "$2"
+size = $POOL_SIZE
+
+[backends.main]
+host = "127.0.0.1"
+port = $PG_PORT
+databases = ["*"]
+
+[[users]]
+name = "bench"
+password = "bench"
+EOF
+}
+
+write_pgbouncer_config() { # name mode
+    printf '"bench" "bench"\n' >"$WORK/$1.users"
+    cat >"$WORK/$1.ini" <<EOF
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${PORT[$1]}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $WORK/$1.users
+pool_mode = $2
+default_pool_size = $POOL_SIZE
+max_client_conn = 5000
+ignore_startup_parameters = extra_float_digits
+logfile = $(proxy_log "$1")
+pidfile = $WORK/$1.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+    [[ $(id -u) == 0 ]] && chown postgres: "$WORK/$1.users" "$WORK/$1.ini"
+    return 0
+}
+
+psql_via() { # target sql
+    "$PSQL" -X -qAt -h 127.0.0.1 -p "${PORT[$1]}" -U bench -d bench -c "$2"
+}
+
+wait_ready() { # name
+    local name=$1 i
+    for i in $(seq 300); do
+        if ! kill -0 "${WAIT_PID[$name]}" 2>/dev/null; then
+            tail -n 20 "$(proxy_log "$name")" >&2
+            die "$name exited during start-up"
+        fi
+        if [[ -z ${PROXY_PID[$name]:-} && -s $WORK/$name.pid ]]; then
+            PROXY_PID[$name]=$(cat "$WORK/$name.pid")
+        fi
+        if [[ -n ${PROXY_PID[$name]:-} ]] && psql_via "$name" "SELECT 1" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$(proxy_log "$name")" >&2
+    die "$name did not accept a query within 30 s"
+}
+
+start_proxy() { # name
+    local name=$1 mode=${1#*-}
+    case $name in
+    pgate-*)
+        write_pgate_config "$name" "$mode"
+        (ulimit -n 8192 && PGATE_LOG=warn exec "$PGATE_BIN" run --config "$WORK/$name.toml") \
+            >>"$(proxy_log "$name")" 2>&1 &
+        WAIT_PID[$name]=$!
+        PROXY_PID[$name]=$!
+        ;;
+    pgbouncer-*)
+        write_pgbouncer_config "$name" "$mode"
+        rm -f "$WORK/$name.pid"
+        unset "PROXY_PID[$name]"
+        (ulimit -n 8192 && exec "${AS_PG[@]}" "$PGBOUNCER" "$WORK/$name.ini") \
+            >>"$WORK/logs/$name.stdout" 2>&1 &
+        WAIT_PID[$name]=$!
+        ;;
+    esac
+    wait_ready "$name"
+}
+
+# A proxy that died is reported and started again, so that the other figures still come.
+CRASHES=()
+check_alive() { # name
+    local name=$1
+    [[ $name == direct ]] && return 0
+    if ! kill -0 "${PROXY_PID[$name]}" 2>/dev/null; then
+        wait "${WAIT_PID[$name]}" 2>/dev/null || true
+        say "!! $name (pid ${PROXY_PID[$name]}) is gone; last lines of its log:"
+        tail -n 20 "$(proxy_log "$name")" | sed 's/^/   /' >&2
+        CRASHES+=("$name died during: $2")
+        start_proxy "$name"
+    fi
+}
+
+cpu_ticks() { # pid -> utime+stime (fields 14 and 15) in clock ticks, all threads
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+for m in "${MODES[@]}"; do
+    start_proxy "pgate-$m"
+    start_proxy "pgbouncer-$m"
+done
+for name in "${!PROXY_PID[@]}"; do
+    say "  $name: 127.0.0.1:${PORT[$name]}, pid ${PROXY_PID[$name]}"
+done
+
+# ---------------------------------------------------------------- workloads
+WORKLOADS=(select-simple-16 select-simple-128 select-extended-16 select-extended-128 churn-16)
+workload_args() {
+    case $1 in
+    select-simple-16) echo "-S -M simple -c 16" ;;
+    select-simple-128) echo "-S -M simple -c 128" ;;
+    select-extended-16) echo "-S -M extended -c 16" ;;
+    select-extended-128) echo "-S -M extended -c 128" ;;
+    churn-16) echo "-S -M simple -C -c 16" ;;
+    esac
+}
+TARGETS=(direct)
+for m in "${MODES[@]}"; do TARGETS+=("pgate-$m" "pgbouncer-$m"); done
+
+RESULTS=$WORK/results.tsv
+PROBLEMS=$WORK/problems.txt
+: >"$RESULTS"
+: >"$PROBLEMS"
+RUN_NO=0
+
+# run_pgbench target workload seconds round -> one line in $RESULTS (round 0 = warm-up, not kept)
+run_pgbench() {
+    local target=$1 workload=$2 secs=$3 round=$4
+    local port=${PORT[$target]} pid=${PROXY_PID[$target]:-}
+    local args cmd out rc=0 before=0 after=0
+    args=$(workload_args "$workload")
+    RUN_NO=$((RUN_NO + 1))
+    out=$WORK/logs/run-$(printf %03d $RUN_NO)-$target-$workload.txt
+    # shellcheck disable=SC2086
+    cmd="pgbench -n $args -j $JOBS -T $secs -h 127.0.0.1 -p $port -U bench bench"
+    [[ -n $pid ]] && before=$(cpu_ticks "$pid")
+    # shellcheck disable=SC2086
+    (ulimit -n 8192 && exec "$PGBENCH" -n $args -j "$JOBS" -T "$secs" -h 127.0.0.1 -p "$port" -U bench bench) \
+        >"$out" 2>&1 || rc=$?
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then after=$(cpu_ticks "$pid"); fi
+    local tps tx failed aborted
+    tps=$(awk '/^tps = / { print $3; exit }' "$out")
+    tx=$(awk -F': ' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1]; exit }' "$out")
+    failed=$(awk -F': ' '/^number of failed transactions/ { split($2, a, " "); print a[1]; exit }' "$out")
+    aborted=$(grep -c 'aborted' "$out" || true)
+    tps=${tps:-0} tx=${tx:-0} failed=${failed:-0}
+    local cpu=$((after - before))
+    ((after == 0)) && cpu=-1
+    local status=ok
+    if ((rc != 0 || failed > 0 || aborted > 0)) || [[ $tx == 0 ]]; then
+        status=error
+        {
+            echo "[$target, $workload, round $round] exit $rc, $tx transactions, $failed failed"
+            echo "  PGPASSWORD=bench PGSSLMODE=disable $cmd"
+            grep -v -e '^pgbench (' -e '^transaction type' -e '^scaling factor' -e '^query mode' \
+                -e '^number of clients' -e '^number of threads' -e '^maximum number of tries' \
+                -e '^duration' -e '^latency' -e '^initial connection' -e '^average connection' \
+                -e '^tps' -e '^number of transactions' "$out" | sort | uniq -c | sort -rn | head -n 8 |
+                sed 's/^/    /'
+        } >>"$PROBLEMS"
+    fi
+    check_alive "$target" "$cmd"
+    local cpu_ms="-"
+    if ((cpu >= 0 && tx > 0)); then
+        cpu_ms=$(awk -v c="$cpu" -v h="$CLK_TCK" -v t="$tx" 'BEGIN { printf "%.1f", c / h * 1000 }')
+    fi
+    say "$(printf '  %-20s %-22s %s  %10.0f tps %9d tx  cpu %6s ms  %s' \
+        "$workload" "$target" "$( ((round)) && echo "round $round" || echo "warm-up")" "$tps" "$tx" "$cpu_ms" "$status")"
+    ((round > 0)) && printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$workload" "$target" "$round" "$tps" "$tx" "$cpu" "$status" >>"$RESULTS"
+    return 0
+}
+
+runs=$((${#WORKLOADS[@]} * ${#TARGETS[@]} * ROUNDS))
+say ""
+say "warm-up ($WARMUP s per target), then $runs runs of $DURATION s (about $(((runs * (DURATION + 1) + 60) / 60)) minutes)"
+for target in "${TARGETS[@]}"; do
+    run_pgbench "$target" select-simple-128 "$WARMUP" 0
+done
+for workload in "${WORKLOADS[@]}"; do
+    for round in $(seq "$ROUNDS"); do
+        for target in "${TARGETS[@]}"; do
+            run_pgbench "$target" "$workload" "$DURATION" "$round"
+        done
+    done
+done
+
+# ---------------------------------------------------------------- idle clients
+# IDLE_CLIENTS clients log in (SCRAM) through one proxy in transaction mode and stay idle:
+# a pgbench script that only sleeps sends no query at all.
+IDLE=$WORK/idle.tsv
+: >"$IDLE"
+printf '\\sleep 1 s\n' >"$WORK/idle.sql"
+established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
+say ""
+say "idle clients: $IDLE_CLIENTS per proxy, transaction mode"
+for name in pgate-transaction pgbouncer-transaction; do
+    pid=${PROXY_PID[$name]}
+    sleep 2
+    base=$(rss_kib "$pid")
+    (ulimit -n 8192 && exec "$PGBENCH" -n -f "$WORK/idle.sql" -c "$IDLE_CLIENTS" -j "$JOBS" -T 120 \
+        -h 127.0.0.1 -p "${PORT[$name]}" -U bench bench) >"$WORK/logs/idle-$name.txt" 2>&1 &
+    bench_pid=$!
+    n=0
+    for i in $(seq 600); do
+        n=$(established "${PORT[$name]}")
+        ((n >= IDLE_CLIENTS)) && break
+        kill -0 "$bench_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    sleep 3
+    n=$(established "${PORT[$name]}")
+    rss=$(rss_kib "$pid")
+    kill -TERM "$bench_pid" 2>/dev/null || true
+    wait "$bench_pid" 2>/dev/null || true
+    if ((n < IDLE_CLIENTS)); then
+        {
+            echo "[$name, idle clients] only $n of $IDLE_CLIENTS clients were connected"
+            echo "  PGPASSWORD=bench PGSSLMODE=disable pgbench -n -f idle.sql -c $IDLE_CLIENTS -j $JOBS -T 120 -h 127.0.0.1 -p ${PORT[$name]} -U bench bench   # idle.sql: \\sleep 1 s"
+            grep -v '^pgbench (' "$WORK/logs/idle-$name.txt" | sort | uniq -c | sort -rn | head -n 5 | sed 's/^/    /'
+        } >>"$PROBLEMS"
+    fi
+    say "  $name: $n clients connected, RSS $base KiB -> $rss KiB"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$n" "$base" "$rss" >>"$IDLE"
+    check_alive "$name" "$IDLE_CLIENTS idle clients"
+done
+
+# ---------------------------------------------------------------- report
+for c in "${CRASHES[@]}"; do echo "$c" >>"$PROBLEMS"; done
+python3 - "$RESULTS" "$IDLE" "$PROBLEMS" "$CLK_TCK" "$DURATION" "$ROUNDS" "$POOL_SIZE" <<'EOF'
+import statistics, sys
+
+results, idle, problems, clk, duration, rounds, pool = sys.argv[1:]
+clk = int(clk)
+
+runs = {}  # (workload, target) -> list of (tps, tx, cpu ticks, status)
+for line in open(results):
+    w, t, _r, tps, tx, cpu, status = line.rstrip("\n").split("\t")
+    runs.setdefault((w, t), []).append((float(tps), int(tx), int(cpu), status))
+
+def tps(w, t):
+    rs = runs.get((w, t))
+    return statistics.median(r[0] for r in rs) if rs else None
+
+def cpu_ms(w, t):
+    """Proxy CPU (user+system) in ms per 1000 transactions, median over the rounds."""
+    vals = [r[2] / clk * 1000 / (r[1] / 1000) for r in runs.get((w, t), []) if r[2] >= 0 and r[1] > 0]
+    return statistics.median(vals) if vals else None
+
+def bad(w, t):
+    return any(r[3] != "ok" for r in runs.get((w, t), []))
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a is not None and b else "-"
+
+def num(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+workloads = []
+for (w, _t) in runs:
+    if w not in workloads:
+        workloads.append(w)
+label = {
+    "select-simple-16": "select-only simple, 16 clients",
+    "select-simple-128": "select-only simple, 128 clients",
+    "select-extended-16": "select-only extended, 16 clients",
+    "select-extended-128": "select-only extended, 128 clients",
+    "churn-16": "connection churn (-C), 16 clients",
+}
+
+cols = [("workload", "<", 34), ("pool mode", "<", 11), ("direct", ">", 8), ("pgate", ">", 8),
+        ("PgBouncer", ">", 9), ("pgate/PgB", ">", 9), ("pgate/direct", ">", 12),
+        ("CPU pgate", ">", 9), ("CPU PgB", ">", 8), ("CPU pgate/PgB", ">", 13)]
+
+def row(values):
+    return "  ".join(f"{v:{a}{n}}" for v, (_h, a, n) in zip(values, cols)).rstrip()
+
+print()
+print(f"pgate vs PgBouncer vs direct PostgreSQL: pgbench, {rounds} round(s) of {duration} s per cell, "
+      f"pool size {pool}, medians")
+print()
+print(row([h for h, _a, _n in cols]))
+print(row(["-" * n for _h, _a, n in cols]))
+any_bad = False
+for w in workloads:
+    for m in ("transaction", "session"):
+        d, g, b = tps(w, "direct"), tps(w, f"pgate-{m}"), tps(w, f"pgbouncer-{m}")
+        cg, cb = cpu_ms(w, f"pgate-{m}"), cpu_ms(w, f"pgbouncer-{m}")
+        mark = lambda t, v: num(v, ".0f") + ("!" if bad(w, t) else "")
+        any_bad |= bad(w, "direct") or bad(w, f"pgate-{m}") or bad(w, f"pgbouncer-{m}")
+        print(row([label.get(w, w), m, mark("direct", d), mark(f"pgate-{m}", g),
+                   mark(f"pgbouncer-{m}", b), ratio(g, b), ratio(g, d),
+                   num(cg, ".1f"), num(cb, ".1f"), ratio(cg, cb)]))
+print()
+print("direct, pgate, PgBouncer: transactions per second (pgbench tps; the direct runs are the same")
+print("  for both pool modes).  CPU: the proxy process's user+system CPU time, in ms per 1000")
+print("  transactions (from /proc/PID/stat).  '!' = at least one run of that cell had errors, see below.")
+
+idle_rows = []
+for line in open(idle):
+    name, n, base, rss = line.rstrip("\n").split("\t")
+    n, base, rss = int(n), int(base), int(rss)
+    idle_rows.append((name, n, base, rss, (rss - base) / n if n else None))
+print()
+print("idle clients, transaction mode")
+print(f"{'proxy':<10}  {'clients':>7}  {'baseline RSS':>12}  {'RSS with clients':>16}  {'KiB per idle client':>19}")
+print(f"{'-' * 10}  {'-' * 7}  {'-' * 12}  {'-' * 16}  {'-' * 19}")
+per_client = {}
+for name, n, base, rss, per in idle_rows:
+    proxy = "pgate" if name.startswith("pgate") else "PgBouncer"
+    per_client[proxy] = per
+    print(f"{proxy:<10}  {n:>7}  {str(base) + ' KiB':>12}  {str(rss) + ' KiB':>16}  {num(per, '.1f'):>19}")
+
+def verdict(ok):
+    return "-" if ok is None else ("met" if ok else "MISSED")
+
+def cmp(a, b):
+    return None if a is None or not b else a / b
+
+t_sel = cmp(tps("select-simple-128", "pgate-transaction"), tps("select-simple-128", "pgbouncer-transaction"))
+c_sel = cmp(cpu_ms("select-simple-128", "pgate-transaction"), cpu_ms("select-simple-128", "pgbouncer-transaction"))
+t_churn = cmp(tps("churn-16", "pgate-transaction"), tps("churn-16", "pgbouncer-transaction"))
+kib = per_client.get("pgate")
+targets = [
+    ("select-only simple, 128 clients: pgate/PgBouncer TPS", ">= 1.00x", num(t_sel, ".2f") + "x", None if t_sel is None else t_sel >= 1.0),
+    ("select-only simple, 128 clients: pgate/PgBouncer CPU per transaction", "<= 1.00x", num(c_sel, ".2f") + "x", None if c_sel is None else c_sel <= 1.0),
+    ("connection churn, 16 clients: pgate/PgBouncer TPS", ">= 0.90x", num(t_churn, ".2f") + "x", None if t_churn is None else t_churn >= 0.9),
+    ("idle clients: pgate KiB per idle client", "<= 8", num(kib, ".1f") + f" (PgBouncer {num(per_client.get('PgBouncer'), '.1f')})", None if kib is None else kib <= 8),
+]
+print()
+print("targets, transaction mode (shown, not enforced)")
+print(f"{'':<70}  {'target':>8}  {'measured':<22}")
+for name, goal, got, ok in targets:
+    print(f"{name:<70}  {goal:>8}  {got:<22}  {verdict(ok)}")
+
+text = open(problems).read().strip()
+print()
+if text:
+    print("problems (the exact pgbench command; counted output lines)")
+    print(text)
+else:
+    print("no errors from pgbench, no proxy crashes")
+EOF
