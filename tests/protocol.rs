@@ -70,10 +70,8 @@ async fn malformed_startup_packets_get_fatal_08p01_and_are_closed() {
         ("0A000".into(), true)
     );
     assert_eq!(
-        fatal_for(&pgate, &startup_packet(1234 << 16 | 9999, &[]))
-            .await
-            .1,
-        true
+        fatal_for(&pgate, &startup_packet(1234 << 16 | 9999, &[])).await,
+        ("0A000".into(), true)
     );
     // No user name.
     assert_eq!(

@@ -53,7 +53,9 @@ where
     if shared.is_shutting_down() {
         return refuse(&mut stream, peer, Error::ShuttingDown).await;
     }
-    let login = login::login(&mut stream, peer, startup, &shared, &snapshot);
+    // Boxed: the login's state is large and lives only until the session starts; the
+    // task of an idle client should not carry it.
+    let login = Box::pin(login::login(&mut stream, peer, startup, &shared, &snapshot));
     let logged_in = match tokio::time::timeout_at(deadline, login).await {
         Ok(Ok(logged_in)) => logged_in,
         Ok(Err(e)) => return refuse(&mut stream, peer, e).await,

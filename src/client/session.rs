@@ -25,7 +25,11 @@ use crate::server::{ServerError, ServerEvent, ServerState};
 /// Client bytes read but not yet sent to the server are capped; past this the client is
 /// not read until the server catches up.
 const MAX_PENDING_CLIENT_BYTES: usize = 256 * 1024;
+/// Reads while relaying ask for this much room, so large requests and COPY data move in
+/// big chunks.
 const CLIENT_READ_CHUNK: usize = 8 * 1024;
+/// An idle client keeps at most this much buffer: thousands of idle clients are common.
+const IDLE_BUFFER: usize = 1024;
 
 /// How a stretch of relaying ended.
 enum RelayEnd {
@@ -144,7 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Reads more client bytes; `false` on EOF.
     async fn read_client(&mut self) -> Result<bool, Error> {
-        self.cbuf.reserve(CLIENT_READ_CHUNK);
+        self.cbuf.reserve(IDLE_BUFFER);
         Ok(self.client.read_buf(&mut self.cbuf).await? > 0)
     }
 
@@ -157,8 +161,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if self.shutting_down() {
                     return Err(Error::ShuttingDown);
                 }
-                if self.cbuf.is_empty() && self.cbuf.capacity() > 4 * CLIENT_READ_CHUNK {
-                    // Give back the memory a large request needed.
+                if self.cbuf.is_empty() && self.cbuf.capacity() > IDLE_BUFFER {
+                    // Give back what a large request needed before waiting, maybe for long.
                     self.cbuf = BytesMut::new();
                 }
                 let mut shutdown = self.shutdown.clone();
@@ -250,7 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         else {
             return Ok(true);
         };
-        match server.run_internal(&sql).await {
+        match Box::pin(server.run_internal(&sql)).await {
             Ok(changes) => {
                 for (name, value) in changes {
                     // Keep the server's spelling of the client's own settings, so the next
@@ -444,7 +448,9 @@ fn poll_relay<S: AsyncRead + Unpin>(
         return Poll::Ready(RelayEvent::ServerRead(r));
     }
     if read_client {
-        cbuf.reserve(CLIENT_READ_CHUNK);
+        if cbuf.capacity() - cbuf.len() < IDLE_BUFFER / 2 {
+            cbuf.reserve(CLIENT_READ_CHUNK);
+        }
         if let Poll::Ready(r) = poll_read_buf(Pin::new(client), cx, cbuf) {
             return Poll::Ready(RelayEvent::ClientRead(r));
         }

@@ -153,6 +153,18 @@ password = "pw"
     }
 
     #[test]
+    fn auth_methods_are_spelled_as_in_pg_hba() {
+        for (text, method) in [
+            ("scram-sha-256", AuthMethod::ScramSha256),
+            ("md5", AuthMethod::Md5),
+            ("trust", AuthMethod::Trust),
+        ] {
+            let s = parse_str(&format!("[auth]\nmethod = \"{text}\"\n")).unwrap();
+            assert_eq!(s.auth.method, method);
+        }
+    }
+
+    #[test]
     fn min_idle_above_size_is_rejected() {
         let text = format!("[pool]\nsize = 2\nmin_idle = 3\n{BASE}");
         assert!(

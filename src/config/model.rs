@@ -44,11 +44,13 @@ impl Default for RawListen {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum AuthMethod {
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
+    #[serde(rename = "md5")]
     Md5,
     /// Only for clients in `trust_networks`; others are refused.
+    #[serde(rename = "trust")]
     Trust,
 }
 

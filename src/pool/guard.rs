@@ -53,7 +53,8 @@ impl PooledServer {
             return false;
         }
         if conn.idle_for() > s.server_check_delay {
-            let probe = tokio::time::timeout(s.reset_timeout, conn.run_internal("")).await;
+            let probe =
+                tokio::time::timeout(s.reset_timeout, Box::pin(conn.run_internal(""))).await;
             if !matches!(probe, Ok(Ok(_))) {
                 conn.on(ServerEvent::Failed);
                 return false;

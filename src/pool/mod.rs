@@ -193,7 +193,8 @@ impl Pool {
 
     async fn open_in(self: &Arc<Self>, slot: Slot) -> Result<PooledServer, PoolError> {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        let conn = server::connect(&self.target, id).await?;
+        // Boxed, like other rare long steps: a client's task stays small while it idles.
+        let conn = Box::pin(server::connect(&self.target, id)).await?;
         {
             let mut inner = self.lock();
             if inner.defaults.is_none() {
