@@ -264,24 +264,28 @@ async fn clients_keep_their_own_settings_on_a_shared_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_servers_close_down_to_min_idle_and_old_servers_are_replaced() {
+async fn idle_servers_close_down_to_min_idle() {
     fresh_database("pool_idle");
-    let head =
-        "[pool]\nsize = 4\nmin_idle = 2\nserver_idle_timeout = \"1s\"\nserver_lifetime = \"2s\"\n";
+    let head = "[pool]\nsize = 4\nmin_idle = 2\nserver_idle_timeout = \"1s\"\n";
     let pgate = Pgate::start(&config_with_fallback(head)).await;
     let mut clients = Vec::new();
     for _ in 0..4 {
         clients.push(pgate.alice("pool_idle").await);
     }
+    let watch = ConnectionWatch::start("pool_idle", "alice");
     let busy = clients
         .iter()
-        .map(|c| c.batch_execute("BEGIN; SELECT pg_sleep(0.3); COMMIT"));
+        .map(|c| c.batch_execute("BEGIN; SELECT pg_sleep(1); COMMIT"));
     for r in join_all(busy).await {
         r.unwrap();
     }
-    assert_eq!(data_connections("pool_idle", "alice"), 4);
+    assert_eq!(
+        watch.max(),
+        4,
+        "four concurrent transactions need four servers"
+    );
     let mut settled = false;
-    for _ in 0..60 {
+    for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if data_connections("pool_idle", "alice") == 2 {
             settled = true;
@@ -289,16 +293,39 @@ async fn idle_servers_close_down_to_min_idle_and_old_servers_are_replaced() {
         }
     }
     assert!(settled, "idle servers beyond min_idle were not closed");
-    let before: i32 = clients[0]
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let after: i32 = clients[0]
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_past_their_lifetime_are_replaced() {
+    fresh_database("pool_lifetime");
+    let head = "[pool]\nsize = 1\nserver_lifetime = \"1s\"\n";
+    let pgate = Pgate::start(&config_with_fallback(head)).await;
+    let client = pgate.alice("pool_lifetime").await;
+    let before = simple_row(&client, "SELECT pg_backend_pid()").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = simple_row(&client, "SELECT pg_backend_pid()").await;
     assert_ne!(before, after, "a server past server_lifetime was reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_do_not_wait_for_a_free_server() {
+    fresh_database("pool_login");
+    let head = "[pool]\nmode = \"session\"\nsize = 1\nquery_wait_timeout = \"300ms\"\n";
+    let pgate = Pgate::start(&config_with_fallback(head)).await;
+    let holder = pgate.alice("pool_login").await;
+    assert_eq!(simple_row(&holder, "SELECT 1").await, ["1"]);
+    // The one server belongs to `holder`; another client still logs in at once (the pool
+    // knows what servers report), and only its query has to wait.
+    let other = pgate.alice("pool_login").await;
+    let err = other.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("53300"));
+    drop(holder);
+    let mut served = false;
+    for _ in 0..50 {
+        if other.simple_query("SELECT 1").await.is_ok() {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "the freed server never reached the waiting client");
 }

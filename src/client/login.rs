@@ -70,14 +70,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     flush(stream, &mut out).await?;
 
     let pool = pool_for(shared, snapshot, &route, &user);
-    let defaults = match pool.defaults() {
-        Some(d) => d,
-        // The first login of a pool opens a server to learn what servers report.
-        None => {
-            let server = pool.checkout().await.map_err(Error::LoginServer)?;
-            server.defaults().clone()
-        }
-    };
+    let defaults = pool.learn_defaults().await.map_err(Error::LoginServer)?;
     let cancel = shared.cancels.register();
     welcome(&mut out, &defaults, &params, &cancel);
     flush(stream, &mut out).await?;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 pub use guard::PooledServer;
@@ -70,6 +70,8 @@ pub struct Pool {
     target: Target,
     ids: Arc<AtomicU64>,
     inner: Mutex<Inner>,
+    /// Woken when the first server of the pool has connected and `defaults` is known.
+    defaults_known: Notify,
 }
 
 #[derive(Default)]
@@ -97,6 +99,7 @@ impl Pool {
             target,
             ids,
             inner: Mutex::default(),
+            defaults_known: Notify::new(),
         })
     }
 
@@ -129,6 +132,25 @@ impl Pool {
     /// The parameters a fresh server reports, once any server has connected.
     pub fn defaults(&self) -> Option<Arc<Params>> {
         self.lock().defaults.clone()
+    }
+
+    /// The parameters a fresh server reports, for a client's login: known once any server
+    /// has connected. Until then this opens one, but stops waiting for it as soon as
+    /// another login's server has taught the pool (a full pool of busy servers must not
+    /// hold up logins).
+    pub async fn learn_defaults(self: &Arc<Self>) -> Result<Arc<Params>, PoolError> {
+        loop {
+            let known = self.defaults_known.notified();
+            tokio::pin!(known);
+            known.as_mut().enable();
+            if let Some(defaults) = self.defaults() {
+                return Ok(defaults);
+            }
+            tokio::select! {
+                server = self.checkout() => return Ok(server?.defaults().clone()),
+                _ = known => {}
+            }
+        }
     }
 
     /// Waits up to `query_wait_timeout` for a server of this pool.
@@ -195,11 +217,16 @@ impl Pool {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         // Boxed, like other rare long steps: a client's task stays small while it idles.
         let conn = Box::pin(server::connect(&self.target, id)).await?;
-        {
+        let first = {
             let mut inner = self.lock();
-            if inner.defaults.is_none() {
+            let first = inner.defaults.is_none();
+            if first {
                 inner.defaults = Some(conn.defaults().clone());
             }
+            first
+        };
+        if first {
+            self.defaults_known.notify_waiters();
         }
         Ok(slot.fill(conn))
     }
