@@ -180,10 +180,7 @@ fn demo_starts_two_clusters_serves_psql_and_cleans_up_on_ctrl_c() {
     let mut line = String::new();
     while stdout.read_line(&mut line).unwrap() > 0 {
         if let Some(rest) = line.strip_prefix("starting two PostgreSQL clusters under ") {
-            root = Some(
-                rest.trim_end_matches(|c| c == '\n' || c == '.' || c == ' ')
-                    .to_owned(),
-            );
+            root = Some(rest.trim_end_matches(['\n', '.', ' ']).to_owned());
         }
         if line.contains("Press Ctrl-C") {
             break;
