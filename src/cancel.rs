@@ -14,7 +14,7 @@ use crate::protocol::{CancelKey, messages};
 /// Where to send a cancel for a client's running query: the server's address and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelTarget {
-    pub addr: String,
+    pub addr: Arc<str>,
     pub key: CancelKey,
 }
 
@@ -106,7 +106,7 @@ impl Drop for CancelHandle {
 /// Sends a CancelRequest to a server, as libpq would: a fresh connection, one packet.
 pub async fn forward(target: &CancelTarget, timeout: Duration) -> std::io::Result<()> {
     let send = async {
-        let mut stream = TcpStream::connect(&target.addr).await?;
+        let mut stream = TcpStream::connect(&*target.addr).await?;
         let mut packet = BytesMut::new();
         messages::cancel_request(&mut packet, target.key);
         stream.write_all(&packet).await?;

@@ -130,7 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 server.reset_on_release();
             }
             self.login.cancel.set(Some(CancelTarget {
-                addr: server.pool().target().backend.address(),
+                addr: server.pool().cancel_addr().clone(),
                 key: server.key(),
             }));
             let end = self.serve_with(&mut server).await;

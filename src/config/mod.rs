@@ -153,6 +153,31 @@ password = "pw"
     }
 
     #[test]
+    fn secrets_come_from_files_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let text = format!(
+            "[[users]]\nname = \"a\"\npassword_file = \"{}\"\n\n[[users]]\nname = \"b\"\npassword = \"x\"\nserver_password = \"${{PATH}}\"\n",
+            file.display()
+        );
+        let s = parse_str(&text).unwrap();
+        assert_eq!(s.users["a"].server_password.as_deref(), Some("from-file"));
+        assert_eq!(s.users["b"].server_password, std::env::var("PATH").ok());
+        let missing = parse_str("[[users]]\nname = \"c\"\npassword_file = \"/nonexistent/pw\"\n")
+            .unwrap_err();
+        assert!(
+            missing.to_string().starts_with("test.toml:1: user \"c\""),
+            "{missing}"
+        );
+        let both = parse_str(&format!(
+            "[[users]]\nname = \"d\"\npassword = \"p\"\npassword_file = \"{}\"\n",
+            file.display()
+        ));
+        assert!(both.unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
     fn auth_methods_are_spelled_as_in_pg_hba() {
         for (text, method) in [
             ("scram-sha-256", AuthMethod::ScramSha256),

@@ -72,6 +72,8 @@ pub struct Pool {
     inner: Mutex<Inner>,
     /// Woken when the first server of the pool has connected and `defaults` is known.
     defaults_known: Notify,
+    /// `host:port` of the backend, where cancel requests for this pool's servers go.
+    cancel_addr: Arc<str>,
 }
 
 #[derive(Default)]
@@ -93,7 +95,9 @@ impl Pool {
         target: Target,
         ids: Arc<AtomicU64>,
     ) -> Arc<Self> {
+        let cancel_addr = Arc::from(target.backend.address());
         Arc::new(Self {
+            cancel_addr,
             key,
             settings,
             target,
@@ -113,6 +117,10 @@ impl Pool {
 
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    pub fn cancel_addr(&self) -> &Arc<str> {
+        &self.cancel_addr
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
