@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::cancel;
 use crate::error::Error;
@@ -71,7 +72,16 @@ where
     drop(snapshot);
     let span =
         tracing::debug_span!("client", %peer, user = %logged_in.user, db = %logged_in.database);
-    let _enter = span.enter();
+    run_session(stream, logged_in, &shared)
+        .instrument(span)
+        .await;
+}
+
+async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    logged_in: login::LoggedIn,
+    shared: &Shared,
+) {
     tracing::debug!("logged in");
     let mut session = Session::new(stream, logged_in, shared.shutdown_signal());
     if let Err(e) = session.run().await {

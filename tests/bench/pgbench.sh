@@ -272,10 +272,12 @@ check_alive() { # name
     fi
 }
 
-cpu_ticks() { # pid -> utime+stime (fields 14 and 15) in clock ticks, all threads
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+cpu_ticks() { # pid -> utime+stime (fields 14 and 15) in clock ticks, all threads; -1 if gone
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo -1; return; }
+    sed 's/^.*) //' <<<"$stat" | awk '{ print $12 + $13 }'
 }
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 for m in "${MODES[@]}"; do
     start_proxy "pgate-$m"
@@ -308,18 +310,18 @@ RUN_NO=0
 # run_pgbench target workload seconds round -> one line in $RESULTS (round 0 = warm-up, not kept)
 run_pgbench() {
     local target=$1 workload=$2 secs=$3 round=$4
-    local port=${PORT[$target]} pid=${PROXY_PID[$target]:-}
-    local args cmd out rc=0 before=0 after=0
+    local port=${PORT[$target]} pid args cmd out rc=0 before=-1 after=-1
     args=$(workload_args "$workload")
     RUN_NO=$((RUN_NO + 1))
     out=$WORK/logs/run-$(printf %03d $RUN_NO)-$target-$workload.txt
-    # shellcheck disable=SC2086
     cmd="pgbench -n $args -j $JOBS -T $secs -h 127.0.0.1 -p $port -U bench bench"
+    check_alive "$target" "the pause before: $cmd"
+    pid=${PROXY_PID[$target]:-}
     [[ -n $pid ]] && before=$(cpu_ticks "$pid")
     # shellcheck disable=SC2086
     (ulimit -n 8192 && exec "$PGBENCH" -n $args -j "$JOBS" -T "$secs" -h 127.0.0.1 -p "$port" -U bench bench) \
         >"$out" 2>&1 || rc=$?
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then after=$(cpu_ticks "$pid"); fi
+    [[ -n $pid ]] && after=$(cpu_ticks "$pid")
     local tps tx failed aborted
     tps=$(awk '/^tps = / { print $3; exit }' "$out")
     tx=$(awk -F': ' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1]; exit }' "$out")
@@ -327,7 +329,7 @@ run_pgbench() {
     aborted=$(grep -c 'aborted' "$out" || true)
     tps=${tps:-0} tx=${tx:-0} failed=${failed:-0}
     local cpu=$((after - before))
-    ((after == 0)) && cpu=-1
+    ((before < 0 || after < 0)) && cpu=-1
     local status=ok
     if ((rc != 0 || failed > 0 || aborted > 0)) || [[ $tx == 0 ]]; then
         status=error
@@ -337,8 +339,8 @@ run_pgbench() {
             grep -v -e '^pgbench (' -e '^transaction type' -e '^scaling factor' -e '^query mode' \
                 -e '^number of clients' -e '^number of threads' -e '^maximum number of tries' \
                 -e '^duration' -e '^latency' -e '^initial connection' -e '^average connection' \
-                -e '^tps' -e '^number of transactions' "$out" | sort | uniq -c | sort -rn | head -n 8 |
-                sed 's/^/    /'
+                -e '^tps' -e '^number of transactions' "$out" | sort | uniq -c | sort -rn |
+                sed -n 's/^/    /; 1,8p' || true
         } >>"$PROBLEMS"
     fi
     check_alive "$target" "$cmd"
@@ -377,6 +379,7 @@ established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
 say ""
 say "idle clients: $IDLE_CLIENTS per proxy, transaction mode"
 for name in pgate-transaction pgbouncer-transaction; do
+    check_alive "$name" "the pause before the idle-client test"
     pid=${PROXY_PID[$name]}
     sleep 2
     base=$(rss_kib "$pid")
@@ -399,7 +402,8 @@ for name in pgate-transaction pgbouncer-transaction; do
         {
             echo "[$name, idle clients] only $n of $IDLE_CLIENTS clients were connected"
             echo "  PGPASSWORD=bench PGSSLMODE=disable pgbench -n -f idle.sql -c $IDLE_CLIENTS -j $JOBS -T 120 -h 127.0.0.1 -p ${PORT[$name]} -U bench bench   # idle.sql: \\sleep 1 s"
-            grep -v '^pgbench (' "$WORK/logs/idle-$name.txt" | sort | uniq -c | sort -rn | head -n 5 | sed 's/^/    /'
+            grep -v '^pgbench (' "$WORK/logs/idle-$name.txt" | sort | uniq -c | sort -rn |
+                sed -n 's/^/    /; 1,5p' || true
         } >>"$PROBLEMS"
     fi
     say "  $name: $n clients connected, RSS $base KiB -> $rss KiB"
