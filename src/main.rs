@@ -96,12 +96,26 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let snapshot = config::load(path)?;
-    runtime()?.block_on(async {
+    let config = path.display().to_string();
+    on_worker(async move {
         let proxy = Proxy::bind(snapshot).await?;
-        tracing::info!(address = %proxy.local_addr()?, config = %path.display(), "pgate listening");
+        tracing::info!(address = %proxy.local_addr()?, %config, "pgate listening");
         proxy.run(pgate::proxy::stop_signal()).await;
         Ok(())
     })
+}
+
+/// Runs `work` as a task on the runtime's workers, not on the main thread: the accept loop
+/// then spawns clients onto its own worker's queue instead of waking another thread for
+/// every connection.
+fn on_worker<F>(work: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let runtime = runtime()?;
+    runtime
+        .block_on(runtime.spawn(work))
+        .context("the proxy task failed")?
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {
@@ -225,5 +239,5 @@ fn scram_secret() -> anyhow::Result<()> {
 }
 
 fn demo(port: u16) -> anyhow::Result<()> {
-    runtime()?.block_on(pgate::demo::run(port))
+    on_worker(pgate::demo::run(port))
 }

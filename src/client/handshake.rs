@@ -1,6 +1,7 @@
 //! The startup phase before login: SSLRequest / GSSENCRequest negotiation, CancelRequest,
 //! and the StartupMessage itself.
 
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::Error;
@@ -18,10 +19,14 @@ pub enum Opening {
 
 /// Reads startup packets until a StartupMessage or CancelRequest. Encryption requests are
 /// declined with 'N' (client TLS is not configured), each at most once, as PostgreSQL does.
-pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Result<Opening, Error> {
+/// Reads go through `buf`, which keeps what arrived after the last packet.
+pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Opening, Error> {
     let (mut ssl_asked, mut gss_asked) = (false, false);
     loop {
-        let Some(packet) = read_packet(stream).await? else {
+        let Some(packet) = read_packet(stream, buf).await? else {
             return Ok(Opening::Nothing);
         };
         match packet {
@@ -41,15 +46,27 @@ pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Result<O
 }
 
 /// One length-prefixed startup packet; `None` on a clean EOF before its first byte.
-async fn read_packet<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<StartupPacket>, Error> {
-    let mut len = [0u8; 4];
-    let first = stream.read(&mut len).await?;
-    if first == 0 {
-        return Ok(None);
+async fn read_packet<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Option<StartupPacket>, Error> {
+    buf.reserve(1024);
+    while buf.len() < 4 {
+        if stream.read_buf(buf).await? == 0 {
+            return match buf.is_empty() {
+                true => Ok(None),
+                false => Err(Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into())),
+            };
+        }
     }
-    stream.read_exact(&mut len[first..]).await?;
-    let body_len = startup::body_len(len)?;
-    let mut body = vec![0u8; body_len];
-    stream.read_exact(&mut body).await?;
+    let body_len = startup::body_len([buf[0], buf[1], buf[2], buf[3]])?;
+    while buf.len() < 4 + body_len {
+        buf.reserve(4 + body_len - buf.len());
+        if stream.read_buf(buf).await? == 0 {
+            return Err(Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+    buf.advance(4);
+    let body = buf.split_to(body_len);
     Ok(Some(startup::parse(&body)?))
 }

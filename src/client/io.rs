@@ -27,6 +27,7 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
             }
             return Ok(f);
         }
+        buf.reserve(1024);
         if stream.read_buf(buf).await? == 0 {
             return Err(Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
         }

@@ -23,6 +23,8 @@ use crate::server::Target;
 
 /// A client that passed login, ready for its session.
 pub struct LoggedIn {
+    /// Client bytes read but not yet handled (normally none).
+    pub pending: BytesMut,
     pub user: String,
     pub database: String,
     pub pool: Arc<Pool>,
@@ -30,8 +32,10 @@ pub struct LoggedIn {
     pub cancel: CancelHandle,
 }
 
+/// Logs a client in; `pending` holds what the client sent after its StartupMessage.
 pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
+    mut pending: BytesMut,
     peer: SocketAddr,
     startup: StartupMessage,
     shared: &Shared,
@@ -64,10 +68,10 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         peer.ip(),
         &shared.mock_nonce,
     );
-    authenticate(stream, &mut out, &user_name, plan).await?;
+    authenticate(stream, &mut pending, &mut out, &user_name, plan).await?;
     let user = user.ok_or_else(|| AuthError::PasswordFailed(user_name.clone()))?;
+    // AuthenticationOk goes out with the welcome, in one write.
     messages::authentication_ok(&mut out);
-    flush(stream, &mut out).await?;
 
     let pool = pool_for(shared, snapshot, &route, &user);
     let defaults = pool.learn_defaults().await.map_err(Error::LoginServer)?;
@@ -75,6 +79,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     welcome(&mut out, &defaults, &params, &cancel);
     flush(stream, &mut out).await?;
     Ok(LoggedIn {
+        pending,
         user: user_name,
         database,
         pool,
@@ -117,32 +122,30 @@ fn welcome(out: &mut BytesMut, defaults: &Params, client: &Params, cancel: &Canc
 
 async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
+    buf: &mut BytesMut,
     out: &mut BytesMut,
     user: &str,
     plan: Plan,
 ) -> Result<(), Error> {
-    let mut buf = BytesMut::new();
     match plan {
         Plan::Trust => Ok(()),
         Plan::Refuse(e) => Err(e.into()),
         Plan::Md5(check) => {
             messages::authentication_md5(out, check.salt());
             flush(stream, out).await?;
-            let f = read_frame(stream, &mut buf, frontend::PASSWORD, "md5 authentication").await?;
+            let f = read_frame(stream, buf, frontend::PASSWORD, "md5 authentication").await?;
             Ok(check.verify(user, messages::decode_password(&f.body)?)?)
         }
         Plan::Scram(verifier) => {
             messages::authentication_sasl(out, &[MECHANISM]);
             flush(stream, out).await?;
-            let f =
-                read_frame(stream, &mut buf, frontend::PASSWORD, "SCRAM authentication").await?;
+            let f = read_frame(stream, buf, frontend::PASSWORD, "SCRAM authentication").await?;
             let (mechanism, client_first) = messages::decode_sasl_initial_response(&f.body)?;
             let (exchange, server_first) =
                 ScramExchange::start(&verifier, user, &mechanism, client_first)?;
             messages::authentication_sasl_continue(out, server_first.as_bytes());
             flush(stream, out).await?;
-            let f =
-                read_frame(stream, &mut buf, frontend::PASSWORD, "SCRAM authentication").await?;
+            let f = read_frame(stream, buf, frontend::PASSWORD, "SCRAM authentication").await?;
             let server_final = exchange.finish(&f.body)?;
             messages::authentication_sasl_final(out, server_final.as_bytes());
             Ok(())

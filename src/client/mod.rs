@@ -38,11 +38,15 @@ where
 {
     let snapshot = shared.config.load_full();
     let deadline = Instant::now() + snapshot.listen.login_timeout;
-    let opening = match tokio::time::timeout_at(deadline, handshake::open(&mut stream)).await {
-        Ok(Ok(opening)) => opening,
-        Ok(Err(e)) => return refuse(&mut stream, peer, e).await,
-        Err(_) => return tracing::debug!(%peer, "closed: no startup packet within login_timeout"),
-    };
+    let mut pending = bytes::BytesMut::new();
+    let opening =
+        match tokio::time::timeout_at(deadline, handshake::open(&mut stream, &mut pending)).await {
+            Ok(Ok(opening)) => opening,
+            Ok(Err(e)) => return refuse(&mut stream, peer, e).await,
+            Err(_) => {
+                return tracing::debug!(%peer, "closed: no startup packet within login_timeout");
+            }
+        };
     let startup = match opening {
         Opening::Nothing => return,
         Opening::Cancel(key) => return forward_cancel(&shared, key).await,
@@ -56,7 +60,14 @@ where
     }
     // Boxed: the login's state is large and lives only until the session starts; the
     // task of an idle client should not carry it.
-    let login = Box::pin(login::login(&mut stream, peer, startup, &shared, &snapshot));
+    let login = Box::pin(login::login(
+        &mut stream,
+        pending,
+        peer,
+        startup,
+        &shared,
+        &snapshot,
+    ));
     let logged_in = match tokio::time::timeout_at(deadline, login).await {
         Ok(Ok(logged_in)) => logged_in,
         Ok(Err(e)) => return refuse(&mut stream, peer, e).await,

@@ -93,11 +93,11 @@ fn is_frontend_message(code: u8) -> bool {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub fn new(client: S, login: LoggedIn, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(client: S, mut login: LoggedIn, shutdown: watch::Receiver<bool>) -> Self {
         let mode = login.pool.settings().mode;
         Self {
             client,
-            cbuf: BytesMut::new(),
+            cbuf: std::mem::take(&mut login.pending),
             scanned: 0,
             cscan: FrameScanner::new(frame::MAX_FRAME_LEN),
             sscan: FrameScanner::new(frame::MAX_FRAME_LEN),
