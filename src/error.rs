@@ -38,6 +38,11 @@ pub enum Error {
     /// The server died under an open transaction or a running query.
     #[error("server connection lost: {0}")]
     ServerLost(ServerError),
+    /// Statement pooling ended a statement inside a transaction; it was rolled back.
+    #[error(
+        "transaction blocks are not allowed in statement pooling; the transaction was rolled back"
+    )]
+    TransactionInStatementPooling,
     /// A server rejected the settings the client asked for at startup.
     #[error("{}", .0.message)]
     StartupSetting(Box<ErrorFields>),
@@ -52,7 +57,10 @@ pub const ERROR: &str = "ERROR";
 impl Error {
     /// True when the client can keep using its session after this error.
     pub fn keeps_session(&self) -> bool {
-        matches!(self, Error::Checkout(_))
+        matches!(
+            self,
+            Error::Checkout(_) | Error::TransactionInStatementPooling
+        )
     }
 
     /// The ErrorResponse a client gets; `None` when the client is gone.
@@ -92,6 +100,12 @@ impl Error {
                 ),
             ),
             Error::Checkout(e) | Error::LoginServer(e) => return Some(pool_response(e, severity)),
+            Error::TransactionInStatementPooling => (
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                Some(
+                    "run each statement on its own, or use a pool in transaction mode for this client",
+                ),
+            ),
             Error::ServerLost(_) => (
                 sqlstate::CONNECTION_FAILURE,
                 Some("the transaction was lost; reconnect and retry it"),

@@ -8,6 +8,8 @@
 //! - [`pool`]: pools of server connections, checkout with a deadline, the RAII guard.
 //! - [`server`]: one server connection: connect and log in, protocol state, reset.
 //! - [`params`]: session parameters a client asked for and their sync onto servers.
+//! - [`sql`]: the SQL lexer and what a query may do to its server session.
+//! - [`stats`]: counters for operators.
 //! - [`cancel`]: pgate's own cancel keys and forwarding of CancelRequests.
 //! - [`protocol`]: message codes, header-only framing, startup packets, messages.
 //! - [`config`]: TOML model, validation, the immutable [`config::Snapshot`].
@@ -42,3 +44,5 @@ pub mod protocol;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod sql;
+pub mod stats;

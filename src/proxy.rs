@@ -25,6 +25,7 @@ pub struct Shared {
     pub cancels: Arc<CancelRegistry>,
     /// Seeds the fake SCRAM salts of logins that must fail.
     pub mock_nonce: [u8; 32],
+    pub counters: crate::stats::Counters,
     clients: AtomicUsize,
     shutdown: watch::Sender<bool>,
 }
@@ -36,6 +37,7 @@ impl Shared {
             pools: Pools::default(),
             cancels: Arc::default(),
             mock_nonce: rand::random(),
+            counters: Default::default(),
             clients: AtomicUsize::new(0),
             shutdown: watch::Sender::new(false),
         })

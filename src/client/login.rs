@@ -106,6 +106,7 @@ fn pool_for(
         user: user.server_user.clone(),
         password: user.server_password.clone(),
         connect_timeout: settings.connect_timeout,
+        max_prepared_statements: settings.max_prepared_statements,
     };
     shared.pools.get_or_create(key, settings, target)
 }

@@ -1,10 +1,15 @@
 //! One client connection from accept to close: the startup phase (`handshake`), login
 //! (`login`), then the session loop (`session`) under the pool mode of its pool.
 
+mod after;
+mod expect;
+mod forward;
 mod handshake;
 mod io;
 mod login;
+mod reply;
 mod session;
+mod statements;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,7 +88,7 @@ where
     drop(snapshot);
     let span =
         tracing::debug_span!("client", %peer, user = %logged_in.user, db = %logged_in.database);
-    run_session(stream, logged_in, &shared)
+    run_session(stream, logged_in, shared)
         .instrument(span)
         .await;
 }
@@ -91,15 +96,20 @@ where
 async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     logged_in: login::LoggedIn,
-    shared: &Shared,
+    shared: Arc<Shared>,
 ) {
     tracing::debug!("logged in");
-    let mut session = Session::new(stream, logged_in, shared.shutdown_signal());
-    if let Err(e) = session.run().await {
-        if !matches!(e, Error::ClientIo(_) | Error::ShuttingDown) {
-            tracing::warn!(error = %e, "session ended");
+    let mut session = Session::new(stream, logged_in, shared);
+    match session.run().await {
+        Ok(()) => tracing::debug!("session ended"),
+        Err(e) => {
+            if matches!(e, Error::ClientIo(_) | Error::ShuttingDown) {
+                tracing::debug!(error = %e, "session ended");
+            } else {
+                tracing::warn!(error = %e, "session ended");
+            }
+            send_error(session.client(), &e).await;
         }
-        send_error(session.client(), &e).await;
     }
 }
 

@@ -1,30 +1,37 @@
-//! The session loop of a logged-in client: wait for a request, check a server out,
-//! relay bytes both ways until the server is idle (transaction pooling) or the client
-//! leaves (session pooling), and let the pool guard decide what happens to the server.
+//! The session loop of a logged-in client: wait for a request, check a server out, relay
+//! until the server is idle (transaction and statement pooling, unless the client is pinned)
+//! or the client leaves (session pooling), and let the pool guard decide what happens to the
+//! server. Client-to-server handling is in `forward`, server-to-client in `reply`, the work
+//! at the end of a transaction (probe, pinning) in `after`.
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
+use super::expect::Expectations;
 use super::io::flush;
 use super::login::LoggedIn;
+use super::statements::ClientStatements;
 use crate::cancel::CancelTarget;
-use crate::config::PoolMode;
+use crate::config::{PoolMode, PoolSettings};
 use crate::error::Error;
-use crate::params;
+use crate::params::{self, Params};
 use crate::pool::{PoolError, PooledServer};
-use crate::protocol::codes::{backend, frontend, tx_status};
-use crate::protocol::{FrameScanner, Interest, ProtocolError, Scan, frame, messages};
+use crate::protocol::codes::{frontend, tx_status};
+use crate::protocol::{FrameScanner, ProtocolError, frame, messages};
+use crate::proxy::Shared;
 use crate::server::{ServerError, ServerEvent, ServerState};
+use crate::sql::{Effects, PinReason};
 
-/// Client bytes read but not yet sent to the server are capped; past this the client is
+/// Client bytes framed but not yet sent to the server are capped; past this the client is
 /// not read until the server catches up.
-const MAX_PENDING_CLIENT_BYTES: usize = 256 * 1024;
+pub(super) const MAX_PENDING_CLIENT_BYTES: usize = 256 * 1024;
 /// Reads while relaying ask for this much room, so large requests and COPY data move in
 /// big chunks.
 const CLIENT_READ_CHUNK: usize = 8 * 1024;
@@ -32,7 +39,7 @@ const CLIENT_READ_CHUNK: usize = 8 * 1024;
 const IDLE_BUFFER: usize = 1024;
 
 /// How a stretch of relaying ended.
-enum RelayEnd {
+pub(super) enum RelayEnd {
     /// The server finished the client's transaction and can serve someone else.
     Released,
     /// The client closed its socket or sent Terminate.
@@ -46,72 +53,83 @@ enum Next {
 }
 
 pub struct Session<S> {
-    client: S,
-    /// Client bytes not yet sent to a server; the first `scanned` are framed and counted.
-    cbuf: BytesMut,
-    scanned: usize,
-    cscan: FrameScanner,
-    sscan: FrameScanner,
-    /// Messages pgate itself owes the client (local ReadyForQuery, errors).
-    out: BytesMut,
-    login: LoggedIn,
-    mode: PoolMode,
+    pub(super) client: S,
+    /// Client bytes not yet framed.
+    pub(super) cbuf: BytesMut,
+    /// Client messages framed (and maybe rewritten), ready for the server.
+    pub(super) to_server: BytesMut,
+    pub(super) cscan: FrameScanner,
+    pub(super) sscan: FrameScanner,
+    /// Messages pgate itself owes the client (local ReadyForQuery, errors, answers).
+    pub(super) out: BytesMut,
+    pub(super) login: LoggedIn,
+    pub(super) settings: PoolSettings,
+    pub(super) shared: Arc<Shared>,
     /// After a refused extended-protocol request: drop messages up to its Sync.
-    skip_until_sync: bool,
+    pub(super) skip_until_sync: bool,
+    /// The client message being relayed is dropped (it is being skipped).
+    pub(super) dropping_frame: bool,
     shutdown: watch::Receiver<bool>,
-}
-
-fn every_frame(_: u8) -> Interest {
-    Interest::Header
-}
-
-fn server_interest(code: u8) -> Interest {
-    match code {
-        backend::READY_FOR_QUERY | backend::PARAMETER_STATUS => Interest::Whole,
-        _ => Interest::None,
-    }
-}
-
-fn is_frontend_message(code: u8) -> bool {
-    use frontend::*;
-    matches!(
-        code,
-        QUERY
-            | PARSE
-            | BIND
-            | EXECUTE
-            | DESCRIBE
-            | CLOSE
-            | SYNC
-            | FLUSH
-            | FUNCTION_CALL
-            | COPY_DATA
-            | COPY_DONE
-            | COPY_FAIL
-            | TERMINATE
-    )
+    /// Replies owed by the server (transaction and statement pooling).
+    pub(super) expect: Expectations,
+    pub(super) statements: ClientStatements,
+    /// What the client's statements since the last check may have done to the session.
+    pub(super) effects: Effects,
+    /// Why the client holds its server across transactions (empty: it does not).
+    pub(super) pinned: Vec<PinReason>,
+    /// Reasons already counted for this session, and whether its pinning was logged.
+    pub(super) pin_counted: Vec<PinReason>,
+    pub(super) pin_logged: bool,
+    /// The client's settings from its StartupMessage (what DISCARD ALL goes back to).
+    pub(super) startup_params: Params,
+    /// The pool statement of the last Bind, blamed for a stale-plan error at Execute.
+    pub(super) last_bound: Option<u64>,
+    /// Statement pooling: the server ended a statement inside a transaction.
+    pub(super) refused_transaction: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub fn new(client: S, mut login: LoggedIn, shutdown: watch::Receiver<bool>) -> Self {
-        let mode = login.pool.settings().mode;
+    pub fn new(client: S, mut login: LoggedIn, shared: Arc<Shared>) -> Self {
+        let settings = login.pool.settings().clone();
         Self {
             client,
             cbuf: std::mem::take(&mut login.pending),
-            scanned: 0,
+            to_server: BytesMut::new(),
             cscan: FrameScanner::new(frame::MAX_FRAME_LEN),
             sscan: FrameScanner::new(frame::MAX_FRAME_LEN),
             out: BytesMut::new(),
+            startup_params: login.params.clone(),
             login,
-            mode,
+            settings,
+            shutdown: shared.shutdown_signal(),
+            shared,
             skip_until_sync: false,
-            shutdown,
+            dropping_frame: false,
+            expect: Expectations::default(),
+            statements: ClientStatements::default(),
+            effects: Effects::default(),
+            pinned: Vec::new(),
+            pin_counted: Vec::new(),
+            pin_logged: false,
+            last_bound: None,
+            refused_transaction: false,
         }
     }
 
     /// The client socket, for a last message after the session ends.
     pub fn client(&mut self) -> &mut S {
         &mut self.client
+    }
+
+    /// Transaction and statement pooling rename statements and track replies; session
+    /// pooling relays as it is.
+    pub(super) fn tracking(&self) -> bool {
+        self.settings.mode != PoolMode::Session
+    }
+
+    /// True while the client keeps its server between transactions.
+    fn holds_server(&self) -> bool {
+        self.settings.mode == PoolMode::Session || !self.pinned.is_empty()
     }
 
     pub async fn run(&mut self) -> Result<(), Error> {
@@ -126,7 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     continue;
                 }
             };
-            if self.mode == PoolMode::Session {
+            if self.settings.mode == PoolMode::Session {
                 server.reset_on_release();
             }
             self.login.cancel.set(Some(CancelTarget {
@@ -164,6 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if self.cbuf.is_empty() && self.cbuf.capacity() > IDLE_BUFFER {
                     // Give back what a large request needed before waiting, maybe for long.
                     self.cbuf = BytesMut::new();
+                    self.to_server = BytesMut::new();
                 }
                 let mut shutdown = self.shutdown.clone();
                 tokio::select! {
@@ -249,25 +268,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Applies the client's settings to the server; `false` if the server failed first
     /// (the request was refused and the client may retry).
     async fn sync_params(&mut self, server: &mut PooledServer) -> Result<bool, Error> {
-        let Some(sql) =
-            params::sync_statements(&self.login.params, &server.params, server.defaults())
-        else {
-            return Ok(true);
-        };
-        match Box::pin(server.run_internal(&sql)).await {
-            Ok(changes) => {
-                for (name, value) in changes {
-                    // Keep the server's spelling of the client's own settings, so the next
-                    // comparison agrees, and tell the client when the spelling differs.
-                    if let Some(asked) = self.login.params.get(&name)
-                        && asked != value
-                    {
-                        self.login.params.set(&name, &value);
-                        messages::parameter_status(&mut self.out, &name, &value);
-                    }
-                }
-                Ok(true)
-            }
+        match self.apply_params(server).await {
+            Ok(()) => Ok(true),
             Err(ServerError::Query(fields)) => Err(Error::StartupSetting(fields)),
             Err(e) => {
                 self.refuse_request(Error::Checkout(PoolError::Server(e)))
@@ -277,148 +279,108 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    fn may_release(&self, server: &PooledServer) -> bool {
-        self.mode == PoolMode::Transaction
-            && server.state() == ServerState::Idle
-            && self.scanned == 0
+    /// SET / RESET on the server what differs from the client's settings.
+    pub(super) async fn apply_params(
+        &mut self,
+        server: &mut PooledServer,
+    ) -> Result<(), ServerError> {
+        let Some(sql) =
+            params::sync_statements(&self.login.params, &server.params, server.defaults())
+        else {
+            return Ok(());
+        };
+        let changes = Box::pin(server.run_internal(&sql)).await?;
+        for (name, value) in changes {
+            // Keep the server's spelling of the client's own settings, so the next
+            // comparison agrees, and tell the client when the spelling differs.
+            if let Some(asked) = self.login.params.get(&name)
+                && asked != value
+            {
+                self.login.params.set(&name, &value);
+                messages::parameter_status(&mut self.out, &name, &value);
+            }
+        }
+        // The server now has its defaults overlaid with the client's settings, including
+        // those it does not report.
+        let mut now = (**server.defaults()).clone();
+        for (name, value) in self.login.params.iter() {
+            now.set(name, value);
+        }
+        server.params = now;
+        Ok(())
+    }
+
+    fn at_rest(&self, server: &PooledServer) -> bool {
+        server.state() == ServerState::Idle
+            && self.to_server.is_empty()
             && self.cscan.at_boundary()
+            && self.expect.is_empty()
     }
 
     /// Relays until the server may be released or the client leaves. Writes to the server
     /// are polled together with reads from it, so a server blocked on sending results
     /// can never deadlock against pgate blocked on sending it requests.
     async fn relay(&mut self, server: &mut PooledServer) -> Result<RelayEnd, Error> {
-        flush(&mut self.client, &mut self.out).await?;
         loop {
             if let Some(end) = self.scan_client(server)? {
                 return Ok(end);
             }
-            if self.may_release(server) {
-                return Ok(RelayEnd::Released);
+            self.out
+                .extend(self.expect.take_ready().into_iter().flatten());
+            flush(&mut self.client, &mut self.out).await?;
+            if self.settings.mode != PoolMode::Session && self.at_rest(server) {
+                self.after_transaction(server).await?;
+                if !self.holds_server() {
+                    return Ok(RelayEnd::Released);
+                }
             }
-            if self.mode == PoolMode::Session
-                && self.shutting_down()
-                && server.state() == ServerState::Idle
-            {
+            if self.holds_server() && self.shutting_down() && self.at_rest(server) {
                 return Err(Error::ShuttingDown);
             }
-            let read_client = self.cbuf.len() < MAX_PENDING_CLIENT_BYTES;
-            let (client, cbuf, scanned) = (&mut self.client, &mut self.cbuf, self.scanned);
+            let read_client = self.to_server.len() < MAX_PENDING_CLIENT_BYTES;
+            let (client, cbuf, to_server) = (&mut self.client, &mut self.cbuf, &self.to_server);
             let event =
-                poll_fn(|cx| poll_relay(cx, client, server, cbuf, scanned, read_client)).await;
+                poll_fn(|cx| poll_relay(cx, client, server, cbuf, to_server, read_client)).await;
             match event {
-                RelayEvent::ServerWrote(Ok(n)) => {
-                    self.cbuf.advance(n);
-                    self.scanned -= n;
-                }
+                RelayEvent::ServerWrote(Ok(n)) => self.to_server.advance(n),
                 RelayEvent::ServerRead(Ok(0))
                 | RelayEvent::ServerWrote(Err(_))
                 | RelayEvent::ServerRead(Err(_)) => {
                     server.on(ServerEvent::Failed);
                     return Err(Error::ServerLost(ServerError::Closed));
                 }
-                RelayEvent::ServerRead(Ok(_)) => self.relay_server(server).await?,
+                RelayEvent::ServerRead(Ok(_)) => {
+                    self.relay_server(server).await?;
+                    if self.refused_transaction {
+                        self.end_refused_transaction(server).await?;
+                    }
+                }
                 RelayEvent::ClientRead(Ok(0)) => return Ok(RelayEnd::ClientGone),
                 RelayEvent::ClientRead(Ok(_)) => {}
                 RelayEvent::ClientRead(Err(e)) => return Err(e.into()),
             }
         }
     }
-
-    /// Frames newly read client bytes, counting each message on the server's state.
-    fn scan_client(&mut self, server: &mut PooledServer) -> Result<Option<RelayEnd>, Error> {
-        loop {
-            match self.cscan.next(&self.cbuf[self.scanned..], every_frame)? {
-                Scan::Pass(n) => self.scanned += n,
-                Scan::Header {
-                    code: frontend::TERMINATE,
-                    ..
-                } => return Ok(Some(RelayEnd::ClientGone)),
-                Scan::Header { code, .. } if is_frontend_message(code) => {
-                    server.on(ServerEvent::Sent(code))
-                }
-                Scan::Header { code, .. } => {
-                    return Err(ProtocolError::Unexpected {
-                        code,
-                        during: "a session",
-                    }
-                    .into());
-                }
-                Scan::Whole { .. } | Scan::NeedMore => return Ok(None),
-            }
-        }
-    }
-
-    /// Relays what the server sent, noting ReadyForQuery and ParameterStatus on the way.
-    async fn relay_server(&mut self, server: &mut PooledServer) -> Result<(), Error> {
-        let mut end = 0;
-        loop {
-            match self
-                .sscan
-                .next(&server.buf[end..], server_interest)
-                .map_err(server_desync)?
-            {
-                Scan::Pass(n) => end += n,
-                Scan::Whole { code, total } => {
-                    let body = &server.buf[end + frame::HEADER_LEN..end + total];
-                    let noted = Noted::decode(code, body).map_err(server_desync)?;
-                    self.note(server, noted)?;
-                    end += total;
-                }
-                Scan::Header { .. } | Scan::NeedMore => break,
-            }
-        }
-        if end > 0 {
-            flush(&mut self.client, &mut self.out).await?;
-            self.client.write_all(&server.buf[..end]).await?;
-            server.buf.advance(end);
-        }
-        Ok(())
-    }
-
-    fn note(&mut self, server: &mut PooledServer, noted: Noted) -> Result<(), Error> {
-        match noted {
-            Noted::Ready(status) => {
-                server.on(ServerEvent::Ready(status));
-                if server.state() == ServerState::Broken {
-                    let e = ProtocolError::Unexpected {
-                        code: backend::READY_FOR_QUERY,
-                        during: "relay: no request was pending",
-                    };
-                    return Err(server_desync(e));
-                }
-            }
-            Noted::Param(name, value) => {
-                if params::is_client_reported(&name) {
-                    self.login.params.set(&name, &value);
-                }
-                server.params.set(&name, &value);
-            }
-        }
-        Ok(())
-    }
 }
 
-/// The server messages the relay looks into.
-enum Noted {
-    Ready(u8),
-    Param(String, String),
-}
-
-impl Noted {
-    fn decode(code: u8, body: &[u8]) -> Result<Self, ProtocolError> {
-        match code {
-            backend::READY_FOR_QUERY => Ok(Noted::Ready(messages::decode_ready_for_query(body)?)),
-            _ => {
-                let (name, value) = messages::decode_parameter_status(body)?;
-                Ok(Noted::Param(name, value))
-            }
-        }
-    }
-}
-
-fn server_desync(e: ProtocolError) -> Error {
-    Error::ServerLost(ServerError::Protocol(e))
+pub(super) fn is_frontend_message(code: u8) -> bool {
+    use frontend::*;
+    matches!(
+        code,
+        QUERY
+            | PARSE
+            | BIND
+            | EXECUTE
+            | DESCRIBE
+            | CLOSE
+            | SYNC
+            | FLUSH
+            | FUNCTION_CALL
+            | COPY_DATA
+            | COPY_DONE
+            | COPY_FAIL
+            | TERMINATE
+    )
 }
 
 enum RelayEvent {
@@ -427,19 +389,19 @@ enum RelayEvent {
     ClientRead(std::io::Result<usize>),
 }
 
-/// One step of the relay: whichever of write-to-server (the first `scanned` bytes of
-/// `cbuf`), read-from-server and read-from-client is ready first.
+/// One step of the relay: whichever of write-to-server (`to_server`), read-from-server and
+/// read-from-client is ready first.
 fn poll_relay<S: AsyncRead + Unpin>(
     cx: &mut Context<'_>,
     client: &mut S,
     server: &mut PooledServer,
     cbuf: &mut BytesMut,
-    scanned: usize,
+    to_server: &BytesMut,
     read_client: bool,
 ) -> Poll<RelayEvent> {
     let conn: &mut crate::server::ServerConn = server;
-    if scanned > 0
-        && let Poll::Ready(r) = Pin::new(&mut conn.stream).poll_write(cx, &cbuf[..scanned])
+    if !to_server.is_empty()
+        && let Poll::Ready(r) = Pin::new(&mut conn.stream).poll_write(cx, to_server)
     {
         return Poll::Ready(RelayEvent::ServerWrote(r));
     }

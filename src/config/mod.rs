@@ -8,7 +8,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use model::{AuthMethod, PoolMode, RawConfig, RawPool};
+pub use model::{AuthMethod, OnSessionState, PoolMode, RawConfig, RawPool};
 pub use secret::{ScramVerifier, StoredPassword};
 pub use snapshot::{Auth, Backend, Listen, PoolSettings, RouteEntry, RouteTable, Snapshot, User};
 

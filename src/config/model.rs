@@ -78,6 +78,20 @@ pub enum PoolMode {
     Session,
     /// A server belongs to a client from the start to the end of a transaction.
     Transaction,
+    /// A server belongs to a client for one statement; transactions are refused.
+    Statement,
+}
+
+/// What transaction and statement pooling do when a client creates session state (LISTEN,
+/// session advisory locks, temporary tables, WITH HOLD cursors, SQL PREPARE,
+/// SET SESSION AUTHORIZATION).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSessionState {
+    /// Keep the client on its server until the state is gone or the client leaves.
+    Pin,
+    /// Refuse the statement with SQLSTATE 0A000.
+    Error,
 }
 
 /// Pool settings; every field is optional so that a backend, database or user can
@@ -100,6 +114,8 @@ pub struct RawPool {
     pub server_check_delay: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub reset_timeout: Option<Duration>,
+    pub max_prepared_statements: Option<usize>,
+    pub on_session_state: Option<OnSessionState>,
 }
 
 #[derive(Debug, Deserialize)]

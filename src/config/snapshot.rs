@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::model::{AuthMethod, PoolMode, RawPool};
+use super::model::{AuthMethod, OnSessionState, PoolMode, RawPool};
 use super::secret::{ScramVerifier, StoredPassword};
 
 #[derive(Debug)]
@@ -104,6 +104,9 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     pub server_check_delay: Duration,
     pub reset_timeout: Duration,
+    /// Prepared statements kept per server connection (transaction and statement pooling).
+    pub max_prepared_statements: usize,
+    pub on_session_state: OnSessionState,
 }
 
 impl Default for PoolSettings {
@@ -118,6 +121,8 @@ impl Default for PoolSettings {
             connect_timeout: Duration::from_secs(5),
             server_check_delay: Duration::from_secs(30),
             reset_timeout: Duration::from_secs(5),
+            max_prepared_statements: 200,
+            on_session_state: OnSessionState::Pin,
         }
     }
 }
@@ -134,6 +139,10 @@ impl PoolSettings {
         self.connect_timeout = o.connect_timeout.unwrap_or(self.connect_timeout);
         self.server_check_delay = o.server_check_delay.unwrap_or(self.server_check_delay);
         self.reset_timeout = o.reset_timeout.unwrap_or(self.reset_timeout);
+        self.max_prepared_statements = o
+            .max_prepared_statements
+            .unwrap_or(self.max_prepared_statements);
+        self.on_session_state = o.on_session_state.unwrap_or(self.on_session_state);
         self
     }
 }

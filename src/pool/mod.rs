@@ -6,11 +6,12 @@
 mod guard;
 mod registry;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
@@ -51,6 +52,8 @@ pub enum PoolError {
 }
 
 /// What a waiter is handed: a server, or the right to open one.
+// A Grant lives for one handoff; boxing the server would cost an allocation per checkout.
+#[allow(clippy::large_enum_variant)]
 enum Grant {
     Server(PooledServer),
     Connect(Slot),
@@ -74,7 +77,20 @@ pub struct Pool {
     defaults_known: Notify,
     /// `host:port` of the backend, where cancel requests for this pool's servers go.
     cancel_addr: Arc<str>,
+    statement_ids: Mutex<StatementIds>,
 }
+
+/// Pool-wide ids of prepared statements, by definition (query text and parameter types):
+/// clients that prepare the same statement share it on every server of the pool.
+#[derive(Default)]
+struct StatementIds {
+    ids: HashMap<Bytes, u64>,
+    next: u64,
+}
+
+/// Distinct definitions remembered; past this the map starts over (ids keep growing, so a
+/// forgotten definition simply gets a new id).
+const MAX_STATEMENT_IDS: usize = 10_000;
 
 #[derive(Default)]
 struct Inner {
@@ -104,6 +120,7 @@ impl Pool {
             ids,
             inner: Mutex::default(),
             defaults_known: Notify::new(),
+            statement_ids: Mutex::default(),
         })
     }
 
@@ -121,6 +138,21 @@ impl Pool {
 
     pub fn cancel_addr(&self) -> &Arc<str> {
         &self.cancel_addr
+    }
+
+    /// The pool-wide id of a statement definition (a Parse body after the name).
+    pub fn statement_id(&self, definition: &[u8]) -> u64 {
+        let mut ids = self.statement_ids.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&id) = ids.ids.get(definition) {
+            return id;
+        }
+        if ids.ids.len() >= MAX_STATEMENT_IDS {
+            ids.ids.clear();
+        }
+        ids.next += 1;
+        let id = ids.next;
+        ids.ids.insert(Bytes::copy_from_slice(definition), id);
+        id
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -2,6 +2,7 @@
 //! startup packets, and the few messages pgate builds or inspects.
 
 pub mod codes;
+pub mod extended;
 pub mod frame;
 pub mod messages;
 mod reader;

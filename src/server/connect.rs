@@ -27,6 +27,8 @@ pub struct Target {
     pub user: String,
     pub password: Option<String>,
     pub connect_timeout: Duration,
+    /// Capacity of each server's prepared-statement cache.
+    pub max_prepared_statements: usize,
 }
 
 /// Opens and logs in a server connection within `target.connect_timeout`.
@@ -58,6 +60,7 @@ async fn open(target: &Target, addr: &str, id: u64) -> Result<ServerConn, Server
         key: CancelKey { pid: 0, secret: 0 },
         params: Params::default(),
         defaults: Arc::new(Params::default()),
+        statements: super::ServerStatements::new(target.max_prepared_statements),
         created: Instant::now(),
         last_used: Instant::now(),
         id,

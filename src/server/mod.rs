@@ -3,6 +3,7 @@
 
 mod connect;
 mod state;
+pub mod statements;
 
 use std::io;
 use std::sync::Arc;
@@ -14,11 +15,21 @@ use tokio::net::TcpStream;
 
 pub use connect::{Target, connect};
 pub use state::{ServerEvent, ServerState};
+pub use statements::ServerStatements;
 
 use crate::params::Params;
 use crate::protocol::codes::backend;
 use crate::protocol::messages::{self, ErrorFields};
-use crate::protocol::{CancelKey, ProtocolError, frame};
+use crate::protocol::{CancelKey, ProtocolError, extended, frame};
+
+/// What one of pgate's own queries returned.
+#[derive(Debug, Default)]
+pub struct InternalAnswer {
+    /// ParameterStatus changes reported while it ran.
+    pub changes: Vec<(String, String)>,
+    /// Its rows, as text columns.
+    pub rows: Vec<Vec<Option<String>>>,
+}
 
 /// Server read buffers start here and grow for large messages.
 const READ_BUFFER: usize = 32 * 1024;
@@ -78,6 +89,8 @@ pub struct ServerConn {
     pub(crate) params: Params,
     /// Session parameters as the server had them after connecting.
     defaults: Arc<Params>,
+    /// Prepared statements the server holds for the pool.
+    pub(crate) statements: ServerStatements,
     created: Instant,
     last_used: Instant,
     id: u64,
@@ -151,11 +164,18 @@ impl ServerConn {
     /// its whole answer. ParameterStatus messages update `params`; the changes are
     /// returned. A server error is returned after ReadyForQuery, with the server usable.
     pub async fn run_internal(&mut self, sql: &str) -> Result<Vec<(String, String)>, ServerError> {
+        Ok(self.query_internal(sql).await?.changes)
+    }
+
+    /// Like [`Self::run_internal`], returning the rows (text columns) as well.
+    pub async fn query_internal(&mut self, sql: &str) -> Result<InternalAnswer, ServerError> {
         let mut out = BytesMut::new();
         messages::query(&mut out, sql)?;
         self.write_all(&out).await?;
         self.on(ServerEvent::Sent(crate::protocol::codes::frontend::QUERY));
-        let mut changes = Vec::new();
+        // A simple Query destroys the unnamed statement.
+        self.statements.unnamed = None;
+        let mut answer = InternalAnswer::default();
         let mut error = None;
         loop {
             let Some(f) = frame::split_frame(&mut self.buf, frame::MAX_FRAME_LEN)? else {
@@ -166,8 +186,9 @@ impl ServerConn {
                 backend::PARAMETER_STATUS => {
                     let (name, value) = messages::decode_parameter_status(&f.body)?;
                     self.params.set(&name, &value);
-                    changes.push((name, value));
+                    answer.changes.push((name, value));
                 }
+                backend::DATA_ROW => answer.rows.push(extended::decode_data_row(&f.body)?),
                 backend::ERROR_RESPONSE if error.is_none() => {
                     error = Some(ErrorFields::decode(&f.body)?)
                 }
@@ -185,7 +206,7 @@ impl ServerConn {
         }
         match error {
             Some(fields) => Err(ServerError::Query(Box::new(fields))),
-            None => Ok(changes),
+            None => Ok(answer),
         }
     }
 

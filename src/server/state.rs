@@ -28,6 +28,9 @@ pub enum ServerEvent {
     Sent(u8),
     /// ReadyForQuery with this transaction status arrived.
     Ready(u8),
+    /// This many Syncs counted as sent will get no ReadyForQuery (the server ignores a
+    /// Sync that arrives in copy-in mode).
+    SyncsIgnored(u32),
     /// I/O failed or the server sent something impossible.
     Failed,
 }
@@ -48,6 +51,11 @@ impl ServerState {
         };
         match event {
             ServerEvent::Failed => Broken,
+            ServerEvent::SyncsIgnored(n) => Busy {
+                awaiting: awaiting.saturating_sub(n),
+                unsynced,
+                tx,
+            },
             ServerEvent::Sent(code) => match code {
                 frontend::QUERY | frontend::FUNCTION_CALL => Busy {
                     awaiting: awaiting + 1,

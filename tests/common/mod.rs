@@ -177,6 +177,7 @@ pub struct Pgate {
 
 impl Pgate {
     pub async fn start(config_text: &str) -> Pgate {
+        init_logging();
         let snapshot = pgate::config::parse(config_text, Path::new("test.toml"))
             .expect("test config is valid");
         let proxy = Proxy::bind(snapshot).await.expect("bind");
@@ -350,4 +351,14 @@ pub async fn simple_row(client: &tokio_postgres::Client, sql: &str) -> Vec<Strin
         }
     }
     panic!("no row from {sql}");
+}
+
+/// `PGATE_TEST_LOG=debug cargo test ...` shows pgate's logs for a failing test.
+fn init_logging() {
+    if let Ok(filter) = std::env::var("PGATE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
 }

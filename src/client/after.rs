@@ -1,0 +1,160 @@
+//! The end of a transaction in transaction and statement pooling. When the client's
+//! statements may have changed its session (see `sql::effects`), pgate asks the server
+//! before letting it go: its session settings become the client's, session state
+//! (LISTEN, locks, temp tables, held cursors, SQL PREPARE, SET SESSION AUTHORIZATION) pins
+//! the client to the server until it is gone, and wiped statements are forgotten.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::io::flush;
+use super::session::Session;
+use crate::error::Error;
+use crate::params::{Params, quote_literal};
+use crate::pool::PooledServer;
+use crate::protocol::codes::tx_status;
+use crate::protocol::messages;
+use crate::server::ServerError;
+use crate::server::statements::parse_global_name;
+use crate::sql::PinReason;
+
+/// One query with the session's settings (source `session`: every SET, including pgate's
+/// own for the client's startup parameters), its role, its state and its protocol-level
+/// statements.
+fn probe_sql(login_user: &str) -> String {
+    format!(
+        "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' \
+         UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') <> 'none' \
+         UNION ALL SELECT '.state', pg_catalog.concat_ws(',', \
+           CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'LISTEN' END, \
+           CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory') THEN 'session advisory lock' END, \
+           CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temporary table' END, \
+           CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable) THEN 'WITH HOLD cursor' END, \
+           CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) THEN 'SQL PREPARE' END, \
+           CASE WHEN session_user <> {} THEN 'SET SESSION AUTHORIZATION' END) \
+         UNION ALL SELECT '.statements', pg_catalog.string_agg(name, ',') FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql",
+        quote_literal(login_user)
+    )
+}
+
+/// What the probe found.
+#[derive(Debug, Default)]
+struct Found {
+    settings: Params,
+    state: Vec<PinReason>,
+    statements: Vec<u64>,
+}
+
+impl Found {
+    fn read(rows: &[Vec<Option<String>>]) -> Found {
+        let mut found = Found::default();
+        for row in rows {
+            let (Some(Some(name)), value) = (row.first(), row.get(1).cloned().flatten()) else {
+                continue;
+            };
+            let value = value.unwrap_or_default();
+            match name.as_str() {
+                ".state" => {
+                    found.state = value.split(',').filter_map(PinReason::from_name).collect()
+                }
+                ".statements" => {
+                    found.statements = value.split(',').filter_map(parse_global_name).collect()
+                }
+                _ => found.settings.set(name, &value),
+            }
+        }
+        found
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) async fn after_transaction(
+        &mut self,
+        server: &mut PooledServer,
+    ) -> Result<(), Error> {
+        let fx = std::mem::take(&mut self.effects);
+        let pinned = !self.pinned.is_empty();
+        if !(fx.settings || fx.creates.is_some() || fx.drops_statements || (fx.releases && pinned))
+        {
+            return Ok(());
+        }
+        let sql = probe_sql(&server.pool().target().user);
+        let found = match Box::pin(server.query_internal(&sql)).await {
+            Ok(answer) => Found::read(&answer.rows),
+            Err(ServerError::Query(fields)) => {
+                // Cannot tell: keep the client where its state may be.
+                tracing::warn!(error = %fields.message, "session probe failed; keeping the client on its server");
+                self.pin(fx.creates.into_iter().collect());
+                return Ok(());
+            }
+            Err(e) => return Err(Error::ServerLost(e)),
+        };
+        self.login.params = found.settings.clone();
+        let mut now = (**server.defaults()).clone();
+        for (name, value) in found.settings.iter() {
+            now.set(name, value);
+        }
+        server.params = now;
+        if fx.drops_statements {
+            server.statements.rebuild(found.statements);
+            self.statements.clear();
+        }
+        if fx.discard_all {
+            self.restore_startup_settings(server).await?;
+        }
+        self.pin(found.state);
+        Ok(())
+    }
+
+    /// After DISCARD ALL a dedicated connection is back at its startup settings.
+    async fn restore_startup_settings(&mut self, server: &mut PooledServer) -> Result<(), Error> {
+        self.login.params = self.startup_params.clone();
+        self.apply_params(server).await.map_err(|e| match e {
+            ServerError::Query(fields) => Error::StartupSetting(fields),
+            e => Error::ServerLost(e),
+        })?;
+        for (name, value) in self.startup_params.iter() {
+            if server.defaults().get(name).is_some() {
+                messages::parameter_status(&mut self.out, name, value);
+            }
+        }
+        flush(&mut self.client, &mut self.out).await
+    }
+
+    fn pin(&mut self, reasons: Vec<PinReason>) {
+        let was = !self.pinned.is_empty();
+        for reason in &reasons {
+            if !self.pin_counted.contains(reason) {
+                self.pin_counted.push(*reason);
+                self.shared.counters.pinned(*reason);
+            }
+        }
+        if !reasons.is_empty() && !was && !self.pin_logged {
+            self.pin_logged = true;
+            let names: Vec<_> = reasons.iter().map(|r| r.name()).collect();
+            tracing::info!(
+                user = %self.login.user,
+                database = %self.login.database,
+                reasons = %names.join(", "),
+                "client pinned to its server until this session state is gone"
+            );
+        }
+        self.pinned = reasons;
+    }
+
+    /// Statement pooling: the statement left a transaction open. Roll it back and tell the
+    /// client, whose next statement starts clean.
+    pub(super) async fn end_refused_transaction(
+        &mut self,
+        server: &mut PooledServer,
+    ) -> Result<(), Error> {
+        self.refused_transaction = false;
+        Box::pin(server.run_internal("ROLLBACK"))
+            .await
+            .map_err(Error::ServerLost)?;
+        if let Some(fields) = Error::TransactionInStatementPooling.to_response() {
+            fields.encode(&mut self.out);
+        }
+        messages::ready_for_query(&mut self.out, tx_status::IDLE);
+        flush(&mut self.client, &mut self.out).await
+    }
+}

@@ -1,0 +1,364 @@
+//! Client messages on their way to the server. In transaction and statement pooling,
+//! statement names are replaced by pool-wide ones, a statement the server lacks is prepared
+//! first (an injected Parse whose reply is hidden), a Parse of a statement the server has is
+//! answered by pgate, and a Close of a shared statement is answered without closing it.
+//! Query and Parse texts are scanned for what they may do to the session.
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::expect::{Fate, Request, Undo};
+use super::session::{RelayEnd, Session, is_frontend_message};
+use super::statements::Prepared;
+use crate::config::OnSessionState;
+use crate::error::Error;
+use crate::params::quote_literal;
+use crate::pool::PooledServer;
+use crate::protocol::codes::frontend;
+use crate::protocol::extended::{self, PORTAL, STATEMENT};
+use crate::protocol::{Interest, ProtocolError, Scan, messages};
+use crate::server::ServerEvent;
+use crate::server::statements::{Admit, global_name};
+use crate::sql::{self, PinReason};
+
+fn client_interest(code: u8) -> Interest {
+    use frontend::*;
+    match code {
+        QUERY | PARSE | BIND | DESCRIBE | CLOSE => Interest::Whole,
+        _ => Interest::Header,
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// Frames newly read client bytes into `to_server`; `Some` when the client is leaving.
+    pub(super) fn scan_client(
+        &mut self,
+        server: &mut PooledServer,
+    ) -> Result<Option<RelayEnd>, Error> {
+        loop {
+            match self.cscan.next(&self.cbuf, client_interest)? {
+                Scan::Pass(n) => {
+                    if !self.dropping_frame {
+                        self.to_server.extend_from_slice(&self.cbuf[..n]);
+                    }
+                    self.cbuf.advance(n);
+                    if self.cscan.at_boundary() {
+                        self.dropping_frame = false;
+                    }
+                }
+                Scan::Header {
+                    code: frontend::TERMINATE,
+                    ..
+                } => return Ok(Some(RelayEnd::ClientGone)),
+                Scan::Header { code, .. } if !is_frontend_message(code) => {
+                    return Err(ProtocolError::Unexpected {
+                        code,
+                        during: "a session",
+                    }
+                    .into());
+                }
+                Scan::Header { code, .. } if self.skip_until_sync && code != frontend::SYNC => {
+                    self.dropping_frame = true
+                }
+                Scan::Header { code, .. } => {
+                    self.skip_until_sync &= code != frontend::SYNC;
+                    if self.expect_reply(code) {
+                        server.on(ServerEvent::Sent(code));
+                    }
+                }
+                Scan::Whole { code, total } => {
+                    let frame = self.cbuf.split_to(total).freeze();
+                    if !self.skip_until_sync {
+                        self.forward_whole(server, code, frame)?;
+                    }
+                }
+                Scan::NeedMore => return Ok(None),
+            }
+        }
+    }
+
+    /// Notes the reply a message calls for; `false` when the server will ignore it.
+    fn expect_reply(&mut self, code: u8) -> bool {
+        if !self.tracking() {
+            return true;
+        }
+        match code {
+            frontend::EXECUTE => {
+                self.expect
+                    .push_using(Request::Execute, Fate::Relay, vec![], self.last_bound)
+            }
+            frontend::SYNC => return self.expect.push_marker(Request::Sync),
+            frontend::COPY_DONE | frontend::COPY_FAIL => {
+                return self.expect.push_marker(Request::CopyEnd);
+            }
+            frontend::FUNCTION_CALL => self.expect.push(Request::Query, Fate::Relay, vec![]),
+            _ => {}
+        }
+        true
+    }
+
+    /// Sends a whole frame pgate built or kept.
+    fn send(&mut self, server: &mut PooledServer, code: u8, frame: &[u8]) {
+        self.to_server.extend_from_slice(frame);
+        server.on(ServerEvent::Sent(code));
+    }
+
+    fn forward_whole(
+        &mut self,
+        server: &mut PooledServer,
+        code: u8,
+        frame: Bytes,
+    ) -> Result<(), Error> {
+        let body = &frame[5..];
+        match code {
+            frontend::QUERY => self.forward_query(server, frame),
+            _ if !self.tracking() => {
+                if code == frontend::PARSE {
+                    self.effects
+                        .merge(sql::effects(extended::decode_parse(body)?.query));
+                }
+                self.send(server, code, &frame);
+                Ok(())
+            }
+            frontend::PARSE => self.forward_parse(server, &frame),
+            frontend::BIND => self.forward_bind(server, &frame),
+            frontend::DESCRIBE => self.forward_describe(server, &frame),
+            _ => self.forward_close(server, &frame),
+        }
+    }
+
+    fn forward_query(&mut self, server: &mut PooledServer, frame: Bytes) -> Result<(), Error> {
+        let text = frame[5..].strip_suffix(b"\0").unwrap_or(&frame[5..]);
+        let mut fx = sql::effects(text);
+        let mut frame = frame.clone();
+        if let Some(reason) = fx.creates.filter(|_| self.refuses_state()) {
+            let mut out = bytes::BytesMut::new();
+            messages::query(&mut out, &refusal_sql(reason))?;
+            frame = out.freeze();
+            fx = sql::Effects::default();
+        }
+        self.effects.merge(fx);
+        if self.tracking() {
+            // A simple Query destroys the unnamed statement.
+            self.statements.unnamed = None;
+            server.statements.unnamed = None;
+            self.expect.push(Request::Query, Fate::Relay, vec![]);
+        }
+        self.send(server, frontend::QUERY, &frame);
+        Ok(())
+    }
+
+    fn refuses_state(&self) -> bool {
+        self.tracking()
+            && self.settings.on_session_state == OnSessionState::Error
+            && self.pinned.is_empty()
+    }
+
+    fn forward_parse(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
+        let parse = extended::decode_parse(&frame[5..])?;
+        let fx = sql::effects(parse.query);
+        if let Some(reason) = fx.creates.filter(|_| self.refuses_state()) {
+            // Refused before the server sees it; the rest of the pipeline is skipped, as a
+            // server skips after an error.
+            let refusal = refusal_error(reason);
+            self.expect
+                .push(Request::Parse, Fate::Answer(refusal), vec![]);
+            self.skip_until_sync = true;
+            return Ok(());
+        }
+        self.effects.merge(fx);
+        if parse.name.is_empty() {
+            let definition = Bytes::copy_from_slice(parse.definition);
+            self.statements.unnamed = Some(definition.clone());
+            server.statements.unnamed = Some(definition);
+            self.expect.push(
+                Request::Parse,
+                Fate::Relay,
+                vec![Undo::ClientUnnamed, Undo::ServerUnnamed],
+            );
+            self.send(server, frontend::PARSE, frame);
+            return Ok(());
+        }
+        let name = Bytes::copy_from_slice(parse.name);
+        if let Some(existing) = self.statements.get(&name).cloned() {
+            // The name is taken: let the server say so, about its pool-wide statement.
+            self.ensure(server, &existing);
+            self.expect.push(Request::Parse, Fate::Relay, vec![]);
+            self.send(server, frontend::PARSE, &existing.parse);
+            return Ok(());
+        }
+        let prepared = Prepared::new(
+            self.login.pool.statement_id(parse.definition),
+            parse.definition,
+        );
+        let undo_client = Undo::ClientStatement(name.clone());
+        self.statements.insert(name, prepared.clone());
+        match server.statements.admit(prepared.id) {
+            Admit::Present => {
+                self.expect.push(
+                    Request::Parse,
+                    Fate::Answer(extended::parse_complete()),
+                    vec![undo_client],
+                );
+            }
+            Admit::Prepare { close } => {
+                self.close_on_server(server, close);
+                let undo = vec![undo_client, Undo::ServerStatement(prepared.id)];
+                self.expect.push(Request::Parse, Fate::Relay, undo);
+                self.send(server, frontend::PARSE, &prepared.parse);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the server has `prepared`, injecting its Parse (reply hidden) if not.
+    fn ensure(&mut self, server: &mut PooledServer, prepared: &Prepared) {
+        if let Admit::Prepare { close } = server.statements.admit(prepared.id) {
+            self.close_on_server(server, close);
+            self.expect.push(
+                Request::Parse,
+                Fate::Hide,
+                vec![Undo::ServerStatement(prepared.id)],
+            );
+            self.send(server, frontend::PARSE, &prepared.parse);
+        }
+    }
+
+    /// Makes sure the server's unnamed statement is the client's, injecting it if not.
+    fn ensure_unnamed(&mut self, server: &mut PooledServer) {
+        let Some(definition) = self.statements.unnamed.clone() else {
+            return;
+        };
+        if server.statements.unnamed.as_ref() != Some(&definition) {
+            server.statements.unnamed = Some(definition.clone());
+            self.expect
+                .push(Request::Parse, Fate::Hide, vec![Undo::ServerUnnamed]);
+            self.send(
+                server,
+                frontend::PARSE,
+                &extended::parse_frame(b"", &definition),
+            );
+        }
+    }
+
+    /// Closes pool statements on the server (evicted from its cache, or stale).
+    fn close_on_server(&mut self, server: &mut PooledServer, ids: [Option<u64>; 2]) {
+        for id in ids.into_iter().flatten() {
+            let frame =
+                extended::target_frame(frontend::CLOSE, STATEMENT, global_name(id).as_bytes());
+            self.expect.push(Request::Close, Fate::Hide, vec![]);
+            self.send(server, frontend::CLOSE, &frame);
+        }
+    }
+
+    /// The pool statement a client name stands for, made ready on the server.
+    fn resolve(&mut self, server: &mut PooledServer, name: &[u8]) -> Option<Prepared> {
+        if name.is_empty() {
+            self.ensure_unnamed(server);
+            return None;
+        }
+        let prepared = self.statements.get(name).cloned()?;
+        self.ensure(server, &prepared);
+        Some(prepared)
+    }
+
+    fn forward_bind(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
+        let bind = extended::decode_bind(&frame[5..])?;
+        let prepared = self.resolve(server, bind.statement);
+        self.last_bound = prepared.as_ref().map(|p| p.id);
+        self.expect
+            .push_using(Request::Bind, Fate::Relay, vec![], self.last_bound);
+        match prepared {
+            Some(p) => {
+                let renamed =
+                    extended::bind_frame(bind.portal, global_name(p.id).as_bytes(), bind.rest);
+                self.send(server, frontend::BIND, &renamed);
+            }
+            // Unknown names go as they are: the server's error names them as the client did.
+            None => self.send(server, frontend::BIND, frame),
+        }
+        Ok(())
+    }
+
+    fn forward_describe(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
+        let (kind, name) = extended::decode_target(&frame[5..], "Describe")?;
+        if kind == PORTAL {
+            self.expect
+                .push(Request::DescribePortal, Fate::Relay, vec![]);
+            self.send(server, frontend::DESCRIBE, frame);
+            return Ok(());
+        }
+        let prepared = self.resolve(server, name);
+        let id = prepared.as_ref().map(|p| p.id);
+        self.expect
+            .push_using(Request::DescribeStatement, Fate::Relay, vec![], id);
+        match prepared {
+            Some(p) => {
+                let renamed = extended::target_frame(
+                    frontend::DESCRIBE,
+                    STATEMENT,
+                    global_name(p.id).as_bytes(),
+                );
+                self.send(server, frontend::DESCRIBE, &renamed);
+            }
+            None => self.send(server, frontend::DESCRIBE, frame),
+        }
+        Ok(())
+    }
+
+    fn forward_close(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
+        let (kind, name) = extended::decode_target(&frame[5..], "Close")?;
+        if kind == PORTAL {
+            self.expect.push(Request::Close, Fate::Relay, vec![]);
+            self.send(server, frontend::CLOSE, frame);
+            return Ok(());
+        }
+        // Pool statements are shared: the client's name goes, the server keeps the statement.
+        if name.is_empty() {
+            self.statements.unnamed = None;
+        } else {
+            self.statements.remove(name);
+        }
+        self.expect.push(
+            Request::Close,
+            Fate::Answer(extended::close_complete()),
+            vec![],
+        );
+        Ok(())
+    }
+}
+
+fn refusal_message(reason: PinReason) -> (String, &'static str) {
+    (
+        format!(
+            "{} is not available in transaction pooling (on_session_state = \"error\")",
+            reason.name()
+        ),
+        "use a pool in session mode for this client, or set on_session_state = \"pin\"",
+    )
+}
+
+/// A statement that fails on the server with pgate's refusal, so the transaction is
+/// aborted exactly as a real error would abort it.
+fn refusal_sql(reason: PinReason) -> String {
+    let (message, hint) = refusal_message(reason);
+    format!(
+        "DO $pgate$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = {}, HINT = {}; END$pgate$",
+        quote_literal(&message),
+        quote_literal(hint)
+    )
+}
+
+fn refusal_error(reason: PinReason) -> Bytes {
+    let (message, hint) = refusal_message(reason);
+    let fields = messages::ErrorFields {
+        severity: crate::error::ERROR.into(),
+        code: crate::protocol::codes::sqlstate::FEATURE_NOT_SUPPORTED.into(),
+        message,
+        detail: None,
+        hint: Some(hint.into()),
+    };
+    let mut out = bytes::BytesMut::new();
+    fields.encode(&mut out);
+    out.freeze()
+}

@@ -1,0 +1,200 @@
+//! What a query string may do to its server session beyond its transaction: change
+//! settings, create state that ties the client to that server (LISTEN, session advisory
+//! locks, temporary tables, WITH HOLD cursors, SQL PREPARE, SET SESSION AUTHORIZATION),
+//! release such state, or wipe prepared statements.
+//!
+//! Decided from statement words only, so it is cheap on every query. It decides when pgate
+//! asks the server for the truth (the probe after the transaction); it is not the truth.
+
+use super::lexer::{Words, statements};
+
+/// Session state that pins a client to its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PinReason {
+    Listen,
+    AdvisoryLock,
+    TemporaryTable,
+    HoldCursor,
+    SqlPrepare,
+    SessionAuthorization,
+}
+
+impl PinReason {
+    pub const ALL: [PinReason; 6] = [
+        PinReason::Listen,
+        PinReason::AdvisoryLock,
+        PinReason::TemporaryTable,
+        PinReason::HoldCursor,
+        PinReason::SqlPrepare,
+        PinReason::SessionAuthorization,
+    ];
+
+    /// The name used in logs, metrics and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            PinReason::Listen => "LISTEN",
+            PinReason::AdvisoryLock => "session advisory lock",
+            PinReason::TemporaryTable => "temporary table",
+            PinReason::HoldCursor => "WITH HOLD cursor",
+            PinReason::SqlPrepare => "SQL PREPARE",
+            PinReason::SessionAuthorization => "SET SESSION AUTHORIZATION",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<PinReason> {
+        PinReason::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+/// The effects of one query string (all its statements together).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Session settings may have changed (SET, RESET, set_config, DISCARD).
+    pub settings: bool,
+    /// Pinning state may have been created; the first reason seen.
+    pub creates: Option<PinReason>,
+    /// Pinning state may have been released (UNLISTEN, unlock, DROP, CLOSE, DEALLOCATE).
+    pub releases: bool,
+    /// DEALLOCATE ALL or DISCARD ALL: the server's prepared statements are gone.
+    pub drops_statements: bool,
+    /// DISCARD ALL: settings are back to the server's defaults.
+    pub discard_all: bool,
+}
+
+impl Effects {
+    pub fn any(&self) -> bool {
+        *self != Effects::default()
+    }
+
+    pub fn merge(&mut self, other: Effects) {
+        self.settings |= other.settings;
+        self.creates = self.creates.or(other.creates);
+        self.releases |= other.releases;
+        self.drops_statements |= other.drops_statements;
+        self.discard_all |= other.discard_all;
+    }
+}
+
+/// Scans a query string.
+pub fn effects(sql: &[u8]) -> Effects {
+    let mut out = Effects::default();
+    for words in statements(sql) {
+        out.merge(statement_effects(&words));
+    }
+    out
+}
+
+fn statement_effects(w: &Words) -> Effects {
+    let mut e = Effects::default();
+    match (w.first().unwrap_or(""), w.nth(1).unwrap_or("")) {
+        ("set", "local" | "transaction") => {}
+        ("set", "session") if w.nth(2) == Some("authorization") => {
+            e.settings = true;
+            e.creates = Some(PinReason::SessionAuthorization);
+        }
+        ("set" | "reset", _) => e.settings = true,
+        ("discard", "all") => {
+            e.settings = true;
+            e.releases = true;
+            e.drops_statements = true;
+            e.discard_all = true;
+        }
+        ("discard", _) => e.releases = true,
+        ("deallocate", second) => {
+            e.releases = true;
+            e.drops_statements = second == "all" || w.nth(2) == Some("all");
+        }
+        ("prepare", "transaction") => {}
+        ("prepare", _) => e.creates = Some(PinReason::SqlPrepare),
+        ("listen", _) => e.creates = Some(PinReason::Listen),
+        ("declare", _) if w.contains_pair("with", "hold") => {
+            e.creates = Some(PinReason::HoldCursor)
+        }
+        ("unlisten" | "close" | "drop", _) => e.releases = true,
+        _ => {}
+    }
+    for word in w.iter() {
+        match word {
+            "temp" | "temporary" => e.creates = e.creates.or(Some(PinReason::TemporaryTable)),
+            "pg_advisory_lock"
+            | "pg_try_advisory_lock"
+            | "pg_advisory_lock_shared"
+            | "pg_try_advisory_lock_shared" => {
+                e.creates = e.creates.or(Some(PinReason::AdvisoryLock))
+            }
+            "pg_advisory_unlock" | "pg_advisory_unlock_shared" | "pg_advisory_unlock_all" => {
+                e.releases = true
+            }
+            "set_config" => e.settings = true,
+            _ => {}
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fx(sql: &str) -> Effects {
+        effects(sql.as_bytes())
+    }
+
+    #[test]
+    fn ordinary_queries_have_no_effects() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1",
+            "UPDATE t SET x = 1 WHERE id = 2",
+            "INSERT INTO t (settings, temp_c) VALUES ('set', 'temp')",
+            "SELECT pg_advisory_xact_lock(1)",
+            "BEGIN; SET LOCAL work_mem = '1MB'; COMMIT",
+            "PREPARE TRANSACTION 'x'",
+        ] {
+            assert!(!fx(sql).any(), "{sql}: {:?}", fx(sql));
+        }
+    }
+
+    #[test]
+    fn settings_and_pins_are_seen() {
+        assert!(fx("SET search_path = a").settings);
+        assert!(fx("select 1; RESET ALL").settings);
+        assert!(fx("SELECT set_config('a.b', 'c', false)").settings);
+        assert_eq!(fx("LISTEN jobs").creates, Some(PinReason::Listen));
+        assert_eq!(
+            fx("select pg_advisory_lock(42)").creates,
+            Some(PinReason::AdvisoryLock)
+        );
+        assert_eq!(
+            fx("CREATE TEMP TABLE x (a int)").creates,
+            Some(PinReason::TemporaryTable)
+        );
+        assert_eq!(
+            fx("SELECT * INTO TEMPORARY t FROM u").creates,
+            Some(PinReason::TemporaryTable)
+        );
+        assert_eq!(
+            fx("DECLARE c CURSOR WITH HOLD FOR SELECT 1").creates,
+            Some(PinReason::HoldCursor)
+        );
+        assert_eq!(fx("DECLARE c CURSOR FOR SELECT 1").creates, None);
+        assert_eq!(
+            fx("PREPARE p AS SELECT 1").creates,
+            Some(PinReason::SqlPrepare)
+        );
+        assert_eq!(
+            fx("SET SESSION AUTHORIZATION bob").creates,
+            Some(PinReason::SessionAuthorization)
+        );
+    }
+
+    #[test]
+    fn releases_and_wipes() {
+        assert!(fx("UNLISTEN *").releases);
+        assert!(fx("SELECT pg_advisory_unlock_all()").releases);
+        let d = fx("DISCARD ALL");
+        assert!(d.discard_all && d.drops_statements && d.settings);
+        assert!(fx("DEALLOCATE ALL").drops_statements);
+        assert!(fx("DEALLOCATE PREPARE ALL").drops_statements);
+        assert!(!fx("DEALLOCATE p").drops_statements);
+    }
+}
