@@ -96,15 +96,20 @@ pub fn from_startup<'a>(
 }
 
 fn check_name(name: &str) -> Result<(), ParamError> {
-    let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-    if first_ok && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
+    if is_valid_name(name) {
         Ok(())
     } else {
         Err(ParamError::BadName(name.to_owned()))
     }
+}
+
+/// A setting name pgate will write into SQL unquoted: letters, digits, `_` and `.`.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    first_ok && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
 
 /// Parses libpq's `options`: `-c name=value` / `--name=value`, backslash escapes spaces.
@@ -173,13 +178,24 @@ pub fn quote_literal(value: &str) -> String {
 /// its values at connect) to what `client` asked for; `None` when nothing differs.
 /// Names are validated at login, so they are safe to write unquoted.
 pub fn sync_statements(client: &Params, server: &Params, defaults: &Params) -> Option<String> {
+    // set_config, not SET: it parses list values (search_path, DateStyle) as PostgreSQL
+    // parses startup options, where SET would take a quoted list as one name.
+    let sets: Vec<String> = client
+        .iter()
+        .filter(|(n, v)| is_valid_name(n) && server.get(n) != Some(*v))
+        .map(|(n, v)| {
+            format!(
+                "pg_catalog.set_config({}, {}, false)",
+                quote_literal(n),
+                quote_literal(v)
+            )
+        })
+        .collect();
     let mut sql = String::new();
-    for (name, value) in client.iter() {
-        if server.get(name) != Some(value) {
-            let _ = write!(sql, "SET {name} TO {};", quote_literal(value));
-        }
+    if !sets.is_empty() {
+        let _ = write!(sql, "SELECT {};", sets.join(", "));
     }
-    for (name, value) in server.iter() {
+    for (name, value) in server.iter().filter(|(n, _)| is_valid_name(n)) {
         if client.get(name).is_none() && defaults.get(name) != Some(value) {
             let _ = write!(sql, "RESET {name};");
         }
@@ -226,7 +242,10 @@ mod tests {
         let server = params(&[("DateStyle", "German, DMY"), ("application_name", "other")]);
         let client = params(&[("application_name", "mine")]);
         let sql = sync_statements(&client, &server, &defaults).unwrap();
-        assert_eq!(sql, "SET application_name TO E'mine';RESET DateStyle;");
+        assert_eq!(
+            sql,
+            "SELECT pg_catalog.set_config(E'application_name', E'mine', false);RESET DateStyle;"
+        );
         assert!(sync_statements(&server, &server, &defaults).is_none());
     }
 

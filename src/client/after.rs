@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::io::flush;
 use super::session::Session;
 use crate::error::Error;
-use crate::params::{Params, quote_literal};
+use crate::params::{Params, is_valid_name, quote_literal};
 use crate::pool::PooledServer;
 use crate::protocol::codes::tx_status;
 use crate::protocol::messages;
@@ -20,7 +20,17 @@ use crate::sql::PinReason;
 /// One query with the session's settings (source `session`: every SET, including pgate's
 /// own for the client's startup parameters), its role, its state and its protocol-level
 /// statements.
-fn probe_sql(login_user: &str) -> String {
+fn probe_sql(login_user: &str, custom: &[String]) -> String {
+    let names: Vec<String> = custom.iter().map(|n| quote_literal(n)).collect();
+    let custom_rows = if names.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest(ARRAY[{}]::text[]) AS n \
+             WHERE COALESCE(pg_catalog.current_setting(n, true), '') <> ''",
+            names.join(", ")
+        )
+    };
     format!(
         "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' \
          UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') <> 'none' \
@@ -31,8 +41,9 @@ fn probe_sql(login_user: &str) -> String {
            CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable) THEN 'WITH HOLD cursor' END, \
            CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) THEN 'SQL PREPARE' END, \
            CASE WHEN session_user <> {} THEN 'SET SESSION AUTHORIZATION' END) \
-         UNION ALL SELECT '.statements', pg_catalog.string_agg(name, ',') FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql",
-        quote_literal(login_user)
+         UNION ALL SELECT '.statements', pg_catalog.string_agg(name, ',') FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql{}",
+        quote_literal(login_user),
+        custom_rows
     )
 }
 
@@ -77,7 +88,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         {
             return Ok(());
         }
-        let sql = probe_sql(&server.pool().target().user);
+        // Custom settings are asked for by name: those the client named, and those the
+        // client or the server is known to have.
+        let mut custom: Vec<String> = fx
+            .custom_settings
+            .iter()
+            .filter(|n| is_valid_name(n))
+            .cloned()
+            .collect();
+        let known = server
+            .params
+            .iter()
+            .chain(self.login.params.iter())
+            .map(|(n, _)| n);
+        for name in known.filter(|n| n.contains('.') && is_valid_name(n)) {
+            if !custom.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+                custom.push(name.to_owned());
+            }
+        }
+        let sql = probe_sql(&server.pool().target().user, &custom);
         let found = match Box::pin(server.query_internal(&sql)).await {
             Ok(answer) => Found::read(&answer.rows),
             Err(ServerError::Query(fields)) => {

@@ -87,6 +87,8 @@ pub struct Expectations {
     /// sends now are ignored by the server.
     copy_in: bool,
     ignored_syncs: usize,
+    /// Pool statements whose Parse the server accepted.
+    confirmed: Vec<u64>,
 }
 
 impl Expectations {
@@ -240,13 +242,23 @@ impl Expectations {
     }
 
     fn finish(&mut self, failed: bool) -> Verdict {
-        if let Some(entry) = self.queue.pop_front()
-            && failed
-        {
+        let Some(entry) = self.queue.pop_front() else {
+            return Verdict::Relay;
+        };
+        if failed {
             self.failed_statement = entry.statement;
             self.undone.extend(entry.undo);
+        } else if entry.request == Request::Parse
+            && let Some(id) = entry.statement
+        {
+            self.confirmed.push(id);
         }
         Verdict::Relay
+    }
+
+    /// Pool statements a server accepted since the last call.
+    pub fn take_confirmed(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.confirmed)
     }
 
     /// The server skips every message up to the next Sync: so do the answers pgate would

@@ -77,6 +77,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// A client without a server that prepares statements some server of the pool already
+    /// accepted, then syncs (`Parse ... Sync`: pgbench prepares this way, synchronously),
+    /// is answered by pgate; each Parse reaches a server when its statement is used. This
+    /// spares a checkout, and a client blocked in such a call never waits for a server.
+    pub(super) fn answer_parses_locally(&mut self) -> Result<bool, Error> {
+        if !self.tracking() || self.skip_until_sync {
+            return Ok(false);
+        }
+        let mut pos = 0;
+        let mut parsed: Vec<(Bytes, Prepared)> = Vec::new();
+        loop {
+            let Some((code, total)) = crate::protocol::frame::peek_header(
+                &self.cbuf[pos..],
+                crate::protocol::frame::MAX_FRAME_LEN,
+            )?
+            else {
+                return Ok(false);
+            };
+            if self.cbuf.len() < pos + total {
+                return Ok(false);
+            }
+            match code {
+                frontend::PARSE => {
+                    let parse = extended::decode_parse(&self.cbuf[pos + 5..pos + total])?;
+                    let taken = self.statements.get(parse.name).is_some()
+                        || parsed.iter().any(|(n, _)| n == parse.name);
+                    if parse.name.is_empty() || taken || sql::effects(parse.query).any() {
+                        return Ok(false);
+                    }
+                    let id = self.login.pool.statement_id(parse.definition);
+                    if !self.login.pool.statement_confirmed(id) {
+                        return Ok(false);
+                    }
+                    parsed.push((
+                        Bytes::copy_from_slice(parse.name),
+                        Prepared::new(id, parse.definition),
+                    ));
+                }
+                frontend::SYNC if !parsed.is_empty() => {
+                    self.cbuf.advance(pos + total);
+                    for (name, prepared) in parsed {
+                        self.statements.insert(name, prepared);
+                        self.out.extend_from_slice(&extended::parse_complete());
+                    }
+                    messages::ready_for_query(
+                        &mut self.out,
+                        crate::protocol::codes::tx_status::IDLE,
+                    );
+                    return Ok(true);
+                }
+                _ => return Ok(false),
+            }
+            pos += total;
+        }
+    }
+
     /// Notes the reply a message calls for; `false` when the server will ignore it.
     fn expect_reply(&mut self, code: u8) -> bool {
         if !self.tracking() {
@@ -204,7 +260,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Admit::Prepare { close } => {
                 self.close_on_server(server, close);
                 let undo = vec![undo_client, Undo::ServerStatement(prepared.id)];
-                self.expect.push(Request::Parse, Fate::Relay, undo);
+                self.expect
+                    .push_using(Request::Parse, Fate::Relay, undo, Some(prepared.id));
                 self.send(server, frontend::PARSE, &prepared.parse);
             }
         }

@@ -144,6 +144,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             for undo in self.expect.take_undone() {
                 self.undo(server, undo);
             }
+            for id in self.expect.take_confirmed() {
+                self.login.pool.confirm_statement(id);
+            }
             v
         } else {
             Verdict::Relay

@@ -210,6 +210,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     | frontend::COPY_FAIL
             );
             if starts_request && !self.skip_until_sync {
+                if self.answer_parses_locally()? {
+                    continue;
+                }
                 return Ok(Next::Request);
             }
             self.discard(total).await?;

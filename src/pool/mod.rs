@@ -6,7 +6,7 @@
 mod guard;
 mod registry;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -85,6 +85,8 @@ pub struct Pool {
 #[derive(Default)]
 struct StatementIds {
     ids: HashMap<Bytes, u64>,
+    /// Ids some server of the pool prepared without error.
+    confirmed: HashSet<u64>,
     next: u64,
 }
 
@@ -148,11 +150,30 @@ impl Pool {
         }
         if ids.ids.len() >= MAX_STATEMENT_IDS {
             ids.ids.clear();
+            ids.confirmed.clear();
         }
         ids.next += 1;
         let id = ids.next;
         ids.ids.insert(Bytes::copy_from_slice(definition), id);
         id
+    }
+
+    /// A server prepared statement `id` without error.
+    pub fn confirm_statement(&self, id: u64) {
+        self.statement_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .confirmed
+            .insert(id);
+    }
+
+    /// True once some server of the pool prepared `id` without error.
+    pub fn statement_confirmed(&self, id: u64) -> bool {
+        self.statement_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .confirmed
+            .contains(&id)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

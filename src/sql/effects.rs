@@ -47,7 +47,7 @@ impl PinReason {
 }
 
 /// The effects of one query string (all its statements together).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effects {
     /// Session settings may have changed (SET, RESET, set_config, DISCARD).
     pub settings: bool,
@@ -59,6 +59,9 @@ pub struct Effects {
     pub drops_statements: bool,
     /// DISCARD ALL: settings are back to the server's defaults.
     pub discard_all: bool,
+    /// Names of custom settings (`myapp.tenant`) set or reset: PostgreSQL lists these
+    /// nowhere, so pgate must ask for them by name.
+    pub custom_settings: Vec<String>,
 }
 
 impl Effects {
@@ -72,6 +75,11 @@ impl Effects {
         self.releases |= other.releases;
         self.drops_statements |= other.drops_statements;
         self.discard_all |= other.discard_all;
+        for name in other.custom_settings {
+            if !self.custom_settings.contains(&name) {
+                self.custom_settings.push(name);
+            }
+        }
     }
 }
 
@@ -92,7 +100,17 @@ fn statement_effects(w: &Words) -> Effects {
             e.settings = true;
             e.creates = Some(PinReason::SessionAuthorization);
         }
-        ("set" | "reset", _) => e.settings = true,
+        ("set" | "reset", second) => {
+            e.settings = true;
+            let name = if second == "session" {
+                w.nth(2).unwrap_or("")
+            } else {
+                second
+            };
+            if name.contains('.') {
+                e.custom_settings.push(name.to_owned());
+            }
+        }
         ("discard", "all") => {
             e.settings = true;
             e.releases = true;
@@ -114,6 +132,10 @@ fn statement_effects(w: &Words) -> Effects {
         _ => {}
     }
     for word in w.iter() {
+        if word.starts_with("pg_temp.") {
+            e.creates = e.creates.or(Some(PinReason::TemporaryTable));
+        }
+        let word = word.rsplit('.').next().unwrap_or(word);
         match word {
             "temp" | "temporary" => e.creates = e.creates.or(Some(PinReason::TemporaryTable)),
             "pg_advisory_lock"
@@ -125,7 +147,14 @@ fn statement_effects(w: &Words) -> Effects {
             "pg_advisory_unlock" | "pg_advisory_unlock_shared" | "pg_advisory_unlock_all" => {
                 e.releases = true
             }
-            "set_config" => e.settings = true,
+            "set_config" => {
+                e.settings = true;
+                let names = w
+                    .strings()
+                    .filter(|s| s.contains('.'))
+                    .map(str::to_ascii_lowercase);
+                e.custom_settings.extend(names);
+            }
             _ => {}
         }
     }
@@ -159,6 +188,18 @@ mod tests {
         assert!(fx("SET search_path = a").settings);
         assert!(fx("select 1; RESET ALL").settings);
         assert!(fx("SELECT set_config('a.b', 'c', false)").settings);
+        assert_eq!(
+            fx("SELECT pg_catalog.set_config('App.Tenant', 'x', false)").custom_settings,
+            ["app.tenant"]
+        );
+        assert_eq!(
+            fx("SET SESSION myapp.x TO 1; RESET other.y").custom_settings,
+            ["myapp.x", "other.y"]
+        );
+        assert_eq!(
+            fx("select pg_catalog.pg_advisory_lock(1)").creates,
+            Some(PinReason::AdvisoryLock)
+        );
         assert_eq!(fx("LISTEN jobs").creates, Some(PinReason::Listen));
         assert_eq!(
             fx("select pg_advisory_lock(42)").creates,

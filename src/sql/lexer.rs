@@ -2,10 +2,12 @@
 //! yields each statement's words (identifiers and keywords outside quotes and comments).
 //! It never builds a syntax tree: it must stay cheap enough to run on every query.
 
-/// One statement of a query string: its words, lower-cased, in order.
+/// One statement of a query string: its words (keywords and identifiers, lower-cased, a
+/// qualified name `a.b` as one word) and its string literals, in order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Words {
     words: Vec<String>,
+    strings: Vec<String>,
 }
 
 impl Words {
@@ -35,6 +37,11 @@ impl Words {
     pub fn is_empty(&self) -> bool {
         self.words.is_empty()
     }
+
+    /// The contents of the statement's string literals.
+    pub fn strings(&self) -> impl Iterator<Item = &str> {
+        self.strings.iter().map(String::as_str)
+    }
 }
 
 /// Splits `sql` into statements and returns the words of each non-empty one.
@@ -45,6 +52,7 @@ pub fn statements(sql: &[u8]) -> Vec<Words> {
     while let Some(token) = lexer.next_token() {
         match token {
             Token::Word(w) => current.words.push(w),
+            Token::Str(text) => current.strings.push(text),
             Token::Semicolon => {
                 if !current.is_empty() {
                     out.push(std::mem::take(&mut current));
@@ -60,6 +68,7 @@ pub fn statements(sql: &[u8]) -> Vec<Words> {
 
 enum Token {
     Word(String),
+    Str(String),
     Semicolon,
 }
 
@@ -90,11 +99,11 @@ impl Lexer<'_> {
                 }
                 b'-' if self.peek(1) == Some(b'-') => self.skip_line_comment(),
                 b'/' if self.peek(1) == Some(b'*') => self.skip_block_comment(),
-                b'\'' => self.skip_quoted(b'\'', false),
+                b'\'' => return Some(Token::Str(self.string(false))),
                 b'"' => self.skip_quoted(b'"', false),
                 b'e' | b'E' if self.peek(1) == Some(b'\'') => {
                     self.pos += 1;
-                    self.skip_quoted(b'\'', true);
+                    return Some(Token::Str(self.string(true)));
                 }
                 b'$' => self.skip_dollar(),
                 b if is_ident_start(b) => return Some(Token::Word(self.word())),
@@ -104,12 +113,29 @@ impl Lexer<'_> {
         None
     }
 
+    /// An identifier or keyword; `a.b.c` is read as one qualified name.
     fn word(&mut self) -> String {
         let start = self.pos;
-        while self.peek(0).is_some_and(is_ident_char) {
-            self.pos += 1;
+        loop {
+            while self.peek(0).is_some_and(is_ident_char) {
+                self.pos += 1;
+            }
+            if self.peek(0) == Some(b'.') && self.peek(1).is_some_and(is_ident_start) {
+                self.pos += 1;
+            } else {
+                break;
+            }
         }
         String::from_utf8_lossy(&self.sql[start..self.pos]).to_ascii_lowercase()
+    }
+
+    /// A single-quoted string literal's content (doubled quotes undone; in E'' strings a
+    /// backslash keeps the next byte).
+    fn string(&mut self, backslash_escapes: bool) -> String {
+        let start = self.pos + 1;
+        self.skip_quoted(b'\'', backslash_escapes);
+        let end = self.pos.saturating_sub(1).max(start);
+        String::from_utf8_lossy(&self.sql[start..end.min(self.sql.len())]).replace("''", "'")
     }
 
     fn skip_line_comment(&mut self) {
@@ -226,6 +252,13 @@ mod tests {
         assert!(!s[0].contains("temp"));
         let s = statements(b"CREATE TEMP TABLE x (a int)");
         assert!(s[0].contains_pair("create", "temp"));
+        let s = statements(
+            b"SET myapp.Tenant = 'it''s'; SELECT pg_catalog.set_config('a.b', 'c', false)",
+        );
+        assert_eq!(s[0].nth(1), Some("myapp.tenant"));
+        assert_eq!(s[0].strings().collect::<Vec<_>>(), ["it's"]);
+        assert!(s[1].contains("pg_catalog.set_config"));
+        assert_eq!(s[1].strings().collect::<Vec<_>>(), ["a.b", "c"]);
     }
 
     #[test]

@@ -165,3 +165,90 @@ impl RawClient {
         c
     }
 }
+
+pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    body.extend_from_slice(sql.as_bytes());
+    body.push(0);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    message(b'P', &body)
+}
+
+/// Bind with text parameters and text results.
+pub fn bind(portal: &str, statement: &str, params: &[&str]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for name in [portal, statement] {
+        body.extend_from_slice(name.as_bytes());
+        body.push(0);
+    }
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&(params.len() as i16).to_be_bytes());
+    for p in params {
+        body.extend_from_slice(&(p.len() as i32).to_be_bytes());
+        body.extend_from_slice(p.as_bytes());
+    }
+    body.extend_from_slice(&0i16.to_be_bytes());
+    message(b'B', &body)
+}
+
+pub fn execute(portal: &str, max_rows: i32) -> Vec<u8> {
+    let mut body = portal.as_bytes().to_vec();
+    body.push(0);
+    body.extend_from_slice(&max_rows.to_be_bytes());
+    message(b'E', &body)
+}
+
+pub fn describe(kind: u8, name: &str) -> Vec<u8> {
+    let mut body = vec![kind];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    message(b'D', &body)
+}
+
+pub fn close(kind: u8, name: &str) -> Vec<u8> {
+    let mut body = vec![kind];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    message(b'C', &body)
+}
+
+pub fn sync() -> Vec<u8> {
+    message(b'S', &[])
+}
+
+pub fn flush() -> Vec<u8> {
+    message(b'H', &[])
+}
+
+/// The type bytes of some messages, as a string ("12CZ"), for order checks.
+pub fn codes(msgs: &[Msg]) -> String {
+    msgs.iter().map(|m| m.0 as char).collect()
+}
+
+/// The first column of every DataRow, as text.
+pub fn first_column(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m.0 == b'D')
+        .map(|(_, body)| {
+            let len = i32::from_be_bytes(body[2..6].try_into().unwrap());
+            if len < 0 {
+                String::from("NULL")
+            } else {
+                String::from_utf8_lossy(&body[6..6 + len as usize]).into_owned()
+            }
+        })
+        .collect()
+}
+
+impl RawClient {
+    /// Reads messages up to and including the `n`th ReadyForQuery.
+    pub async fn until_ready_n(&mut self, n: usize) -> Vec<Msg> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.extend(self.until_ready().await);
+        }
+        out
+    }
+}
