@@ -45,40 +45,21 @@ impl CancelRegistry {
             if pid == 0 || map.contains_key(&pid) {
                 continue;
             }
-            let entry = Arc::new(Entry {
-                secret: rand::random(),
-                target: Mutex::new(None),
-            });
+            let entry = Arc::new(Entry { secret: rand::random(), target: Mutex::new(None) });
             map.insert(pid, entry.clone());
-            let key = CancelKey {
-                pid,
-                secret: entry.secret,
-            };
-            return CancelHandle {
-                registry: self.clone(),
-                key,
-                entry,
-            };
+            let key = CancelKey { pid, secret: entry.secret };
+            return CancelHandle { registry: self.clone(), key, entry };
         }
     }
 
     /// The server to cancel for `key`; `None` for unknown keys, wrong secrets and idle clients.
     pub fn lookup(&self, key: CancelKey) -> Option<CancelTarget> {
-        let entry = self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key.pid)
-            .cloned()?;
+        let entry = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key.pid).cloned()?;
         // Compare without an early exit, so timing does not reveal secret bits.
         if (entry.secret ^ key.secret) != 0 {
             return None;
         }
-        entry
-            .target
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        entry.target.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -95,11 +76,7 @@ impl CancelHandle {
 
 impl Drop for CancelHandle {
     fn drop(&mut self) {
-        self.registry
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.key.pid);
+        self.registry.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key.pid);
     }
 }
 
@@ -114,12 +91,7 @@ pub async fn forward(target: &CancelTarget, timeout: Duration) -> std::io::Resul
     };
     tokio::time::timeout(timeout, send)
         .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "cancel timed out",
-            ))
-        })
+        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "cancel timed out")))
 }
 
 #[cfg(test)]
@@ -132,19 +104,10 @@ mod tests {
         let handle = registry.register();
         let key = handle.key();
         assert_eq!(registry.lookup(key), None, "idle client: nothing to cancel");
-        let target = CancelTarget {
-            addr: "127.0.0.1:1".into(),
-            key: CancelKey { pid: 5, secret: 6 },
-        };
+        let target = CancelTarget { addr: "127.0.0.1:1".into(), key: CancelKey { pid: 5, secret: 6 } };
         handle.set(Some(target.clone()));
         assert_eq!(registry.lookup(key), Some(target));
-        assert_eq!(
-            registry.lookup(CancelKey {
-                pid: key.pid,
-                secret: key.secret ^ 1
-            }),
-            None
-        );
+        assert_eq!(registry.lookup(CancelKey { pid: key.pid, secret: key.secret ^ 1 }), None);
         drop(handle);
         assert_eq!(registry.lookup(key), None, "gone after the client leaves");
     }

@@ -39,9 +39,7 @@ pub enum Error {
     #[error("server connection lost: {0}")]
     ServerLost(ServerError),
     /// Statement pooling ended a statement inside a transaction; it was rolled back.
-    #[error(
-        "transaction blocks are not allowed in statement pooling; the transaction was rolled back"
-    )]
+    #[error("transaction blocks are not allowed in statement pooling; the transaction was rolled back")]
     TransactionInStatementPooling,
     /// A server rejected the settings the client asked for at startup.
     #[error("{}", .0.message)]
@@ -57,10 +55,7 @@ pub const ERROR: &str = "ERROR";
 impl Error {
     /// True when the client can keep using its session after this error.
     pub fn keeps_session(&self) -> bool {
-        matches!(
-            self,
-            Error::Checkout(_) | Error::TransactionInStatementPooling
-        )
+        matches!(self, Error::Checkout(_) | Error::TransactionInStatementPooling)
     }
 
     /// The ErrorResponse a client gets; `None` when the client is gone.
@@ -69,47 +64,34 @@ impl Error {
         let (code, hint) = match self {
             Error::ClientIo(_) => return None,
             Error::StartupSetting(fields) => {
-                return Some(ErrorFields {
-                    severity: FATAL.into(),
-                    ..(**fields).clone()
-                });
+                return Some(ErrorFields { severity: FATAL.into(), ..(**fields).clone() });
             }
-            Error::Protocol(ProtocolError::UnsupportedProtocol { .. }) => {
-                (sqlstate::FEATURE_NOT_SUPPORTED, None)
-            }
+            Error::Protocol(ProtocolError::UnsupportedProtocol { .. }) => (sqlstate::FEATURE_NOT_SUPPORTED, None),
             Error::Protocol(_) => (sqlstate::PROTOCOL_VIOLATION, None),
             Error::Auth(e) => auth_code(e),
             Error::Route(_) => (
                 sqlstate::INVALID_CATALOG_NAME,
-                Some(
-                    "connect to one of the listed databases, or ask the operator to route this one",
-                ),
+                Some("connect to one of the listed databases, or ask the operator to route this one"),
             ),
             Error::Params(ParamError::BadName(_)) => (sqlstate::PROTOCOL_VIOLATION, None),
             Error::Params(_) => (sqlstate::FEATURE_NOT_SUPPORTED, None),
             Error::MissingUser => (sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, None),
             Error::LoginTimeout(_) => (sqlstate::QUERY_CANCELED, None),
-            Error::TooManyClients(_) => (
-                sqlstate::TOO_MANY_CONNECTIONS,
-                Some("retry later, or raise listen.max_client_connections"),
-            ),
+            Error::TooManyClients(_) => {
+                (sqlstate::TOO_MANY_CONNECTIONS, Some("retry later, or raise listen.max_client_connections"))
+            }
             Error::ShuttingDown => (
                 sqlstate::ADMIN_SHUTDOWN,
-                Some(
-                    "reconnect: another pgate instance, or this one after restart, will serve you",
-                ),
+                Some("reconnect: another pgate instance, or this one after restart, will serve you"),
             ),
             Error::Checkout(e) | Error::LoginServer(e) => return Some(pool_response(e, severity)),
             Error::TransactionInStatementPooling => (
                 sqlstate::FEATURE_NOT_SUPPORTED,
-                Some(
-                    "run each statement on its own, or use a pool in transaction mode for this client",
-                ),
+                Some("run each statement on its own, or use a pool in transaction mode for this client"),
             ),
-            Error::ServerLost(_) => (
-                sqlstate::CONNECTION_FAILURE,
-                Some("the transaction was lost; reconnect and retry it"),
-            ),
+            Error::ServerLost(_) => {
+                (sqlstate::CONNECTION_FAILURE, Some("the transaction was lost; reconnect and retry it"))
+            }
         };
         Some(ErrorFields {
             severity: severity.into(),
@@ -124,10 +106,12 @@ impl Error {
 fn auth_code(e: &AuthError) -> (&'static str, Option<&'static str>) {
     match e {
         AuthError::PasswordFailed(_) => (sqlstate::INVALID_PASSWORD, None),
-        AuthError::NotTrusted(_) => (sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, None),
-        AuthError::UnsupportedMechanism(_) | AuthError::MalformedScram => {
-            (sqlstate::PROTOCOL_VIOLATION, None)
+        AuthError::NotTrusted(_) | AuthError::TlsRequired(_) | AuthError::IdentityMismatch { .. } => {
+            (sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, None)
         }
+        AuthError::Certificate { .. } => (sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, None),
+        AuthError::ChannelBinding(_) => (sqlstate::PROTOCOL_VIOLATION, None),
+        AuthError::UnsupportedMechanism(_) | AuthError::MalformedScram => (sqlstate::PROTOCOL_VIOLATION, None),
     }
 }
 
@@ -137,35 +121,18 @@ fn pool_response(e: &PoolError, severity: &str) -> ErrorFields {
             sqlstate::TOO_MANY_CONNECTIONS,
             e.to_string(),
             None,
-            Some(
-                "retry; if this persists, raise the pool size or shorten the transactions that hold servers",
-            ),
+            Some("retry; if this persists, raise the pool size or shorten the transactions that hold servers"),
         ),
         PoolError::Closed(_) => (sqlstate::ADMIN_SHUTDOWN, e.to_string(), None, None),
-        PoolError::Server(ServerError::Rejected {
-            backend,
-            user,
-            fields,
-        }) => {
+        PoolError::Server(ServerError::Rejected { backend, user, fields }) => {
             // A missing database is the client's to fix; other refusals are pgate's setup.
-            let code = if fields.code == "3D000" {
-                "3D000"
-            } else {
-                sqlstate::CONNECTION_FAILURE
-            };
+            let code = if fields.code == "3D000" { "3D000" } else { sqlstate::CONNECTION_FAILURE };
             (
                 code,
-                format!(
-                    "backend {backend} refused the login of \"{user}\": {}",
-                    fields.message
-                ),
-                Some(format!(
-                    "the server said {} {}",
-                    fields.code, fields.message
-                )),
-                (code != "3D000").then_some(
-                    "check the user's server_user / server_password in the pgate configuration",
-                ),
+                format!("backend {backend} refused the login of \"{user}\": {}", fields.message),
+                Some(format!("the server said {} {}", fields.code, fields.message)),
+                (code != "3D000")
+                    .then_some("check the user's server_user / server_password in the pgate configuration"),
             )
         }
         PoolError::Server(other) => (
@@ -175,11 +142,5 @@ fn pool_response(e: &PoolError, severity: &str) -> ErrorFields {
             Some("the backend is unreachable or restarting; retry shortly"),
         ),
     };
-    ErrorFields {
-        severity: severity.into(),
-        code: code.into(),
-        message,
-        detail,
-        hint: hint.map(Into::into),
-    }
+    ErrorFields { severity: severity.into(), code: code.into(), message, detail, hint: hint.map(Into::into) }
 }

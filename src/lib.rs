@@ -3,7 +3,8 @@
 //! # Map of the crate
 //! - [`proxy`]: listener, accept loop, shared state, client limit, janitor, shutdown.
 //! - [`client`]: one client connection: startup packets, login, the session loop.
-//! - [`auth`]: client authentication exchanges (SCRAM-SHA-256, md5, trust networks).
+//! - [`auth`]: client authentication exchanges (SCRAM-SHA-256(-PLUS), md5, cert, trust).
+//! - [`tls`]: TLS towards clients and backends, certificate identities, channel binding.
 //! - [`routing`]: database name -> route (backend + server database).
 //! - [`pool`]: pools of server connections, checkout with a deadline, the RAII guard.
 //! - [`server`]: one server connection: connect and log in, protocol state, reset.
@@ -46,3 +47,4 @@ pub mod routing;
 pub mod server;
 pub mod sql;
 pub mod stats;
+pub mod tls;

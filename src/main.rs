@@ -11,22 +11,12 @@ use pgate::config::{self, Snapshot};
 use pgate::proxy::Proxy;
 
 #[derive(Parser)]
-#[command(
-    name = "pgate",
-    version,
-    about = "PostgreSQL proxy and connection pooler"
-)]
+#[command(name = "pgate", version, about = "PostgreSQL proxy and connection pooler")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Configuration file.
-    #[arg(
-        long,
-        short,
-        global = true,
-        default_value = "config/pgate.toml",
-        env = "PGATE_CONFIG"
-    )]
+    #[arg(long, short, global = true, default_value = "config/pgate.toml", env = "PGATE_CONFIG")]
     config: PathBuf,
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PGATE_LOG_FORMAT")]
@@ -77,10 +67,7 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -88,10 +75,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
 }
 
 fn run(path: &Path) -> anyhow::Result<()> {
@@ -100,6 +84,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
     on_worker(async move {
         let proxy = Proxy::bind(snapshot).await?;
         tracing::info!(address = %proxy.local_addr()?, %config, "pgate listening");
+        tokio::spawn(pgate::proxy::reload_on_sighup(proxy.shared()));
         proxy.run(pgate::proxy::stop_signal()).await;
         Ok(())
     })
@@ -113,9 +98,7 @@ where
     F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let runtime = runtime()?;
-    runtime
-        .block_on(runtime.spawn(work))
-        .context("the proxy task failed")?
+    runtime.block_on(runtime.spawn(work)).context("the proxy task failed")?
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {
@@ -134,18 +117,8 @@ fn describe(s: &Snapshot) -> String {
         "listen {} (max {} clients, login timeout {:?})",
         s.listen.address, s.listen.max_client_connections, s.listen.login_timeout
     );
-    let trust: Vec<String> = s
-        .auth
-        .trust_networks
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
-    let _ = writeln!(
-        out,
-        "auth {:?}, trust networks: [{}]",
-        s.auth.method,
-        trust.join(", ")
-    );
+    let trust: Vec<String> = s.auth.trust_networks.iter().map(|n| n.to_string()).collect();
+    let _ = writeln!(out, "auth {:?}, trust networks: [{}]", s.auth.method, trust.join(", "));
     let _ = writeln!(out, "routes:");
     for (name, r) in &s.routes.exact {
         let _ = writeln!(
@@ -157,52 +130,24 @@ fn describe(s: &Snapshot) -> String {
         );
     }
     if let Some(b) = &s.routes.fallback {
-        let _ = writeln!(
-            out,
-            "  {:<16} -> {} ({}) database of the same name",
-            "*",
-            b.name,
-            b.address()
-        );
+        let _ = writeln!(out, "  {:<16} -> {} ({}) database of the same name", "*", b.name, b.address());
     }
     let mut users: Vec<_> = s.users.values().collect();
     users.sort_by(|a, b| a.name.cmp(&b.name));
     let _ = writeln!(out, "users:");
     for u in &users {
-        let password = if u.password.is_some() {
-            "set"
-        } else {
-            "none (trust networks only)"
-        };
-        let server = if u.server_password.is_some() {
-            "set"
-        } else {
-            "none"
-        };
+        let password = if u.password.is_some() { "set" } else { "none (trust networks only)" };
+        let server = if u.server_password.is_some() { "set" } else { "none" };
         let _ = writeln!(
             out,
             "  {:<16} password {password}; server user {}, server password {server}",
             u.name, u.server_user
         );
     }
-    let _ = writeln!(
-        out,
-        "pools (per backend, before database and user overrides):"
-    );
+    let _ = writeln!(out, "pools (per backend, before database and user overrides):");
     for b in s.backends.values() {
-        let route = config::RouteEntry {
-            backend: b.clone(),
-            server_database: String::new(),
-            pool: Default::default(),
-        };
-        let anyone = config::User {
-            name: String::new(),
-            password: None,
-            scram: None,
-            server_user: String::new(),
-            server_password: None,
-            pool: Default::default(),
-        };
+        let route = config::RouteEntry { backend: b.clone(), server_database: String::new(), pool: Default::default() };
+        let anyone = config::User::implicit("");
         let p = s.pool_settings(&route, &anyone);
         let _ = writeln!(
             out,
@@ -222,19 +167,10 @@ fn describe(s: &Snapshot) -> String {
 
 fn scram_secret() -> anyhow::Result<()> {
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read the password from stdin")?;
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
     let password = line.trim_end_matches(['\r', '\n']);
-    anyhow::ensure!(
-        !password.is_empty(),
-        "no password on stdin; try: echo -n 'secret' | pgate scram-secret"
-    );
-    println!(
-        "{}",
-        postgres_protocol::password::scram_sha_256(password.as_bytes())
-    );
+    anyhow::ensure!(!password.is_empty(), "no password on stdin; try: echo -n 'secret' | pgate scram-secret");
+    println!("{}", postgres_protocol::password::scram_sha_256(password.as_bytes()));
     Ok(())
 }
 

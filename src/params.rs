@@ -29,18 +29,11 @@ pub struct Params(Vec<(String, String)>);
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn set(&mut self, name: &str, value: &str) {
-        match self
-            .0
-            .iter_mut()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        {
+        match self.0.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
             Some(slot) => slot.1 = value.to_owned(),
             None => self.0.push((name.to_owned(), value.to_owned())),
         }
@@ -68,18 +61,14 @@ pub fn is_client_reported(name: &str) -> bool {
 pub enum ParamError {
     #[error("invalid startup parameter name {0:?}")]
     BadName(String),
-    #[error(
-        "startup option {0:?} is not supported by pgate; only \"-c name=value\" and \"--name=value\" are"
-    )]
+    #[error("startup option {0:?} is not supported by pgate; only \"-c name=value\" and \"--name=value\" are")]
     UnsupportedOption(String),
     #[error("replication connections are not supported by pgate")]
     Replication,
 }
 
 /// The settings a client asked for in its StartupMessage, `options` included.
-pub fn from_startup<'a>(
-    startup: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Result<Params, ParamError> {
+pub fn from_startup<'a>(startup: impl Iterator<Item = (&'a str, &'a str)>) -> Result<Params, ParamError> {
     let mut params = Params::default();
     for (name, value) in startup {
         match name {
@@ -96,19 +85,13 @@ pub fn from_startup<'a>(
 }
 
 fn check_name(name: &str) -> Result<(), ParamError> {
-    if is_valid_name(name) {
-        Ok(())
-    } else {
-        Err(ParamError::BadName(name.to_owned()))
-    }
+    if is_valid_name(name) { Ok(()) } else { Err(ParamError::BadName(name.to_owned())) }
 }
 
 /// A setting name pgate will write into SQL unquoted: letters, digits, `_` and `.`.
 pub fn is_valid_name(name: &str) -> bool {
     let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
     first_ok && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
 
@@ -118,9 +101,7 @@ fn parse_options(options: &str, params: &mut Params) -> Result<(), ParamError> {
     let mut it = words.iter();
     while let Some(word) = it.next() {
         let setting = if word == "-c" {
-            it.next()
-                .ok_or_else(|| ParamError::UnsupportedOption(word.clone()))?
-                .as_str()
+            it.next().ok_or_else(|| ParamError::UnsupportedOption(word.clone()))?.as_str()
         } else if let Some(rest) = word.strip_prefix("-c") {
             rest
         } else if let Some(rest) = word.strip_prefix("--") {
@@ -128,9 +109,7 @@ fn parse_options(options: &str, params: &mut Params) -> Result<(), ParamError> {
         } else {
             return Err(ParamError::UnsupportedOption(word.clone()));
         };
-        let (name, value) = setting
-            .split_once('=')
-            .ok_or_else(|| ParamError::UnsupportedOption(word.clone()))?;
+        let (name, value) = setting.split_once('=').ok_or_else(|| ParamError::UnsupportedOption(word.clone()))?;
         let name = name.replace('-', "_");
         check_name(&name)?;
         params.set(&name, value);
@@ -183,13 +162,7 @@ pub fn sync_statements(client: &Params, server: &Params, defaults: &Params) -> O
     let sets: Vec<String> = client
         .iter()
         .filter(|(n, v)| is_valid_name(n) && server.get(n) != Some(*v))
-        .map(|(n, v)| {
-            format!(
-                "pg_catalog.set_config({}, {}, false)",
-                quote_literal(n),
-                quote_literal(v)
-            )
-        })
+        .map(|(n, v)| format!("pg_catalog.set_config({}, {}, false)", quote_literal(n), quote_literal(v)))
         .collect();
     let mut sql = String::new();
     if !sets.is_empty() {
@@ -242,10 +215,7 @@ mod tests {
         let server = params(&[("DateStyle", "German, DMY"), ("application_name", "other")]);
         let client = params(&[("application_name", "mine")]);
         let sql = sync_statements(&client, &server, &defaults).unwrap();
-        assert_eq!(
-            sql,
-            "SELECT pg_catalog.set_config(E'application_name', E'mine', false);RESET DateStyle;"
-        );
+        assert_eq!(sql, "SELECT pg_catalog.set_config(E'application_name', E'mine', false);RESET DateStyle;");
         assert!(sync_statements(&server, &server, &defaults).is_none());
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -14,6 +14,7 @@ use crate::cancel::CancelRegistry;
 use crate::client::{self, Admission};
 use crate::config::Snapshot;
 use crate::pool::Pools;
+use crate::tls::{ClientTls, TlsError};
 
 /// How often the janitor looks at the pools.
 const JANITOR_PERIOD: Duration = Duration::from_secs(1);
@@ -21,6 +22,9 @@ const JANITOR_PERIOD: Duration = Duration::from_secs(1);
 /// State shared by all client tasks.
 pub struct Shared {
     pub config: ArcSwap<Snapshot>,
+    /// Client-facing TLS, swapped whole on reload so a handshake and its channel binding
+    /// see the same certificate.
+    tls: ArcSwapOption<ClientTls>,
     pub pools: Pools,
     pub cancels: Arc<CancelRegistry>,
     /// Seeds the fake SCRAM salts of logins that must fail.
@@ -31,8 +35,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(snapshot: Snapshot) -> Result<Arc<Self>, TlsError> {
+        let tls = snapshot.tls.as_ref().map(ClientTls::load).transpose()?.map(Arc::new);
+        Ok(Arc::new(Self {
+            tls: ArcSwapOption::new(tls),
             config: ArcSwap::from_pointee(snapshot),
             pools: Pools::default(),
             cancels: Arc::default(),
@@ -40,7 +46,23 @@ impl Shared {
             counters: Default::default(),
             clients: AtomicUsize::new(0),
             shutdown: watch::Sender::new(false),
-        })
+        }))
+    }
+
+    /// The client-facing TLS in force now (`None`: TLS is disabled).
+    pub fn client_tls(&self) -> Option<Arc<ClientTls>> {
+        self.tls.load_full()
+    }
+
+    /// Reads the certificate files again; new handshakes use them, established connections
+    /// keep theirs. A file that cannot be read or does not match keeps the old certificate.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        let config = self.config.load();
+        let Some(settings) = &config.tls else { return Ok(()) };
+        let fresh = ClientTls::load(settings)?;
+        tracing::info!(certificate = %fresh.subject, "TLS certificates reloaded");
+        self.tls.store(Some(Arc::new(fresh)));
+        Ok(())
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -80,10 +102,9 @@ impl Drop for ClientSlot {
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: String,
-        source: std::io::Error,
-    },
+    Bind { address: String, source: std::io::Error },
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 pub struct Proxy {
@@ -95,13 +116,9 @@ impl Proxy {
     /// Binds the listen address of `snapshot`.
     pub async fn bind(snapshot: Snapshot) -> Result<Self, ProxyError> {
         let address = snapshot.listen.address.clone();
-        let listener = TcpListener::bind(&address)
-            .await
-            .map_err(|source| ProxyError::Bind { address, source })?;
-        Ok(Self {
-            shared: Shared::new(snapshot),
-            listener,
-        })
+        let shared = Shared::new(snapshot)?;
+        let listener = TcpListener::bind(&address).await.map_err(|source| ProxyError::Bind { address, source })?;
+        Ok(Self { shared, listener })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -159,10 +176,7 @@ async fn drain(shared: &Shared) {
     }
     let left = shared.client_count();
     if left > 0 {
-        tracing::warn!(
-            clients = left,
-            "shutdown_timeout passed; closing the remaining clients"
-        );
+        tracing::warn!(clients = left, "shutdown_timeout passed; closing the remaining clients");
     }
 }
 
@@ -173,6 +187,18 @@ async fn janitor(shared: Arc<Shared>) {
         tick.tick().await;
         for pool in shared.pools.all() {
             pool.maintain();
+        }
+    }
+}
+
+/// Reloads the TLS certificates on every SIGHUP, for as long as the process runs.
+pub async fn reload_on_sighup(shared: Arc<Shared>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return tracing::error!("cannot watch SIGHUP; certificates will not be reloaded");
+    };
+    while hup.recv().await.is_some() {
+        if let Err(e) = shared.reload_tls() {
+            tracing::error!(error = %e, "TLS reload failed; keeping the previous certificates");
         }
     }
 }

@@ -5,10 +5,7 @@ use crate::config::{RouteEntry, Snapshot};
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error("database \"{database}\" is not routed by pgate; known: {}", known.join(", "))]
-    Unknown {
-        database: String,
-        known: Vec<String>,
-    },
+    Unknown { database: String, known: Vec<String> },
 }
 
 /// Resolves a client's database name: an exact name or alias first, then the `"*"`
@@ -18,18 +15,12 @@ pub fn route(snapshot: &Snapshot, database: &str) -> Result<RouteEntry, RouteErr
         return Ok(entry.clone());
     }
     match &snapshot.routes.fallback {
-        Some(backend) => Ok(RouteEntry {
-            backend: backend.clone(),
-            server_database: database.to_owned(),
-            pool: Default::default(),
-        }),
+        Some(backend) => {
+            Ok(RouteEntry { backend: backend.clone(), server_database: database.to_owned(), pool: Default::default() })
+        }
         None => Err(RouteError::Unknown {
             database: database.to_owned(),
-            known: snapshot
-                .routed_names()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            known: snapshot.routed_names().into_iter().map(str::to_owned).collect(),
         }),
     }
 }
@@ -53,17 +44,10 @@ mod tests {
         assert_eq!(route(&s, "keycloak").unwrap().backend.name, "infra");
         assert_eq!(route(&s, "rag").unwrap().server_database, "lightrag");
         let other = route(&s, "anything").unwrap();
-        assert_eq!(
-            (other.backend.name.as_str(), other.server_database.as_str()),
-            ("data", "anything")
-        );
+        assert_eq!((other.backend.name.as_str(), other.server_database.as_str()), ("data", "anything"));
 
-        let s =
-            snapshot("[backends.infra]\nhost = \"h\"\ndatabases = [\"keycloak\", \"airflow\"]\n");
+        let s = snapshot("[backends.infra]\nhost = \"h\"\ndatabases = [\"keycloak\", \"airflow\"]\n");
         let err = route(&s, "nope").unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "database \"nope\" is not routed by pgate; known: airflow, keycloak"
-        );
+        assert_eq!(err, "database \"nope\" is not routed by pgate; known: airflow, keycloak");
     }
 }

@@ -17,16 +17,10 @@ impl Counters {
 
     /// Pins so far, by reason.
     pub fn pins(&self) -> Vec<(PinReason, u64)> {
-        PinReason::ALL
-            .iter()
-            .map(|&r| (r, self.pins[Self::index(r)].load(Ordering::Relaxed)))
-            .collect()
+        PinReason::ALL.iter().map(|&r| (r, self.pins[Self::index(r)].load(Ordering::Relaxed))).collect()
     }
 
     fn index(reason: PinReason) -> usize {
-        PinReason::ALL
-            .iter()
-            .position(|&r| r == reason)
-            .expect("every reason is in ALL")
+        PinReason::ALL.iter().position(|&r| r == reason).expect("every reason is in ALL")
     }
 }

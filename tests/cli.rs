@@ -21,43 +21,15 @@ fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
 
 #[test]
 fn check_accepts_the_shipped_config_and_prints_the_routes() {
-    let out = pgate()
-        .args(["check", "--config", "config/pgate.toml"])
-        .output()
-        .unwrap();
+    let out = pgate().args(["check", "--config", "config/pgate.toml"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for db in [
-        "keycloak",
-        "airflow",
-        "superset",
-        "polaris",
-        "openmetadata",
-        "mlflow",
-        "jupyterhub",
-    ] {
-        assert!(
-            text.lines()
-                .any(|l| l.trim_start().starts_with(db) && l.contains("-> infra")),
-            "{db}:\n{text}"
-        );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for db in ["keycloak", "airflow", "superset", "polaris", "openmetadata", "mlflow", "jupyterhub"] {
+        assert!(text.lines().any(|l| l.trim_start().starts_with(db) && l.contains("-> infra")), "{db}:\n{text}");
     }
-    assert!(
-        text.lines()
-            .any(|l| l.trim_start().starts_with("akko") && l.contains("-> data"))
-    );
-    assert!(
-        text.lines()
-            .any(|l| l.trim_start().starts_with("rag") && l.contains("database lightrag"))
-    );
-    assert!(
-        text.lines()
-            .any(|l| l.trim_start().starts_with('*') && l.contains("-> data"))
-    );
+    assert!(text.lines().any(|l| l.trim_start().starts_with("akko") && l.contains("-> data")));
+    assert!(text.lines().any(|l| l.trim_start().starts_with("rag") && l.contains("database lightrag")));
+    assert!(text.lines().any(|l| l.trim_start().starts_with('*') && l.contains("-> data")));
 }
 
 #[test]
@@ -66,12 +38,7 @@ fn check_reports_the_file_and_line_of_an_error() {
         "bad.toml",
         "[backends.data]\nhost = \"h\"\ndatabases = [\"akko\"]\n\n[databases.x]\nbackend = \"nowhere\"\n",
     );
-    let out = pgate()
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = pgate().arg("check").arg("--config").arg(&path).output().unwrap();
     std::fs::remove_file(&path).unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -81,81 +48,45 @@ fn check_reports_the_file_and_line_of_an_error() {
 
 #[test]
 fn scram_secret_prints_a_secret_the_config_accepts() {
-    let mut child = pgate()
-        .arg("scram-secret")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = pgate().arg("scram-secret").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(b"hunter2\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(secret.starts_with("SCRAM-SHA-256$4096:"), "{secret}");
     let config = format!("[[users]]\nname = \"u\"\npassword = \"{secret}\"\n");
     let snapshot = pgate::config::parse(&config, std::path::Path::new("x.toml")).unwrap();
-    assert!(matches!(
-        snapshot.users["u"].password,
-        Some(pgate::config::StoredPassword::Scram(_))
-    ));
-    let empty = pgate()
-        .arg("scram-secret")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    assert!(matches!(snapshot.users["u"].password, Some(pgate::config::StoredPassword::Scram(_))));
+    let empty = pgate().arg("scram-secret").stdin(Stdio::null()).output().unwrap();
     assert!(!empty.status.success());
 }
 
 #[test]
 fn run_serves_until_sigterm() {
     let b = backends();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = format!(
-        "[listen]\naddress = \"127.0.0.1:{port}\"\n{}",
-        routes_and_users(b.infra.port(), b.data.port())
-    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config =
+        format!("[listen]\naddress = \"127.0.0.1:{port}\"\n{}", routes_and_users(b.infra.port(), b.data.port()));
     let path = write_temp("run.toml", &config);
-    let mut child = pgate()
-        .arg("--config")
-        .arg(&path)
-        .args(["--log-format", "json"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        pgate().arg("--config").arg(&path).args(["--log-format", "json"]).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
     assert!(line.contains("pgate listening"), "{line}");
     assert!(line.trim_start().starts_with('{'), "json logs: {line}");
     let out = tool("psql")
-        .arg(format!(
-            "host=127.0.0.1 port={port} user=alice password={ALICE_PW} dbname=keycloak"
-        ))
+        .arg(format!("host=127.0.0.1 port={port} user=alice password={ALICE_PW} dbname=keycloak"))
         .args(["-X", "-A", "-t", "-c", "SELECT current_database()"])
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "keycloak",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "keycloak", "{}", String::from_utf8_lossy(&out.stderr));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "pgate did not stop on SIGTERM"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "pgate did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
     std::fs::remove_file(&path).unwrap();
@@ -164,11 +95,7 @@ fn run_serves_until_sigterm() {
 
 #[test]
 fn demo_starts_two_clusters_serves_psql_and_cleans_up_on_ctrl_c() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = pgate()
         .args(["demo", "--port", &port.to_string()])
         .stdout(Stdio::piped())
@@ -199,14 +126,8 @@ fn demo_starts_two_clusters_serves_psql_and_cleans_up_on_ctrl_c() {
     assert_eq!(psql("akko", "SELECT count(*) FROM orders"), "1000");
     assert_eq!(psql("analytics", "SELECT count(*) FROM orders"), "1000");
     assert_eq!(psql("keycloak", "SELECT count(*) FROM realm"), "2");
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
-    assert!(
-        !std::path::Path::new(&root).exists(),
-        "{root} was not removed"
-    );
+    assert!(!std::path::Path::new(&root).exists(), "{root} was not removed");
 }

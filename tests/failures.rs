@@ -21,16 +21,9 @@ async fn backend_killed_and_restarted() {
 
     cluster.stop("immediate").unwrap();
     // The running query and the open transaction are lost: 08006.
-    let err = tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("08006"), "{err}");
-    let ended = tokio::time::timeout(Duration::from_secs(10), in_tx_conn)
-        .await
-        .unwrap()
-        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), in_tx_conn).await.unwrap().unwrap();
     let err = ended.expect_err("the client in a transaction is disconnected");
     assert_eq!(sqlstate(&err).as_deref(), Some("08006"), "{err}");
     // A client without a server is refused for now but keeps its session.
@@ -38,11 +31,7 @@ async fn backend_killed_and_restarted() {
     assert_eq!(sqlstate(&err).as_deref(), Some("08006"), "{err}");
 
     cluster.start().unwrap();
-    assert_eq!(
-        simple_row(&idle, "SELECT 1").await,
-        ["1"],
-        "the same session works again"
-    );
+    assert_eq!(simple_row(&idle, "SELECT 1").await, ["1"], "the same session works again");
     for _ in 0..5 {
         let client = pgate.alice("akko").await;
         assert_eq!(simple_row(&client, "SELECT 2").await, ["2"]);
@@ -54,18 +43,11 @@ async fn backend_down_at_login_is_a_clear_error() {
     let cluster = private_cluster("down");
     let port = cluster.port();
     cluster.stop("fast").unwrap();
-    let pgate = Pgate::start(&single_backend_config(
-        "[pool]\nconnect_timeout = \"2s\"\n",
-        port,
-    ))
-    .await;
+    let pgate = Pgate::start(&single_backend_config("[pool]\nconnect_timeout = \"2s\"\n", port)).await;
     let err = pgate.connect("alice", ALICE_PW, "akko").await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("08006"));
     let message = db_message(&err);
-    assert!(
-        message.contains("could not connect to backend main"),
-        "{message}"
-    );
+    assert!(message.contains("could not connect to backend main"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,14 +58,8 @@ async fn a_server_terminated_mid_query_is_replaced() {
     let pid = simple_row(&victim, "SELECT pg_backend_pid()").await[0].clone();
     let running = tokio::spawn(async move { victim.simple_query("SELECT pg_sleep(30)").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    cluster
-        .psql("postgres", &format!("SELECT pg_terminate_backend({pid})"))
-        .unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    cluster.psql("postgres", &format!("SELECT pg_terminate_backend({pid})")).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap_err();
     // PostgreSQL says why first (57P01); either way the client learns its server is gone.
     let code = sqlstate(&err).unwrap_or_default();
     assert!(code == "57P01" || code == "08006", "{err}");
@@ -104,18 +80,12 @@ async fn cancel_stops_a_running_query_within_two_seconds() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     token.cancel_query(tokio_postgres::NoTls).await.unwrap();
-    let (result, client) = tokio::time::timeout(Duration::from_secs(2), running)
-        .await
-        .expect("canceled within 2 s")
-        .unwrap();
+    let (result, client) =
+        tokio::time::timeout(Duration::from_secs(2), running).await.expect("canceled within 2 s").unwrap();
     let err = result.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("57014"));
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(
-        simple_row(&client, "SELECT 1").await,
-        ["1"],
-        "the session goes on"
-    );
+    assert_eq!(simple_row(&client, "SELECT 1").await, ["1"], "the session goes on");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,14 +106,8 @@ async fn cancel_with_a_wrong_key_or_for_an_idle_client_does_nothing() {
         assert!(wrong.closed().await);
     }
     let msgs = c.until_ready().await;
-    assert!(
-        msgs.iter().all(|m| m.0 != b'E'),
-        "canceled by a wrong key: {msgs:?}"
-    );
-    assert!(
-        msgs.iter()
-            .any(|(code, body)| *code == b'D' && body.ends_with(b"done"))
-    );
+    assert!(msgs.iter().all(|m| m.0 != b'E'), "canceled by a wrong key: {msgs:?}");
+    assert!(msgs.iter().any(|(code, body)| *code == b'D' && body.ends_with(b"done")));
     assert!(started.elapsed() >= Duration::from_millis(450));
     // The right key while running cancels.
     c.send(&query("SELECT pg_sleep(30)")).await;

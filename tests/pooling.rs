@@ -27,9 +27,7 @@ async fn transaction_mode_serves_100_clients_with_5_servers() {
                     let tx_sql = format!("BEGIN; SELECT {i} + {j}; SELECT pg_sleep(0.001); COMMIT");
                     client.batch_execute(&tx_sql).await?;
                     // Unnamed statements: Parse/Bind/Execute/Sync in one round trip.
-                    let rows = client
-                        .query_typed("SELECT $1::int + 1", &[(&(i as i32), Type::INT4)])
-                        .await?;
+                    let rows = client.query_typed("SELECT $1::int + 1", &[(&(i as i32), Type::INT4)]).await?;
                     assert_eq!(rows[0].get::<_, i32>(0), i as i32 + 1);
                 }
                 Ok::<_, tokio_postgres::Error>(())
@@ -40,20 +38,14 @@ async fn transaction_mode_serves_100_clients_with_5_servers() {
         t.await.unwrap().expect("every client succeeds");
     }
     let max = watch.max();
-    assert!(
-        max <= 5,
-        "the backend saw {max} connections for a pool of 5"
-    );
+    assert!(max <= 5, "the backend saw {max} connections for a pool of 5");
     assert!(max >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_mode_queues_sessions_and_discards_their_state() {
     fresh_database("pool_session");
-    let pgate = Pgate::start(&config_with_fallback(
-        "[pool]\nmode = \"session\"\nsize = 3\n",
-    ))
-    .await;
+    let pgate = Pgate::start(&config_with_fallback("[pool]\nmode = \"session\"\nsize = 3\n")).await;
     let watch = ConnectionWatch::start("pool_session", "alice");
     let tasks: Vec<_> = (0..12)
         .map(|i| {
@@ -61,26 +53,17 @@ async fn session_mode_queues_sessions_and_discards_their_state() {
             tokio::spawn(async move {
                 let client = connect(&info).await?;
                 client
-                    .batch_execute(&format!(
-                        "SET work_mem = '{}kB'; CREATE TEMP TABLE mine (v int)",
-                        1000 + i
-                    ))
+                    .batch_execute(&format!("SET work_mem = '{}kB'; CREATE TEMP TABLE mine (v int)", 1000 + i))
                     .await?;
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 let wm: String = client.query_one("SHOW work_mem", &[]).await?.get(0);
-                assert_eq!(
-                    wm,
-                    format!("{}kB", 1000 + i),
-                    "a session keeps its own settings"
-                );
+                assert_eq!(wm, format!("{}kB", 1000 + i), "a session keeps its own settings");
                 Ok::<_, tokio_postgres::Error>(())
             })
         })
         .collect();
     for t in tasks {
-        t.await
-            .unwrap()
-            .expect("every session gets a server in turn");
+        t.await.unwrap().expect("every session gets a server in turn");
     }
     assert!(watch.max() <= 3);
 
@@ -120,30 +103,15 @@ async fn query_wait_timeout_refuses_the_request_and_keeps_the_session() {
 
     let started = Instant::now();
     let err = waiter.simple_query("SELECT 1").await.unwrap_err();
-    assert!(
-        started.elapsed() >= Duration::from_millis(280),
-        "refused after {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(280), "refused after {:?}", started.elapsed());
     assert_eq!(sqlstate(&err).as_deref(), Some("53300"));
-    assert!(
-        db_message(&err).contains("query_wait_timeout"),
-        "{}",
-        db_message(&err)
-    );
+    assert!(db_message(&err).contains("query_wait_timeout"), "{}", db_message(&err));
     // The extended protocol (Parse/Bind/Execute/Sync) is refused the same way.
-    let err = waiter
-        .query_one("SELECT $1::int", &[&1i32])
-        .await
-        .unwrap_err();
+    let err = waiter.query_one("SELECT $1::int", &[&1i32]).await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("53300"));
 
     holder.batch_execute("COMMIT").await.unwrap();
-    let v: i32 = waiter
-        .query_one("SELECT $1::int", &[&5i32])
-        .await
-        .unwrap()
-        .get(0);
+    let v: i32 = waiter.query_one("SELECT $1::int", &[&5i32]).await.unwrap().get(0);
     assert_eq!(v, 5, "the refused client keeps a working session");
 }
 
@@ -155,8 +123,7 @@ async fn a_client_killed_mid_transaction_leaves_nothing_behind() {
         .psql("pool_kill", "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1); GRANT ALL ON t TO alice")
         .unwrap();
     let pgate = Pgate::start(&config_with_fallback("[pool]\nsize = 1\n")).await;
-    let (victim, connection) =
-        connect_with_task(&pgate.conninfo("alice", ALICE_PW, "pool_kill")).await;
+    let (victim, connection) = connect_with_task(&pgate.conninfo("alice", ALICE_PW, "pool_kill")).await;
     victim
         .batch_execute(
             "BEGIN; CREATE TEMP TABLE victim_tmp (v int) ON COMMIT PRESERVE ROWS; \
@@ -177,88 +144,48 @@ async fn a_client_killed_mid_transaction_leaves_nothing_behind() {
          current_setting('work_mem'), (SELECT count(*) FROM t)",
     )
     .await;
-    assert_eq!(
-        row[0], "t",
-        "the next client runs inside the dead client's transaction"
-    );
+    assert_eq!(row[0], "t", "the next client runs inside the dead client's transaction");
     assert_eq!(row[1], "t", "temp table of the dead client is visible");
-    assert_eq!(
-        row[2], "0",
-        "session advisory lock of the dead client is held"
-    );
+    assert_eq!(row[2], "0", "session advisory lock of the dead client is held");
     assert_ne!(row[3], "9999kB");
     assert_eq!(row[4], "1", "the dead client's insert was committed");
-    next.batch_execute("SELECT * FROM t WHERE id = 1 FOR UPDATE NOWAIT")
-        .await
-        .expect("row lock released");
+    next.batch_execute("SELECT * FROM t WHERE id = 1 FOR UPDATE NOWAIT").await.expect("row lock released");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_killed_mid_query_gets_its_server_closed_not_reused() {
     fresh_database("pool_kill_query");
     let pgate = Pgate::start(&config_with_fallback("[pool]\nsize = 1\n")).await;
-    let (victim, connection) =
-        connect_with_task(&pgate.conninfo("alice", ALICE_PW, "pool_kill_query")).await;
-    let victim_pid: i32 = victim
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (victim, connection) = connect_with_task(&pgate.conninfo("alice", ALICE_PW, "pool_kill_query")).await;
+    let victim_pid: i32 = victim.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
     let running = tokio::spawn(async move { victim.simple_query("SELECT pg_sleep(3)").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     connection.abort();
     let _ = running.await;
     let next = pgate.alice("pool_kill_query").await;
     let started = Instant::now();
-    let pid: i32 = next
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_ne!(
-        pid, victim_pid,
-        "a server with a query in flight went back to the pool"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "the next client waited for the dead client's query"
-    );
+    let pid: i32 = next.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_ne!(pid, victim_pid, "a server with a query in flight went back to the pool");
+    assert!(started.elapsed() < Duration::from_secs(2), "the next client waited for the dead client's query");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_keep_their_own_settings_on_a_shared_server() {
     fresh_database("pool_params");
     let pgate = Pgate::start(&config_with_fallback("[pool]\nsize = 1\n")).await;
-    let info = |app: &str| {
-        format!(
-            "{} application_name={app}",
-            pgate.conninfo("alice", ALICE_PW, "pool_params")
-        )
-    };
+    let info = |app: &str| format!("{} application_name={app}", pgate.conninfo("alice", ALICE_PW, "pool_params"));
     let a = connect(&info("app_a")).await.unwrap();
-    let b = connect(&format!("{} options='-c DateStyle=German'", info("app_b")))
-        .await
-        .unwrap();
-    a.batch_execute("SET TimeZone = 'Asia/Tokyo'")
-        .await
-        .unwrap();
+    let b = connect(&format!("{} options='-c DateStyle=German'", info("app_b"))).await.unwrap();
+    a.batch_execute("SET TimeZone = 'Asia/Tokyo'").await.unwrap();
     for _ in 0..3 {
         let ra = a.query_one("SELECT current_setting('application_name'), current_setting('TimeZone'), current_setting('DateStyle'), pg_backend_pid()", &[]).await.unwrap();
         let rb = b.query_one("SELECT current_setting('application_name'), current_setting('TimeZone'), current_setting('DateStyle'), pg_backend_pid()", &[]).await.unwrap();
-        assert_eq!(
-            ra.get::<_, i32>(3),
-            rb.get::<_, i32>(3),
-            "both must share the one server"
-        );
+        assert_eq!(ra.get::<_, i32>(3), rb.get::<_, i32>(3), "both must share the one server");
         assert_eq!(ra.get::<_, String>(0), "app_a");
         assert_eq!(rb.get::<_, String>(0), "app_b");
         assert_eq!(ra.get::<_, String>(1), "Asia/Tokyo");
         assert_ne!(rb.get::<_, String>(1), "Asia/Tokyo");
-        assert!(
-            rb.get::<_, String>(2).starts_with("German"),
-            "{}",
-            rb.get::<_, String>(2)
-        );
+        assert!(rb.get::<_, String>(2).starts_with("German"), "{}", rb.get::<_, String>(2));
         assert!(!ra.get::<_, String>(2).starts_with("German"));
     }
 }
@@ -273,17 +200,11 @@ async fn idle_servers_close_down_to_min_idle() {
         clients.push(pgate.alice("pool_idle").await);
     }
     let watch = ConnectionWatch::start("pool_idle", "alice");
-    let busy = clients
-        .iter()
-        .map(|c| c.batch_execute("BEGIN; SELECT pg_sleep(1); COMMIT"));
+    let busy = clients.iter().map(|c| c.batch_execute("BEGIN; SELECT pg_sleep(1); COMMIT"));
     for r in join_all(busy).await {
         r.unwrap();
     }
-    assert_eq!(
-        watch.max(),
-        4,
-        "four concurrent transactions need four servers"
-    );
+    assert_eq!(watch.max(), 4, "four concurrent transactions need four servers");
     let mut settled = false;
     for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -12,9 +12,7 @@ use futures::future::join_all;
 
 fn tx_config(db: &str, head: &str) -> String {
     fresh_database(db);
-    config_with_fallback(&format!(
-        "[auth]\ntrust_networks = [\"127.0.0.1/32\"]\n{head}"
-    ))
+    config_with_fallback(&format!("[auth]\ntrust_networks = [\"127.0.0.1/32\"]\n{head}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,19 +38,12 @@ async fn named_statements_follow_clients_across_servers() {
     for r in join_all(runs).await {
         servers.extend(r.expect("every execution succeeds"));
     }
-    assert!(
-        servers.len() > 1,
-        "the test never moved a statement to another server"
-    );
+    assert!(servers.len() > 1, "the test never moved a statement to another server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_beyond_max_prepared_statements_are_evicted_and_reprepared() {
-    let pgate = Pgate::start(&tx_config(
-        "tp_evict",
-        "[pool]\nsize = 1\nmax_prepared_statements = 2\n",
-    ))
-    .await;
+    let pgate = Pgate::start(&tx_config("tp_evict", "[pool]\nsize = 1\nmax_prepared_statements = 2\n")).await;
     let c = pgate.alice("tp_evict").await;
     let mut stmts = Vec::new();
     for k in 0..5 {
@@ -64,16 +55,8 @@ async fn statements_beyond_max_prepared_statements_are_evicted_and_reprepared() 
             assert_eq!(v, k as i32 + round);
         }
     }
-    let on_server = simple_row(
-        &c,
-        "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgate_s%'",
-    )
-    .await;
-    assert!(
-        on_server[0].parse::<i32>().unwrap() <= 2,
-        "server holds {} statements",
-        on_server[0]
-    );
+    let on_server = simple_row(&c, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgate_s%'").await;
+    assert!(on_server[0].parse::<i32>().unwrap() <= 2, "server holds {} statements", on_server[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,15 +64,13 @@ async fn unnamed_statement_survives_a_change_of_server() {
     let pgate = Pgate::start(&tx_config("tp_unnamed", "[pool]\nsize = 2\n")).await;
     let mut r = RawClient::login_trusted(pgate.addr, "dave", "tp_unnamed").await;
     let mut msgs = Vec::new();
-    r.send(&[parse("", "SELECT pg_backend_pid(), $1::text"), sync()].concat())
-        .await;
+    r.send(&[parse("", "SELECT pg_backend_pid(), $1::text"), sync()].concat()).await;
     msgs.extend(r.until_ready().await);
     assert_eq!(codes(&msgs), "1Z");
     // Another client now holds the server that has the unnamed statement.
     let hog = pgate.connect("dave", "", "tp_unnamed").await.unwrap();
     hog.batch_execute("BEGIN; SELECT 1").await.unwrap();
-    r.send(&[bind("", "", &["hello"]), execute("", 0), sync()].concat())
-        .await;
+    r.send(&[bind("", "", &["hello"]), execute("", 0), sync()].concat()).await;
     let msgs = r.until_ready().await;
     assert_eq!(codes(&msgs), "2DCZ", "{msgs:?}");
     hog.batch_execute("COMMIT").await.unwrap();
@@ -124,40 +105,20 @@ async fn pipelines_with_errors_stay_in_step() {
     let msgs = r.until_ready_n(3).await;
     assert_eq!(codes(&msgs), "12DCZ12EZ2DCZ", "{msgs:?}");
     // s3 was skipped by the server, so it does not exist; s1 and s2 do.
-    r.send(&[bind("", "s3", &[]), execute("", 0), sync()].concat())
-        .await;
+    r.send(&[bind("", "s3", &[]), execute("", 0), sync()].concat()).await;
     let msgs = r.until_ready().await;
-    let err = msgs
-        .iter()
-        .find(|m| m.0 == b'E')
-        .expect("s3 must not exist");
+    let err = msgs.iter().find(|m| m.0 == b'E').expect("s3 must not exist");
     assert_eq!(error_code(&err.1), "26000");
-    assert!(
-        String::from_utf8_lossy(&err.1).contains("\"s3\""),
-        "the error names the client's statement"
-    );
+    assert!(String::from_utf8_lossy(&err.1).contains("\"s3\""), "the error names the client's statement");
     // Reusing a name without closing it fails as on a real server, with the client's name.
     r.send(&[parse("s1", "SELECT 11"), sync()].concat()).await;
     let msgs = r.until_ready().await;
     let err = msgs.iter().find(|m| m.0 == b'E').expect("s1 exists");
     assert_eq!(error_code(&err.1), "42P05");
     let text = String::from_utf8_lossy(&err.1);
-    assert!(
-        text.contains("\"s1\"") && !text.contains("pgate_s"),
-        "{text}"
-    );
+    assert!(text.contains("\"s1\"") && !text.contains("pgate_s"), "{text}");
     // Close, then the name is free again.
-    r.send(
-        &[
-            close(b'S', "s1"),
-            parse("s1", "SELECT 11"),
-            bind("", "s1", &[]),
-            execute("", 0),
-            sync(),
-        ]
-        .concat(),
-    )
-    .await;
+    r.send(&[close(b'S', "s1"), parse("s1", "SELECT 11"), bind("", "s1", &[]), execute("", 0), sync()].concat()).await;
     let msgs = r.until_ready().await;
     assert_eq!(codes(&msgs), "312DCZ");
     assert_eq!(first_column(&msgs), ["11"]);
@@ -168,15 +129,7 @@ async fn flush_without_sync_and_portal_suspension() {
     let pgate = Pgate::start(&tx_config("tp_portal", "[pool]\nsize = 2\n")).await;
     let mut r = RawClient::login_trusted(pgate.addr, "dave", "tp_portal").await;
     // Describe and Flush: answers come back without a Sync, and the server stays ours.
-    r.send(
-        &[
-            parse("q", "SELECT g FROM generate_series(1, 5) g"),
-            describe(b'S', "q"),
-            flush(),
-        ]
-        .concat(),
-    )
-    .await;
+    r.send(&[parse("q", "SELECT g FROM generate_series(1, 5) g"), describe(b'S', "q"), flush()].concat()).await;
     let mut got = Vec::new();
     while got.len() < 3 {
         got.push(r.recv().await.unwrap());
@@ -185,14 +138,12 @@ async fn flush_without_sync_and_portal_suspension() {
     r.send(&[query("BEGIN")].concat()).await;
     // (A Query after a Flush is legal; it ends the implicit pipeline.)
     r.until_ready().await;
-    r.send(&[bind("c", "q", &[]), execute("c", 2), sync()].concat())
-        .await;
+    r.send(&[bind("c", "q", &[]), execute("c", 2), sync()].concat()).await;
     let msgs = r.until_ready().await;
     assert_eq!(codes(&msgs), "2DDsZ");
     r.send(&[execute("c", 2), sync()].concat()).await;
     assert_eq!(first_column(&r.until_ready().await), ["3", "4"]);
-    r.send(&[execute("c", 0), sync(), query("COMMIT")].concat())
-        .await;
+    r.send(&[execute("c", 0), sync(), query("COMMIT")].concat()).await;
     let msgs = r.until_ready_n(2).await;
     assert_eq!(first_column(&msgs), ["5"]);
 }
@@ -202,18 +153,10 @@ async fn settings_follow_the_client_and_rolled_back_sets_do_not() {
     let pgate = Pgate::start(&tx_config("tp_settings", "[pool]\nsize = 1\n")).await;
     let a = pgate.alice("tp_settings").await;
     let b = pgate.alice("tp_settings").await;
-    a.batch_execute("SET search_path = a_schema, public; SET work_mem = '4321kB'")
-        .await
-        .unwrap();
-    a.batch_execute("BEGIN; SET statement_timeout = '7s'; ROLLBACK")
-        .await
-        .unwrap();
-    a.batch_execute("BEGIN; SET LOCAL lock_timeout = '3s'; COMMIT")
-        .await
-        .unwrap();
-    a.batch_execute("SELECT set_config('myapp.tenant', 'acme', false)")
-        .await
-        .unwrap();
+    a.batch_execute("SET search_path = a_schema, public; SET work_mem = '4321kB'").await.unwrap();
+    a.batch_execute("BEGIN; SET statement_timeout = '7s'; ROLLBACK").await.unwrap();
+    a.batch_execute("BEGIN; SET LOCAL lock_timeout = '3s'; COMMIT").await.unwrap();
+    a.batch_execute("SELECT set_config('myapp.tenant', 'acme', false)").await.unwrap();
     for _ in 0..3 {
         let ra = simple_row(&a, "SELECT current_setting('search_path'), current_setting('work_mem'), current_setting('statement_timeout'), current_setting('lock_timeout'), current_setting('myapp.tenant', true), pg_backend_pid()").await;
         let rb = simple_row(&b, "SELECT current_setting('search_path'), current_setting('work_mem'), current_setting('statement_timeout'), current_setting('lock_timeout'), current_setting('myapp.tenant', true), pg_backend_pid()").await;
@@ -223,11 +166,7 @@ async fn settings_follow_the_client_and_rolled_back_sets_do_not() {
         assert_eq!(rb[4], "", "b must not see a's custom setting");
     }
     a.batch_execute("RESET ALL").await.unwrap();
-    let ra = simple_row(
-        &a,
-        "SELECT current_setting('work_mem'), current_setting('search_path')",
-    )
-    .await;
+    let ra = simple_row(&a, "SELECT current_setting('work_mem'), current_setting('search_path')").await;
     assert_eq!(ra, ["4MB", "\"$user\", public"]);
 }
 
@@ -235,48 +174,24 @@ async fn settings_follow_the_client_and_rolled_back_sets_do_not() {
 async fn session_state_pins_the_client_until_it_is_gone() {
     let pgate = Pgate::start(&tx_config("tp_pin", "[pool]\nsize = 2\n")).await;
     let a = pgate.alice("tp_pin").await;
-    let others: Vec<_> =
-        futures::future::join_all((0..4).map(|_| pgate.connect("alice", ALICE_PW, "tp_pin"))).await;
+    let others: Vec<_> = futures::future::join_all((0..4).map(|_| pgate.connect("alice", ALICE_PW, "tp_pin"))).await;
     let others: Vec<_> = others.into_iter().map(Result::unwrap).collect();
-    a.batch_execute(
-        "CREATE TEMP TABLE mine (v int); INSERT INTO mine VALUES (1); SELECT pg_advisory_lock(77)",
-    )
-    .await
-    .unwrap();
+    a.batch_execute("CREATE TEMP TABLE mine (v int); INSERT INTO mine VALUES (1); SELECT pg_advisory_lock(77)")
+        .await
+        .unwrap();
     let pid = simple_row(&a, "SELECT pg_backend_pid()").await[0].clone();
     for round in 0..5 {
         // Others run meanwhile; `a` keeps its server, its temp table and its lock.
-        join_all(
-            others
-                .iter()
-                .map(|o| o.batch_execute("SELECT pg_sleep(0.01)")),
-        )
-        .await;
-        let row = simple_row(
-            &a,
-            &format!("INSERT INTO mine VALUES ({round}) RETURNING pg_backend_pid()"),
-        )
-        .await;
+        join_all(others.iter().map(|o| o.batch_execute("SELECT pg_sleep(0.01)"))).await;
+        let row = simple_row(&a, &format!("INSERT INTO mine VALUES ({round}) RETURNING pg_backend_pid()")).await;
         assert_eq!(row[0], pid);
     }
     let locked = simple_row(&others[0], "SELECT pg_try_advisory_lock(77)").await;
     assert_eq!(locked, ["f"], "the lock is a's");
-    assert_eq!(
-        pgate
-            .shared
-            .counters
-            .pins()
-            .iter()
-            .map(|(_, n)| n)
-            .sum::<u64>(),
-        2,
-        "temp table and lock, once each"
-    );
+    assert_eq!(pgate.shared.counters.pins().iter().map(|(_, n)| n).sum::<u64>(), 2, "temp table and lock, once each");
     // Releasing everything unpins: afterwards a's transactions may run anywhere again,
     // and whatever server it leaves is clean.
-    a.batch_execute("DROP TABLE mine; SELECT pg_advisory_unlock(77)")
-        .await
-        .unwrap();
+    a.batch_execute("DROP TABLE mine; SELECT pg_advisory_unlock(77)").await.unwrap();
     let mut moved = false;
     for _ in 0..20 {
         let hold = others[1].batch_execute("BEGIN; SELECT pg_sleep(0.05)");
@@ -298,14 +213,8 @@ async fn listen_pins_and_notifications_arrive() {
     listener.until_ready().await;
     let notifier = pgate.connect("dave", "", "tp_listen").await.unwrap();
     for i in 0..3 {
-        notifier
-            .batch_execute(&format!("NOTIFY jobs, 'job {i}'"))
-            .await
-            .unwrap();
-        let (code, body) = tokio::time::timeout(Duration::from_secs(5), listener.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        notifier.batch_execute(&format!("NOTIFY jobs, 'job {i}'")).await.unwrap();
+        let (code, body) = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await.unwrap().unwrap();
         assert_eq!(code, b'A', "NotificationResponse");
         assert!(String::from_utf8_lossy(&body).contains(&format!("job {i}")));
     }
@@ -316,15 +225,10 @@ async fn sql_prepare_execute_deallocate_work_as_on_a_dedicated_connection() {
     let pgate = Pgate::start(&tx_config("tp_sqlprep", "[pool]\nsize = 2\n")).await;
     let c = pgate.alice("tp_sqlprep").await;
     let other = pgate.alice("tp_sqlprep").await;
-    c.batch_execute("PREPARE twice(int) AS SELECT $1 * 2")
-        .await
-        .unwrap();
+    c.batch_execute("PREPARE twice(int) AS SELECT $1 * 2").await.unwrap();
     for i in 0..5 {
         let _hog = other.batch_execute("SELECT pg_sleep(0.01)");
-        assert_eq!(
-            simple_row(&c, &format!("EXECUTE twice({i})")).await,
-            [(i * 2).to_string()]
-        );
+        assert_eq!(simple_row(&c, &format!("EXECUTE twice({i})")).await, [(i * 2).to_string()]);
     }
     c.batch_execute("DEALLOCATE twice").await.unwrap();
     let err = c.simple_query("EXECUTE twice(1)").await.unwrap_err();
@@ -347,15 +251,9 @@ async fn discard_all_returns_to_the_startup_settings() {
         pgate.conninfo("alice", ALICE_PW, "tp_discard")
     );
     let c = connect(&info).await.unwrap();
-    c.batch_execute("SET work_mem = '999kB'; SET application_name = 'changed'")
-        .await
-        .unwrap();
+    c.batch_execute("SET work_mem = '999kB'; SET application_name = 'changed'").await.unwrap();
     c.batch_execute("DISCARD ALL").await.unwrap();
-    let row = simple_row(
-        &c,
-        "SELECT current_setting('work_mem'), current_setting('application_name')",
-    )
-    .await;
+    let row = simple_row(&c, "SELECT current_setting('work_mem'), current_setting('application_name')").await;
     assert_eq!(row, ["1234kB", "mine"]);
 }
 
@@ -363,14 +261,10 @@ async fn discard_all_returns_to_the_startup_settings() {
 async fn a_stale_plan_after_ddl_recovers() {
     let pgate = Pgate::start(&tx_config("tp_ddl", "[pool]\nsize = 1\n")).await;
     let c = pgate.alice("tp_ddl").await;
-    c.batch_execute("CREATE TABLE t (a int); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    c.batch_execute("CREATE TABLE t (a int); INSERT INTO t VALUES (1)").await.unwrap();
     let stmt = c.prepare("SELECT * FROM t").await.unwrap();
     assert_eq!(c.query(&stmt, &[]).await.unwrap().len(), 1);
-    c.batch_execute("ALTER TABLE t ADD COLUMN b int")
-        .await
-        .unwrap();
+    c.batch_execute("ALTER TABLE t ADD COLUMN b int").await.unwrap();
     let err = c.query(&stmt, &[]).await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("0A000"), "{err}");
     // As a driver would: prepare again. The pool-wide statement is replaced on the server.
@@ -384,25 +278,12 @@ async fn a_stale_plan_after_ddl_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_session_state_error_refuses_and_keeps_the_session() {
-    let pgate = Pgate::start(&tx_config(
-        "tp_refuse",
-        "[pool]\nsize = 2\non_session_state = \"error\"\n",
-    ))
-    .await;
+    let pgate = Pgate::start(&tx_config("tp_refuse", "[pool]\nsize = 2\non_session_state = \"error\"\n")).await;
     let c = pgate.alice("tp_refuse").await;
-    for sql in [
-        "LISTEN x",
-        "CREATE TEMP TABLE t (a int)",
-        "SELECT pg_advisory_lock(1)",
-        "PREPARE p AS SELECT 1",
-    ] {
+    for sql in ["LISTEN x", "CREATE TEMP TABLE t (a int)", "SELECT pg_advisory_lock(1)", "PREPARE p AS SELECT 1"] {
         let err = c.simple_query(sql).await.unwrap_err();
         assert_eq!(sqlstate(&err).as_deref(), Some("0A000"), "{sql}: {err}");
-        assert!(
-            db_message(&err).contains("transaction pooling"),
-            "{}",
-            db_message(&err)
-        );
+        assert!(db_message(&err).contains("transaction pooling"), "{}", db_message(&err));
     }
     // Inside a transaction the refusal aborts it, as a real error would.
     c.batch_execute("BEGIN").await.unwrap();
@@ -414,25 +295,12 @@ async fn on_session_state_error_refuses_and_keeps_the_session() {
     let err = c.prepare("LISTEN y").await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("0A000"));
     assert_eq!(simple_row(&c, "SELECT 1").await, ["1"]);
-    assert_eq!(
-        pgate
-            .shared
-            .counters
-            .pins()
-            .iter()
-            .map(|(_, n)| n)
-            .sum::<u64>(),
-        0
-    );
+    assert_eq!(pgate.shared.counters.pins().iter().map(|(_, n)| n).sum::<u64>(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_pooling_runs_statements_and_refuses_transactions() {
-    let pgate = Pgate::start(&tx_config(
-        "tp_statement",
-        "[pool]\nsize = 1\nmode = \"statement\"\n",
-    ))
-    .await;
+    let pgate = Pgate::start(&tx_config("tp_statement", "[pool]\nsize = 1\nmode = \"statement\"\n")).await;
     let c = pgate.alice("tp_statement").await;
     let stmt = c.prepare("SELECT $1::int + 1").await.unwrap();
     assert_eq!(c.query_one(&stmt, &[&1]).await.unwrap().get::<_, i32>(0), 2);
@@ -449,24 +317,13 @@ async fn pgbench_prepared_in_transaction_pooling() {
     let pgate = Pgate::start(&tx_config("tp_bench", "[pool]\nsize = 3\n")).await;
     let run = |args: &[&str]| {
         let out = tool("pgbench")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &pgate.port().to_string(),
-                "-U",
-                "alice",
-            ])
+            .args(["-h", "127.0.0.1", "-p", &pgate.port().to_string(), "-U", "alice"])
             .args(args)
             .arg("tp_bench")
             .env("PGPASSWORD", ALICE_PW)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "{text}");
         text
     };

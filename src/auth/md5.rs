@@ -14,10 +14,7 @@ pub struct Md5Check {
 
 impl Md5Check {
     pub fn new(stored_hash: String) -> Self {
-        Self {
-            stored: Some(stored_hash),
-            salt: rand::random(),
-        }
+        Self { stored: Some(stored_hash), salt: rand::random() }
     }
 
     pub fn for_password(password: &str, user: &str) -> Self {
@@ -26,10 +23,7 @@ impl Md5Check {
 
     /// For unknown users: the exchange happens, and fails.
     pub fn impossible() -> Self {
-        Self {
-            stored: None,
-            salt: rand::random(),
-        }
+        Self { stored: None, salt: rand::random() }
     }
 
     pub fn salt(&self) -> [u8; 4] {
@@ -40,16 +34,9 @@ impl Md5Check {
         let fail = || AuthError::PasswordFailed(user.to_owned());
         let stored = self.stored.as_deref().ok_or_else(fail)?;
         let inner = stored.strip_prefix("md5").ok_or_else(fail)?;
-        let digest = Md5::new()
-            .chain_update(inner.as_bytes())
-            .chain_update(self.salt)
-            .finalize();
+        let digest = Md5::new().chain_update(inner.as_bytes()).chain_update(self.salt).finalize();
         let expected = format!("md5{}", hex(&digest));
-        if constant_time_eq(expected.as_bytes(), response) {
-            Ok(())
-        } else {
-            Err(fail())
-        }
+        if constant_time_eq(expected.as_bytes(), response) { Ok(()) } else { Err(fail()) }
     }
 }
 
@@ -72,10 +59,6 @@ mod tests {
         check.verify("bob", answer.as_bytes()).unwrap();
         let wrong = postgres_protocol::authentication::md5_hash(b"bob", b"nope", check.salt());
         assert!(check.verify("bob", wrong.as_bytes()).is_err());
-        assert!(
-            Md5Check::impossible()
-                .verify("bob", answer.as_bytes())
-                .is_err()
-        );
+        assert!(Md5Check::impossible().verify("bob", answer.as_bytes()).is_err());
     }
 }

@@ -15,14 +15,20 @@ pub enum AuthError {
     /// Also used for unknown users and users without a password.
     #[error("password authentication failed for user \"{0}\"")]
     PasswordFailed(String),
-    #[error(
-        "connection from {0} is refused: auth.method is trust and this address is not in auth.trust_networks"
-    )]
+    #[error("connection from {0} is refused: auth.method is trust and this address is not in auth.trust_networks")]
     NotTrusted(IpAddr),
     #[error("SASL mechanism \"{0}\" is not supported; use SCRAM-SHA-256")]
     UnsupportedMechanism(String),
     #[error("malformed SCRAM message from the client")]
     MalformedScram,
+    #[error("certificate authentication failed for user \"{user}\": {reason}")]
+    Certificate { user: String, reason: String },
+    #[error("TLS is required (tls.mode = {0}): connect with sslmode=require or stronger")]
+    TlsRequired(&'static str),
+    #[error("the client certificate ({presented}) does not identify user \"{user}\" (tls.mode = verify-full)")]
+    IdentityMismatch { user: String, presented: String },
+    #[error("channel binding failed: {0}")]
+    ChannelBinding(String),
 }
 
 /// How one login is checked.
@@ -31,24 +37,26 @@ pub enum Plan {
     Trust,
     Scram(ScramVerifier),
     Md5(md5::Md5Check),
+    /// The client's verified certificate must name the user (directly or through the map).
+    Cert,
     Refuse(AuthError),
 }
 
 /// Chooses the exchange for `user` (None: not configured) connecting from `peer`;
 /// `mock_nonce` seeds the fake salts of logins that must fail.
-pub fn plan(
-    auth: &Auth,
-    user_name: &str,
-    user: Option<&User>,
-    peer: IpAddr,
-    mock_nonce: &[u8; 32],
-) -> Plan {
+pub fn plan(auth: &Auth, user_name: &str, user: Option<&User>, peer: IpAddr, mock_nonce: &[u8; 32]) -> Plan {
     if auth.is_trusted(peer) && user.is_some() {
         return Plan::Trust;
     }
     let secret = user.and_then(|u| u.password.as_ref());
-    match auth.method {
+    let method = match user.and_then(|u| u.auth) {
+        Some(method) => method,
+        None if auth.needs_certificate(peer) => AuthMethod::Cert,
+        None => auth.method,
+    };
+    match method {
         AuthMethod::Trust => Plan::Refuse(AuthError::NotTrusted(peer)),
+        AuthMethod::Cert => Plan::Cert,
         AuthMethod::ScramSha256 => Plan::Scram(scram_verifier(user, user_name, mock_nonce)),
         AuthMethod::Md5 => match secret {
             Some(StoredPassword::Scram(v)) => Plan::Scram(v.clone()),

@@ -1,9 +1,7 @@
 //! SCRAM-SHA-256 server side: pgwire's `ScramServerAuth` checks the proof against a
 //! pg_authid-style verifier. pgate adds the mock verifier for users that cannot log in.
 
-use pgwire::api::auth::sasl::scram::{
-    ScramSecret, ScramServerAuth, ScramServerAuthWaitingForClientFinal,
-};
+use pgwire::api::auth::sasl::scram::{ScramSecret, ScramServerAuth, ScramServerAuthWaitingForClientFinal};
 use pgwire::error::PgWireError;
 use sha2::{Digest, Sha256};
 
@@ -11,6 +9,8 @@ use super::AuthError;
 use crate::config::ScramVerifier;
 
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+/// With `tls-server-end-point` channel binding; offered over TLS only.
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
 /// The server side of one SCRAM exchange, between client-first and client-final.
 pub struct ScramExchange {
@@ -20,38 +20,36 @@ pub struct ScramExchange {
 
 impl ScramExchange {
     /// Checks the client-first message; returns the exchange and the server-first message.
+    /// `bound` is the authenticator bound to the TLS certificate when the client is on
+    /// TLS and -PLUS was offered: it then also refuses a client that claims the server
+    /// cannot bind (the downgrade RFC 5802 forbids).
     pub fn start(
         verifier: &ScramVerifier,
         user: &str,
         mechanism: &str,
         client_first: &[u8],
+        bound: Option<&ScramServerAuth>,
     ) -> Result<(Self, String), AuthError> {
-        if mechanism != MECHANISM {
-            return Err(AuthError::UnsupportedMechanism(mechanism.to_owned()));
-        }
+        let plain = ScramServerAuth::new();
+        let authenticator = match (mechanism, bound) {
+            (MECHANISM, Some(bound)) | (MECHANISM_PLUS, Some(bound)) => bound,
+            (MECHANISM, None) => &plain,
+            _ => return Err(AuthError::UnsupportedMechanism(mechanism.to_owned())),
+        };
         let secret = ScramSecret::Verifier {
             salt: verifier.salt.clone(),
             iterations: verifier.iterations,
             stored_key: verifier.stored_key.clone(),
             server_key: verifier.server_key.clone(),
         };
-        let (server_first, waiting) = ScramServerAuth::new()
-            .on_client_first_message_with_secret(client_first, secret)
-            .map_err(|e| map_error(e, user))?;
-        Ok((
-            Self {
-                waiting,
-                user: user.to_owned(),
-            },
-            server_first,
-        ))
+        let (server_first, waiting) =
+            authenticator.on_client_first_message_with_secret(client_first, secret).map_err(|e| map_error(e, user))?;
+        Ok((Self { waiting, user: user.to_owned() }, server_first))
     }
 
     /// Checks the client proof; returns the server-final message on success.
     pub fn finish(self, client_final: &[u8]) -> Result<String, AuthError> {
-        self.waiting
-            .on_client_final_message(client_final)
-            .map_err(|e| map_error(e, &self.user))
+        self.waiting.on_client_final_message(client_final).map_err(|e| map_error(e, &self.user))
     }
 }
 
@@ -65,10 +63,7 @@ fn map_error(e: PgWireError, user: &str) -> AuthError {
 /// A verifier no password matches, with a salt that is stable per user name for a given
 /// `nonce` (one per process, as PostgreSQL's mock authentication), so probing reveals nothing.
 pub fn mock_verifier(user: &str, nonce: &[u8; 32]) -> ScramVerifier {
-    let salt = Sha256::new()
-        .chain_update(nonce)
-        .chain_update(user.as_bytes())
-        .finalize();
+    let salt = Sha256::new().chain_update(nonce).chain_update(user.as_bytes()).finalize();
     ScramVerifier {
         iterations: 4096,
         salt: salt[..16].to_vec(),
@@ -84,8 +79,7 @@ mod tests {
 
     fn run(password: &str, verifier: &ScramVerifier) -> Result<(), AuthError> {
         let mut client = ScramSha256::new(password.as_bytes(), ChannelBinding::unrequested());
-        let (exchange, server_first) =
-            ScramExchange::start(verifier, "alice", MECHANISM, client.message())?;
+        let (exchange, server_first) = ScramExchange::start(verifier, "alice", MECHANISM, client.message(), None)?;
         client.update(server_first.as_bytes()).unwrap();
         let server_final = exchange.finish(client.message())?;
         client.finish(server_final.as_bytes()).unwrap();
@@ -96,10 +90,7 @@ mod tests {
     fn right_password_passes_wrong_fails() {
         let v = ScramVerifier::from_password("s3cret");
         run("s3cret", &v).unwrap();
-        assert!(matches!(
-            run("wrong", &v),
-            Err(AuthError::PasswordFailed(_))
-        ));
+        assert!(matches!(run("wrong", &v), Err(AuthError::PasswordFailed(_))));
     }
 
     #[test]
@@ -114,12 +105,9 @@ mod tests {
     #[test]
     fn garbage_is_malformed() {
         let v = mock_verifier("x", &[0; 32]);
+        assert!(matches!(ScramExchange::start(&v, "x", MECHANISM, b"nonsense", None), Err(AuthError::MalformedScram)));
         assert!(matches!(
-            ScramExchange::start(&v, "x", MECHANISM, b"nonsense"),
-            Err(AuthError::MalformedScram)
-        ));
-        assert!(matches!(
-            ScramExchange::start(&v, "x", "PLAIN", b"n,,n=,r=abc"),
+            ScramExchange::start(&v, "x", "PLAIN", b"n,,n=,r=abc", None),
             Err(AuthError::UnsupportedMechanism(_))
         ));
     }

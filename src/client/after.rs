@@ -64,12 +64,8 @@ impl Found {
             };
             let value = value.unwrap_or_default();
             match name.as_str() {
-                ".state" => {
-                    found.state = value.split(',').filter_map(PinReason::from_name).collect()
-                }
-                ".statements" => {
-                    found.statements = value.split(',').filter_map(parse_global_name).collect()
-                }
+                ".state" => found.state = value.split(',').filter_map(PinReason::from_name).collect(),
+                ".statements" => found.statements = value.split(',').filter_map(parse_global_name).collect(),
                 _ => found.settings.set(name, &value),
             }
         }
@@ -78,29 +74,16 @@ impl Found {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) async fn after_transaction(
-        &mut self,
-        server: &mut PooledServer,
-    ) -> Result<(), Error> {
+    pub(super) async fn after_transaction(&mut self, server: &mut PooledServer) -> Result<(), Error> {
         let fx = std::mem::take(&mut self.effects);
         let pinned = !self.pinned.is_empty();
-        if !(fx.settings || fx.creates.is_some() || fx.drops_statements || (fx.releases && pinned))
-        {
+        if !(fx.settings || fx.creates.is_some() || fx.drops_statements || (fx.releases && pinned)) {
             return Ok(());
         }
         // Custom settings are asked for by name: those the client named, and those the
         // client or the server is known to have.
-        let mut custom: Vec<String> = fx
-            .custom_settings
-            .iter()
-            .filter(|n| is_valid_name(n))
-            .cloned()
-            .collect();
-        let known = server
-            .params
-            .iter()
-            .chain(self.login.params.iter())
-            .map(|(n, _)| n);
+        let mut custom: Vec<String> = fx.custom_settings.iter().filter(|n| is_valid_name(n)).cloned().collect();
+        let known = server.params.iter().chain(self.login.params.iter()).map(|(n, _)| n);
         for name in known.filter(|n| n.contains('.') && is_valid_name(n)) {
             if !custom.iter().any(|c| c.eq_ignore_ascii_case(name)) {
                 custom.push(name.to_owned());
@@ -172,14 +155,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Statement pooling: the statement left a transaction open. Roll it back and tell the
     /// client, whose next statement starts clean.
-    pub(super) async fn end_refused_transaction(
-        &mut self,
-        server: &mut PooledServer,
-    ) -> Result<(), Error> {
+    pub(super) async fn end_refused_transaction(&mut self, server: &mut PooledServer) -> Result<(), Error> {
         self.refused_transaction = false;
-        Box::pin(server.run_internal("ROLLBACK"))
-            .await
-            .map_err(Error::ServerLost)?;
+        Box::pin(server.run_internal("ROLLBACK")).await.map_err(Error::ServerLost)?;
         if let Some(fields) = Error::TransactionInStatementPooling.to_response() {
             fields.encode(&mut self.out);
         }

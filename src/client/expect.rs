@@ -118,24 +118,13 @@ impl Expectations {
     }
 
     /// Like [`Self::push`], for a message that uses pool statement `statement`.
-    pub fn push_using(
-        &mut self,
-        request: Request,
-        fate: Fate,
-        undo: Vec<Undo>,
-        statement: Option<u64>,
-    ) {
+    pub fn push_using(&mut self, request: Request, fate: Fate, undo: Vec<Undo>, statement: Option<u64>) {
         if self.server_skipping && !matches!(request, Request::Sync | Request::CopyEnd) {
             // The server ignores it; a real server would not have answered or done it.
             self.undone.extend(undo);
             return;
         }
-        self.queue.push_back(Entry {
-            request,
-            fate,
-            undo,
-            statement,
-        });
+        self.queue.push_back(Entry { request, fate, undo, statement });
         self.release_answers();
     }
 
@@ -157,10 +146,7 @@ impl Expectations {
     /// Classifies one server message by its type byte.
     pub fn on_server_message(&mut self, code: u8) -> Result<Verdict, Unexpected> {
         use backend::*;
-        if matches!(
-            code,
-            NOTICE_RESPONSE | NOTIFICATION_RESPONSE | PARAMETER_STATUS
-        ) {
+        if matches!(code, NOTICE_RESPONSE | NOTIFICATION_RESPONSE | PARAMETER_STATUS) {
             return Ok(Verdict::Relay);
         }
         let Some(head) = self.queue.front() else {
@@ -188,11 +174,7 @@ impl Expectations {
             | (Request::DescribeStatement | Request::DescribePortal, ROW_DESCRIPTION | NO_DATA)
             | (Request::Execute, COMMAND_COMPLETE | EMPTY_QUERY_RESPONSE | PORTAL_SUSPENDED) => {
                 self.finish(false);
-                if hidden {
-                    Verdict::Drop
-                } else {
-                    Verdict::Relay
-                }
+                if hidden { Verdict::Drop } else { Verdict::Relay }
             }
             (Request::DescribeStatement, PARAMETER_DESCRIPTION) => Verdict::Relay,
             (Request::Execute, COPY_IN_RESPONSE) => {
@@ -209,12 +191,7 @@ impl Expectations {
     /// Syncs sent between the head request and the end of its copy never reach the
     /// server's protocol: drop them (the caller learns how many from `ignored_syncs`).
     fn enter_copy_in(&mut self) {
-        let end = self
-            .queue
-            .iter()
-            .skip(1)
-            .position(|e| e.request == Request::CopyEnd)
-            .map(|i| i + 1);
+        let end = self.queue.iter().skip(1).position(|e| e.request == Request::CopyEnd).map(|i| i + 1);
         let upto = end.unwrap_or(self.queue.len());
         let before = self.queue.len();
         let mut index = 0;
@@ -225,11 +202,7 @@ impl Expectations {
         self.ignored_syncs += before - self.queue.len();
         match end {
             Some(_) => {
-                let pos = self
-                    .queue
-                    .iter()
-                    .position(|e| e.request == Request::CopyEnd)
-                    .expect("marker kept");
+                let pos = self.queue.iter().position(|e| e.request == Request::CopyEnd).expect("marker kept");
                 self.queue.remove(pos);
             }
             None => self.copy_in = true,
@@ -279,11 +252,7 @@ impl Expectations {
         while let Some(head) = self.queue.front() {
             match (&head.fate, head.request) {
                 (Fate::Answer(_), _) => {
-                    if let Some(Entry {
-                        fate: Fate::Answer(bytes),
-                        ..
-                    }) = self.queue.pop_front()
-                    {
+                    if let Some(Entry { fate: Fate::Answer(bytes), .. }) = self.queue.pop_front() {
                         self.ready.push(bytes);
                     }
                 }
@@ -314,10 +283,7 @@ mod tests {
         assert!(e.take_ready().is_empty(), "the Bind's answer comes first");
         assert_eq!(e.on_server_message(BIND_COMPLETE).unwrap(), Verdict::Relay);
         assert_eq!(e.take_ready().len(), 1);
-        assert_eq!(
-            e.on_server_message(READY_FOR_QUERY).unwrap(),
-            Verdict::Relay
-        );
+        assert_eq!(e.on_server_message(READY_FOR_QUERY).unwrap(), Verdict::Relay);
         assert!(e.is_empty());
     }
 
@@ -336,10 +302,7 @@ mod tests {
         e.push(Request::Sync, Fate::Relay, vec![]);
         assert_eq!(e.on_server_message(ERROR_RESPONSE).unwrap(), Verdict::Relay);
         assert_eq!(e.take_undone(), vec![Undo::ServerStatement(8)]);
-        assert_eq!(
-            e.on_server_message(READY_FOR_QUERY).unwrap(),
-            Verdict::Relay
-        );
+        assert_eq!(e.on_server_message(READY_FOR_QUERY).unwrap(), Verdict::Relay);
         assert!(e.is_empty());
     }
 
@@ -348,30 +311,16 @@ mod tests {
         let mut e = Expectations::default();
         e.push(Request::Bind, Fate::Relay, vec![]);
         e.push(Request::Execute, Fate::Relay, vec![]);
-        e.push(
-            Request::Parse,
-            answer(),
-            vec![Undo::ClientStatement(Bytes::from_static(b"s1"))],
-        );
+        e.push(Request::Parse, answer(), vec![Undo::ClientStatement(Bytes::from_static(b"s1"))]);
         e.push(Request::Sync, Fate::Relay, vec![]);
         e.push(Request::Parse, answer(), vec![]);
         e.on_server_message(BIND_COMPLETE).unwrap();
         e.on_server_message(DATA_ROW).unwrap();
         assert_eq!(e.on_server_message(ERROR_RESPONSE).unwrap(), Verdict::Relay);
-        assert!(
-            e.take_ready().is_empty(),
-            "a skipped Parse gets no ParseComplete"
-        );
-        assert_eq!(
-            e.take_undone(),
-            vec![Undo::ClientStatement(Bytes::from_static(b"s1"))]
-        );
+        assert!(e.take_ready().is_empty(), "a skipped Parse gets no ParseComplete");
+        assert_eq!(e.take_undone(), vec![Undo::ClientStatement(Bytes::from_static(b"s1"))]);
         e.on_server_message(READY_FOR_QUERY).unwrap();
-        assert_eq!(
-            e.take_ready().len(),
-            1,
-            "after Sync, the next pipeline's answer"
-        );
+        assert_eq!(e.take_ready().len(), 1, "after Sync, the next pipeline's answer");
     }
 
     #[test]
@@ -404,11 +353,7 @@ mod tests {
         e.on_server_message(COMMAND_COMPLETE).unwrap();
         assert!(e.take_ready().is_empty());
         e.on_server_message(READY_FOR_QUERY).unwrap();
-        assert_eq!(
-            e.take_ready().len(),
-            1,
-            "CloseComplete after the copy's ReadyForQuery"
-        );
+        assert_eq!(e.take_ready().len(), 1, "CloseComplete after the copy's ReadyForQuery");
         e.on_server_message(READY_FOR_QUERY).unwrap();
         assert!(e.is_empty());
 

@@ -31,10 +31,7 @@ fn client_interest(code: u8) -> Interest {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Frames newly read client bytes into `to_server`; `Some` when the client is leaving.
-    pub(super) fn scan_client(
-        &mut self,
-        server: &mut PooledServer,
-    ) -> Result<Option<RelayEnd>, Error> {
+    pub(super) fn scan_client(&mut self, server: &mut PooledServer) -> Result<Option<RelayEnd>, Error> {
         loop {
             match self.cscan.next(&self.cbuf, client_interest)? {
                 Scan::Pass(n) => {
@@ -46,16 +43,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         self.dropping_frame = false;
                     }
                 }
-                Scan::Header {
-                    code: frontend::TERMINATE,
-                    ..
-                } => return Ok(Some(RelayEnd::ClientGone)),
+                Scan::Header { code: frontend::TERMINATE, .. } => return Ok(Some(RelayEnd::ClientGone)),
                 Scan::Header { code, .. } if !is_frontend_message(code) => {
-                    return Err(ProtocolError::Unexpected {
-                        code,
-                        during: "a session",
-                    }
-                    .into());
+                    return Err(ProtocolError::Unexpected { code, during: "a session" }.into());
                 }
                 Scan::Header { code, .. } if self.skip_until_sync && code != frontend::SYNC => {
                     self.dropping_frame = true
@@ -88,10 +78,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut pos = 0;
         let mut parsed: Vec<(Bytes, Prepared)> = Vec::new();
         loop {
-            let Some((code, total)) = crate::protocol::frame::peek_header(
-                &self.cbuf[pos..],
-                crate::protocol::frame::MAX_FRAME_LEN,
-            )?
+            let Some((code, total)) =
+                crate::protocol::frame::peek_header(&self.cbuf[pos..], crate::protocol::frame::MAX_FRAME_LEN)?
             else {
                 return Ok(false);
             };
@@ -101,8 +89,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             match code {
                 frontend::PARSE => {
                     let parse = extended::decode_parse(&self.cbuf[pos + 5..pos + total])?;
-                    let taken = self.statements.get(parse.name).is_some()
-                        || parsed.iter().any(|(n, _)| n == parse.name);
+                    let taken =
+                        self.statements.get(parse.name).is_some() || parsed.iter().any(|(n, _)| n == parse.name);
                     if parse.name.is_empty() || taken || sql::effects(parse.query).any() {
                         return Ok(false);
                     }
@@ -110,10 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     if !self.login.pool.statement_confirmed(id) {
                         return Ok(false);
                     }
-                    parsed.push((
-                        Bytes::copy_from_slice(parse.name),
-                        Prepared::new(id, parse.definition),
-                    ));
+                    parsed.push((Bytes::copy_from_slice(parse.name), Prepared::new(id, parse.definition)));
                 }
                 frontend::SYNC if !parsed.is_empty() => {
                     self.cbuf.advance(pos + total);
@@ -121,10 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         self.statements.insert(name, prepared);
                         self.out.extend_from_slice(&extended::parse_complete());
                     }
-                    messages::ready_for_query(
-                        &mut self.out,
-                        crate::protocol::codes::tx_status::IDLE,
-                    );
+                    messages::ready_for_query(&mut self.out, crate::protocol::codes::tx_status::IDLE);
                     return Ok(true);
                 }
                 _ => return Ok(false),
@@ -139,10 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return true;
         }
         match code {
-            frontend::EXECUTE => {
-                self.expect
-                    .push_using(Request::Execute, Fate::Relay, vec![], self.last_bound)
-            }
+            frontend::EXECUTE => self.expect.push_using(Request::Execute, Fate::Relay, vec![], self.last_bound),
             frontend::SYNC => return self.expect.push_marker(Request::Sync),
             frontend::COPY_DONE | frontend::COPY_FAIL => {
                 return self.expect.push_marker(Request::CopyEnd);
@@ -159,19 +138,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         server.on(ServerEvent::Sent(code));
     }
 
-    fn forward_whole(
-        &mut self,
-        server: &mut PooledServer,
-        code: u8,
-        frame: Bytes,
-    ) -> Result<(), Error> {
+    fn forward_whole(&mut self, server: &mut PooledServer, code: u8, frame: Bytes) -> Result<(), Error> {
         let body = &frame[5..];
         match code {
             frontend::QUERY => self.forward_query(server, frame),
             _ if !self.tracking() => {
                 if code == frontend::PARSE {
-                    self.effects
-                        .merge(sql::effects(extended::decode_parse(body)?.query));
+                    self.effects.merge(sql::effects(extended::decode_parse(body)?.query));
                 }
                 self.send(server, code, &frame);
                 Ok(())
@@ -205,9 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn refuses_state(&self) -> bool {
-        self.tracking()
-            && self.settings.on_session_state == OnSessionState::Error
-            && self.pinned.is_empty()
+        self.tracking() && self.settings.on_session_state == OnSessionState::Error && self.pinned.is_empty()
     }
 
     fn forward_parse(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
@@ -217,8 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // Refused before the server sees it; the rest of the pipeline is skipped, as a
             // server skips after an error.
             let refusal = refusal_error(reason);
-            self.expect
-                .push(Request::Parse, Fate::Answer(refusal), vec![]);
+            self.expect.push(Request::Parse, Fate::Answer(refusal), vec![]);
             self.skip_until_sync = true;
             return Ok(());
         }
@@ -227,11 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let definition = Bytes::copy_from_slice(parse.definition);
             self.statements.unnamed = Some(definition.clone());
             server.statements.unnamed = Some(definition);
-            self.expect.push(
-                Request::Parse,
-                Fate::Relay,
-                vec![Undo::ClientUnnamed, Undo::ServerUnnamed],
-            );
+            self.expect.push(Request::Parse, Fate::Relay, vec![Undo::ClientUnnamed, Undo::ServerUnnamed]);
             self.send(server, frontend::PARSE, frame);
             return Ok(());
         }
@@ -243,25 +209,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.send(server, frontend::PARSE, &existing.parse);
             return Ok(());
         }
-        let prepared = Prepared::new(
-            self.login.pool.statement_id(parse.definition),
-            parse.definition,
-        );
+        let prepared = Prepared::new(self.login.pool.statement_id(parse.definition), parse.definition);
         let undo_client = Undo::ClientStatement(name.clone());
         self.statements.insert(name, prepared.clone());
         match server.statements.admit(prepared.id) {
             Admit::Present => {
-                self.expect.push(
-                    Request::Parse,
-                    Fate::Answer(extended::parse_complete()),
-                    vec![undo_client],
-                );
+                self.expect.push(Request::Parse, Fate::Answer(extended::parse_complete()), vec![undo_client]);
             }
             Admit::Prepare { close } => {
                 self.close_on_server(server, close);
                 let undo = vec![undo_client, Undo::ServerStatement(prepared.id)];
-                self.expect
-                    .push_using(Request::Parse, Fate::Relay, undo, Some(prepared.id));
+                self.expect.push_using(Request::Parse, Fate::Relay, undo, Some(prepared.id));
                 self.send(server, frontend::PARSE, &prepared.parse);
             }
         }
@@ -272,11 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn ensure(&mut self, server: &mut PooledServer, prepared: &Prepared) {
         if let Admit::Prepare { close } = server.statements.admit(prepared.id) {
             self.close_on_server(server, close);
-            self.expect.push(
-                Request::Parse,
-                Fate::Hide,
-                vec![Undo::ServerStatement(prepared.id)],
-            );
+            self.expect.push(Request::Parse, Fate::Hide, vec![Undo::ServerStatement(prepared.id)]);
             self.send(server, frontend::PARSE, &prepared.parse);
         }
     }
@@ -288,21 +242,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         if server.statements.unnamed.as_ref() != Some(&definition) {
             server.statements.unnamed = Some(definition.clone());
-            self.expect
-                .push(Request::Parse, Fate::Hide, vec![Undo::ServerUnnamed]);
-            self.send(
-                server,
-                frontend::PARSE,
-                &extended::parse_frame(b"", &definition),
-            );
+            self.expect.push(Request::Parse, Fate::Hide, vec![Undo::ServerUnnamed]);
+            self.send(server, frontend::PARSE, &extended::parse_frame(b"", &definition));
         }
     }
 
     /// Closes pool statements on the server (evicted from its cache, or stale).
     fn close_on_server(&mut self, server: &mut PooledServer, ids: [Option<u64>; 2]) {
         for id in ids.into_iter().flatten() {
-            let frame =
-                extended::target_frame(frontend::CLOSE, STATEMENT, global_name(id).as_bytes());
+            let frame = extended::target_frame(frontend::CLOSE, STATEMENT, global_name(id).as_bytes());
             self.expect.push(Request::Close, Fate::Hide, vec![]);
             self.send(server, frontend::CLOSE, &frame);
         }
@@ -323,12 +271,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let bind = extended::decode_bind(&frame[5..])?;
         let prepared = self.resolve(server, bind.statement);
         self.last_bound = prepared.as_ref().map(|p| p.id);
-        self.expect
-            .push_using(Request::Bind, Fate::Relay, vec![], self.last_bound);
+        self.expect.push_using(Request::Bind, Fate::Relay, vec![], self.last_bound);
         match prepared {
             Some(p) => {
-                let renamed =
-                    extended::bind_frame(bind.portal, global_name(p.id).as_bytes(), bind.rest);
+                let renamed = extended::bind_frame(bind.portal, global_name(p.id).as_bytes(), bind.rest);
                 self.send(server, frontend::BIND, &renamed);
             }
             // Unknown names go as they are: the server's error names them as the client did.
@@ -340,22 +286,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn forward_describe(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
         let (kind, name) = extended::decode_target(&frame[5..], "Describe")?;
         if kind == PORTAL {
-            self.expect
-                .push(Request::DescribePortal, Fate::Relay, vec![]);
+            self.expect.push(Request::DescribePortal, Fate::Relay, vec![]);
             self.send(server, frontend::DESCRIBE, frame);
             return Ok(());
         }
         let prepared = self.resolve(server, name);
         let id = prepared.as_ref().map(|p| p.id);
-        self.expect
-            .push_using(Request::DescribeStatement, Fate::Relay, vec![], id);
+        self.expect.push_using(Request::DescribeStatement, Fate::Relay, vec![], id);
         match prepared {
             Some(p) => {
-                let renamed = extended::target_frame(
-                    frontend::DESCRIBE,
-                    STATEMENT,
-                    global_name(p.id).as_bytes(),
-                );
+                let renamed = extended::target_frame(frontend::DESCRIBE, STATEMENT, global_name(p.id).as_bytes());
                 self.send(server, frontend::DESCRIBE, &renamed);
             }
             None => self.send(server, frontend::DESCRIBE, frame),
@@ -376,21 +316,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         } else {
             self.statements.remove(name);
         }
-        self.expect.push(
-            Request::Close,
-            Fate::Answer(extended::close_complete()),
-            vec![],
-        );
+        self.expect.push(Request::Close, Fate::Answer(extended::close_complete()), vec![]);
         Ok(())
     }
 }
 
 fn refusal_message(reason: PinReason) -> (String, &'static str) {
     (
-        format!(
-            "{} is not available in transaction pooling (on_session_state = \"error\")",
-            reason.name()
-        ),
+        format!("{} is not available in transaction pooling (on_session_state = \"error\")", reason.name()),
         "use a pool in session mode for this client, or set on_session_state = \"pin\"",
     )
 }

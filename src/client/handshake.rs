@@ -5,7 +5,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::Error;
-use crate::protocol::codes::startup::REFUSE;
+use crate::protocol::codes::startup::{ACCEPT, REFUSE};
 use crate::protocol::{CancelKey, ProtocolError, StartupMessage, StartupPacket, startup};
 
 /// What a new connection turned out to be.
@@ -13,16 +13,30 @@ use crate::protocol::{CancelKey, ProtocolError, StartupMessage, StartupPacket, s
 pub enum Opening {
     Cancel(CancelKey),
     Startup(StartupMessage),
+    /// The client asked for TLS and was told 'S': the TLS handshake comes next.
+    StartTls,
     /// The peer closed before sending a packet (a TCP health probe, a port scan).
     Nothing,
 }
 
-/// Reads startup packets until a StartupMessage or CancelRequest. Encryption requests are
-/// declined with 'N' (client TLS is not configured), each at most once, as PostgreSQL does.
-/// Reads go through `buf`, which keeps what arrived after the last packet.
+/// Where the startup phase stands with encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encryption {
+    /// TLS is configured: an SSLRequest is answered 'S'.
+    Offered,
+    /// No TLS: an SSLRequest is answered 'N'.
+    Unavailable,
+    /// Already inside TLS: another encryption request is a protocol violation.
+    Established,
+}
+
+/// Reads startup packets until a StartupMessage or CancelRequest. An SSLRequest is
+/// answered as `encryption` says; a GSSENCRequest 'N'; each at most once, as PostgreSQL
+/// does. Reads go through `buf`, which keeps what arrived after the last packet.
 pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
+    encryption: Encryption,
 ) -> Result<Opening, Error> {
     let (mut ssl_asked, mut gss_asked) = (false, false);
     loop {
@@ -30,13 +44,17 @@ pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(Opening::Nothing);
         };
         match packet {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest if encryption == Encryption::Established => {
+                return Err(ProtocolError::MalformedStartup("encryption requested inside TLS".into()).into());
+            }
+            StartupPacket::SslRequest if encryption == Encryption::Offered && !ssl_asked => {
+                stream.write_all(&[ACCEPT]).await?;
+                return Ok(Opening::StartTls);
+            }
             StartupPacket::SslRequest if !ssl_asked => ssl_asked = true,
             StartupPacket::GssEncRequest if !gss_asked => gss_asked = true,
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                return Err(ProtocolError::MalformedStartup(
-                    "encryption was requested twice".into(),
-                )
-                .into());
+                return Err(ProtocolError::MalformedStartup("encryption was requested twice".into()).into());
             }
             StartupPacket::Cancel(key) => return Ok(Opening::Cancel(key)),
             StartupPacket::Startup(m) => return Ok(Opening::Startup(m)),
@@ -46,10 +64,7 @@ pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// One length-prefixed startup packet; `None` on a clean EOF before its first byte.
-async fn read_packet<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut BytesMut,
-) -> Result<Option<StartupPacket>, Error> {
+async fn read_packet<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Result<Option<StartupPacket>, Error> {
     buf.reserve(1024);
     while buf.len() < 4 {
         if stream.read_buf(buf).await? == 0 {

@@ -19,11 +19,7 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
     loop {
         if let Some(f) = frame::split_frame(buf, MAX_LOGIN_FRAME)? {
             if f.code != expected {
-                return Err(ProtocolError::Unexpected {
-                    code: f.code,
-                    during,
-                }
-                .into());
+                return Err(ProtocolError::Unexpected { code: f.code, during }.into());
             }
             return Ok(f);
         }
@@ -39,6 +35,8 @@ pub async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut BytesMut) ->
     if !out.is_empty() {
         stream.write_all(out).await?;
         out.clear();
+        // TLS streams hold records until flushed; for TCP this costs nothing.
+        stream.flush().await?;
     }
     Ok(())
 }
@@ -48,6 +46,8 @@ pub async fn send_error<S: AsyncWrite + Unpin>(stream: &mut S, error: &Error) {
     if let Some(fields) = error.to_response() {
         let mut out = BytesMut::new();
         fields.encode(&mut out);
-        let _ = stream.write_all(&out).await;
+        if stream.write_all(&out).await.is_ok() {
+            let _ = stream.flush().await;
+        }
     }
 }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::TlsFacts;
 use super::io::{flush, read_frame};
-use crate::auth::scram::{MECHANISM, ScramExchange};
+use crate::auth::scram::{MECHANISM, MECHANISM_PLUS, ScramExchange};
 use crate::auth::{self, AuthError, Plan};
 use crate::cancel::CancelHandle;
-use crate::config::{Snapshot, User};
+use crate::config::{Snapshot, SslMode, User};
 use crate::error::Error;
 use crate::params::{self, Params};
 use crate::pool::{Pool, PoolKey};
@@ -32,7 +33,8 @@ pub struct LoggedIn {
     pub cancel: CancelHandle,
 }
 
-/// Logs a client in; `pending` holds what the client sent after its StartupMessage.
+/// Logs a client in; `pending` holds what the client sent after its StartupMessage, `tls`
+/// what its TLS session says (`None`: plaintext).
 pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     mut pending: BytesMut,
@@ -40,36 +42,30 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     startup: StartupMessage,
     shared: &Shared,
     snapshot: &Snapshot,
+    tls: Option<&TlsFacts>,
 ) -> Result<LoggedIn, Error> {
     let mut out = BytesMut::new();
     let options = startup.protocol_options();
     if startup.minor_version > 0 || !options.is_empty() {
         messages::negotiate_protocol_version(&mut out, options);
     }
-    let user_name = startup
-        .get("user")
-        .filter(|u| !u.is_empty())
-        .ok_or(Error::MissingUser)?
-        .to_owned();
-    let database = startup
-        .get("database")
-        .filter(|d| !d.is_empty())
-        .unwrap_or(&user_name)
-        .to_owned();
-    let params =
-        params::from_startup(startup.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let user_name = startup.get("user").filter(|u| !u.is_empty()).ok_or(Error::MissingUser)?.to_owned();
+    let database = startup.get("database").filter(|d| !d.is_empty()).unwrap_or(&user_name).to_owned();
+    let params = params::from_startup(startup.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    check_transport(snapshot, tls, &user_name)?;
     let route = routing::route(snapshot, &database)?;
-    let user = snapshot.users.get(&user_name).cloned();
+    let configured = snapshot.users.get(&user_name).cloned();
 
-    let plan = auth::plan(
-        &snapshot.auth,
-        &user_name,
-        user.as_deref(),
-        peer.ip(),
-        &shared.mock_nonce,
-    );
-    authenticate(stream, &mut pending, &mut out, &user_name, plan).await?;
-    let user = user.ok_or_else(|| AuthError::PasswordFailed(user_name.clone()))?;
+    let plan = auth::plan(&snapshot.auth, &user_name, configured.as_deref(), peer.ip(), &shared.mock_nonce);
+    let by_certificate = matches!(plan, Plan::Cert);
+    authenticate(stream, &mut pending, &mut out, &user_name, plan, tls).await?;
+    let user = match configured {
+        Some(user) => user,
+        // A certificate proves who the client is; the server login then needs no password
+        // from the configuration (the backend trusts pgate, or a later passthrough).
+        None if by_certificate => Arc::new(User::implicit(&user_name)),
+        None => return Err(AuthError::PasswordFailed(user_name).into()),
+    };
     // AuthenticationOk goes out with the welcome, in one write.
     messages::authentication_ok(&mut out);
 
@@ -78,22 +74,26 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     let cancel = shared.cancels.register();
     welcome(&mut out, &defaults, &params, &cancel);
     flush(stream, &mut out).await?;
-    Ok(LoggedIn {
-        pending,
-        user: user_name,
-        database,
-        pool,
-        params,
-        cancel,
-    })
+    Ok(LoggedIn { pending, user: user_name, database, pool, params, cancel })
 }
 
-fn pool_for(
-    shared: &Shared,
-    snapshot: &Snapshot,
-    route: &crate::config::RouteEntry,
-    user: &User,
-) -> Arc<Pool> {
+/// What `[tls] mode` demands of the connection itself, before any password.
+fn check_transport(snapshot: &Snapshot, tls: Option<&TlsFacts>, user: &str) -> Result<(), AuthError> {
+    let Some(settings) = &snapshot.tls else { return Ok(()) };
+    match (settings.mode, tls) {
+        (SslMode::Require, None) => Err(AuthError::TlsRequired("require")),
+        (SslMode::VerifyCa, None) => Err(AuthError::TlsRequired("verify-ca")),
+        (SslMode::VerifyFull, None) => Err(AuthError::TlsRequired("verify-full")),
+        (SslMode::VerifyFull, Some(facts)) => match &facts.peer {
+            Some(id) if id.may_be(user, &facts.tls.identity_map) => Ok(()),
+            Some(id) => Err(AuthError::IdentityMismatch { user: user.to_owned(), presented: id.describe() }),
+            None => Err(AuthError::IdentityMismatch { user: user.to_owned(), presented: "no certificate".into() }),
+        },
+        _ => Ok(()),
+    }
+}
+
+fn pool_for(shared: &Shared, snapshot: &Snapshot, route: &crate::config::RouteEntry, user: &User) -> Arc<Pool> {
     let settings = snapshot.pool_settings(route, user);
     let key = PoolKey {
         backend: route.backend.name.clone(),
@@ -127,10 +127,12 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     out: &mut BytesMut,
     user: &str,
     plan: Plan,
+    tls: Option<&TlsFacts>,
 ) -> Result<(), Error> {
     match plan {
         Plan::Trust => Ok(()),
         Plan::Refuse(e) => Err(e.into()),
+        Plan::Cert => Ok(check_certificate(user, tls)?),
         Plan::Md5(check) => {
             messages::authentication_md5(out, check.salt());
             flush(stream, out).await?;
@@ -138,12 +140,13 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(check.verify(user, messages::decode_password(&f.body)?)?)
         }
         Plan::Scram(verifier) => {
-            messages::authentication_sasl(out, &[MECHANISM]);
+            let bound = tls.and_then(|t| t.tls.scram_plus.as_ref());
+            let mechanisms: &[&str] = if bound.is_some() { &[MECHANISM_PLUS, MECHANISM] } else { &[MECHANISM] };
+            messages::authentication_sasl(out, mechanisms);
             flush(stream, out).await?;
             let f = read_frame(stream, buf, frontend::PASSWORD, "SCRAM authentication").await?;
             let (mechanism, client_first) = messages::decode_sasl_initial_response(&f.body)?;
-            let (exchange, server_first) =
-                ScramExchange::start(&verifier, user, &mechanism, client_first)?;
+            let (exchange, server_first) = ScramExchange::start(&verifier, user, &mechanism, client_first, bound)?;
             messages::authentication_sasl_continue(out, server_first.as_bytes());
             flush(stream, out).await?;
             let f = read_frame(stream, buf, frontend::PASSWORD, "SCRAM authentication").await?;
@@ -151,5 +154,16 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             messages::authentication_sasl_final(out, server_final.as_bytes());
             Ok(())
         }
+    }
+}
+
+fn check_certificate(user: &str, tls: Option<&TlsFacts>) -> Result<(), AuthError> {
+    let fail = |reason: String| AuthError::Certificate { user: user.to_owned(), reason };
+    let facts = tls.ok_or_else(|| fail("the connection is not encrypted (connect with sslmode=require or stronger)".into()))?;
+    let id = facts.peer.as_ref().ok_or_else(|| fail("no client certificate was presented (set sslcert and sslkey)".into()))?;
+    if id.may_be(user, &facts.tls.identity_map) {
+        Ok(())
+    } else {
+        Err(fail(format!("the certificate ({}) does not identify this user", id.describe())))
     }
 }

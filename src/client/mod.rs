@@ -1,5 +1,6 @@
-//! One client connection from accept to close: the startup phase (`handshake`), login
-//! (`login`), then the session loop (`session`) under the pool mode of its pool.
+//! One client connection from accept to close: the startup phase (`handshake`, `start_tls`),
+//! login (`login`), then the session loop (`session`, with `forward`, `reply`, `after`)
+//! under the pool mode of its pool.
 
 mod after;
 mod expect;
@@ -9,22 +10,27 @@ mod io;
 mod login;
 mod reply;
 mod session;
+mod start_tls;
 mod statements;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cancel;
 use crate::error::Error;
+use crate::protocol::StartupMessage;
 use crate::proxy::Shared;
-use handshake::Opening;
+use handshake::{Encryption, Opening};
 use io::send_error;
 use session::Session;
+pub use start_tls::TlsFacts;
 
 /// How long a forwarded CancelRequest may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,68 +42,76 @@ pub enum Admission {
     OverLimit(usize),
 }
 
+/// What every step of one connection needs to know.
+struct Conn {
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    admission: Admission,
+    deadline: Instant,
+}
+
 /// Serves one accepted connection to its end.
-pub async fn serve<S>(mut stream: S, peer: SocketAddr, shared: Arc<Shared>, admission: Admission)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let snapshot = shared.config.load_full();
-    let deadline = Instant::now() + snapshot.listen.login_timeout;
-    let mut pending = bytes::BytesMut::new();
-    let opening =
-        match tokio::time::timeout_at(deadline, handshake::open(&mut stream, &mut pending)).await {
-            Ok(Ok(opening)) => opening,
-            Ok(Err(e)) => return refuse(&mut stream, peer, e).await,
-            Err(_) => {
-                return tracing::debug!(%peer, "closed: no startup packet within login_timeout");
-            }
-        };
-    let startup = match opening {
-        Opening::Nothing => return,
-        Opening::Cancel(key) => return forward_cancel(&shared, key).await,
-        Opening::Startup(startup) => startup,
-    };
+pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admission: Admission) {
+    let login_timeout = shared.config.load().listen.login_timeout;
+    let conn = Conn { peer, shared, admission, deadline: Instant::now() + login_timeout };
+    let tls = conn.shared.client_tls();
+    if let Some(tls) = &tls
+        && start_tls::opens_with_tls(&tcp, conn.deadline).await
+    {
+        return start_tls::direct(tcp, tls.clone(), conn).await;
+    }
+    let mut pending = BytesMut::new();
+    let encryption = if tls.is_some() { Encryption::Offered } else { Encryption::Unavailable };
+    let opened = tokio::time::timeout_at(conn.deadline, handshake::open(&mut tcp, &mut pending, encryption)).await;
+    match opened {
+        Ok(Ok(Opening::Startup(startup))) => after_startup(tcp, pending, startup, None, conn).await,
+        Ok(Ok(Opening::StartTls)) => match tls {
+            Some(tls) => start_tls::upgrade(tcp, pending, tls, conn).await,
+            None => unreachable_tls(peer),
+        },
+        Ok(Ok(Opening::Cancel(key))) => forward_cancel(&conn.shared, key).await,
+        Ok(Ok(Opening::Nothing)) => {}
+        Ok(Err(e)) => refuse(&mut tcp, peer, e).await,
+        Err(_) => tracing::debug!(%peer, "closed: no startup packet within login_timeout"),
+    }
+}
+
+fn unreachable_tls(peer: SocketAddr) {
+    tracing::error!(%peer, "TLS was offered without a TLS configuration");
+}
+
+/// After the StartupMessage, on a plain or a TLS stream: admission, login, session.
+async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    pending: BytesMut,
+    startup: StartupMessage,
+    tls: Option<TlsFacts>,
+    conn: Conn,
+) {
+    let Conn { peer, shared, admission, deadline } = conn;
     if let Admission::OverLimit(max) = admission {
         return refuse(&mut stream, peer, Error::TooManyClients(max)).await;
     }
     if shared.is_shutting_down() {
         return refuse(&mut stream, peer, Error::ShuttingDown).await;
     }
+    let snapshot = shared.config.load_full();
     // Boxed: the login's state is large and lives only until the session starts; the
     // task of an idle client should not carry it.
-    let login = Box::pin(login::login(
-        &mut stream,
-        pending,
-        peer,
-        startup,
-        &shared,
-        &snapshot,
-    ));
+    let login = Box::pin(login::login(&mut stream, pending, peer, startup, &shared, &snapshot, tls.as_ref()));
     let logged_in = match tokio::time::timeout_at(deadline, login).await {
         Ok(Ok(logged_in)) => logged_in,
         Ok(Err(e)) => return refuse(&mut stream, peer, e).await,
-        Err(_) => {
-            return refuse(
-                &mut stream,
-                peer,
-                Error::LoginTimeout(snapshot.listen.login_timeout),
-            )
-            .await;
-        }
+        Err(_) => return refuse(&mut stream, peer, Error::LoginTimeout(snapshot.listen.login_timeout)).await,
     };
     drop(snapshot);
+    let tls_version = tls.as_ref().map(|t| t.version).unwrap_or("none");
     let span =
-        tracing::debug_span!("client", %peer, user = %logged_in.user, db = %logged_in.database);
-    run_session(stream, logged_in, shared)
-        .instrument(span)
-        .await;
+        tracing::debug_span!("client", %peer, user = %logged_in.user, db = %logged_in.database, tls = tls_version);
+    run_session(stream, logged_in, shared).instrument(span).await;
 }
 
-async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    logged_in: login::LoggedIn,
-    shared: Arc<Shared>,
-) {
+async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, logged_in: login::LoggedIn, shared: Arc<Shared>) {
     tracing::debug!("logged in");
     let mut session = Session::new(stream, logged_in, shared);
     match session.run().await {

@@ -32,9 +32,10 @@ fn tracking_interest(code: u8) -> Interest {
     use backend::*;
     match code {
         DATA_ROW | COPY_DATA => Interest::None,
-        PARSE_COMPLETE | BIND_COMPLETE | CLOSE_COMPLETE | NO_DATA | ROW_DESCRIPTION
-        | COMMAND_COMPLETE | EMPTY_QUERY_RESPONSE | PORTAL_SUSPENDED | READY_FOR_QUERY
-        | ERROR_RESPONSE | PARAMETER_STATUS => Interest::Whole,
+        PARSE_COMPLETE | BIND_COMPLETE | CLOSE_COMPLETE | NO_DATA | ROW_DESCRIPTION | COMMAND_COMPLETE
+        | EMPTY_QUERY_RESPONSE | PORTAL_SUSPENDED | READY_FOR_QUERY | ERROR_RESPONSE | PARAMETER_STATUS => {
+            Interest::Whole
+        }
         _ => Interest::Header,
     }
 }
@@ -50,12 +51,9 @@ enum Seen {
 impl Seen {
     fn read(code: u8, body: &[u8]) -> Result<Seen, Error> {
         Ok(match code {
-            backend::READY_FOR_QUERY => {
-                Seen::Ready(messages::decode_ready_for_query(body).map_err(server_desync)?)
-            }
+            backend::READY_FOR_QUERY => Seen::Ready(messages::decode_ready_for_query(body).map_err(server_desync)?),
             backend::PARAMETER_STATUS => {
-                let (name, value) =
-                    messages::decode_parameter_status(body).map_err(server_desync)?;
+                let (name, value) = messages::decode_parameter_status(body).map_err(server_desync)?;
                 Seen::Param(name, value)
             }
             backend::ERROR_RESPONSE => Seen::Error(Bytes::copy_from_slice(body)),
@@ -74,25 +72,14 @@ enum Action {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Relays what the server sent, in order, with pgate's changes.
     pub(super) async fn relay_server(&mut self, server: &mut PooledServer) -> Result<(), Error> {
-        let interest = if self.tracking() {
-            tracking_interest
-        } else {
-            plain_interest
-        };
+        let interest = if self.tracking() { tracking_interest } else { plain_interest };
         let (mut from, mut pos) = (0, 0);
         loop {
-            match self
-                .sscan
-                .next(&server.buf[pos..], interest)
-                .map_err(server_desync)?
-            {
+            match self.sscan.next(&server.buf[pos..], interest).map_err(server_desync)? {
                 Scan::Pass(n) => pos += n,
                 Scan::Header { code, .. } => {
                     if self.expect.on_server_message(code).map_err(unexpected)? == Verdict::Drop {
-                        return Err(server_desync(ProtocolError::Unexpected {
-                            code,
-                            during: "relay",
-                        }));
+                        return Err(server_desync(ProtocolError::Unexpected { code, during: "relay" }));
                     }
                     let ignored = self.expect.take_ignored_syncs();
                     if ignored > 0 {
@@ -107,11 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         pos += total;
                         continue;
                     }
-                    let keep = if matches!(action, Action::Relay) {
-                        pos + total
-                    } else {
-                        pos
-                    };
+                    let keep = if matches!(action, Action::Relay) { pos + total } else { pos };
                     self.client.write_all(&server.buf[from..keep]).await?;
                     if let Action::Replace(bytes) = action {
                         self.client.write_all(&bytes).await?;
@@ -128,16 +111,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if pos > from {
             self.client.write_all(&server.buf[from..pos]).await?;
         }
+        if pos > 0 {
+            self.client.flush().await?;
+        }
         server.buf.advance(pos);
         Ok(())
     }
 
-    fn on_whole(
-        &mut self,
-        server: &mut PooledServer,
-        code: u8,
-        seen: Seen,
-    ) -> Result<Action, Error> {
+    fn on_whole(&mut self, server: &mut PooledServer, code: u8, seen: Seen) -> Result<Action, Error> {
         // Session pooling tracks no replies; `code` matters only to the tracker.
         let verdict = if self.tracking() {
             let v = self.expect.on_server_message(code).map_err(unexpected)?;
@@ -163,20 +144,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Seen::Error(body) if self.tracking() => self.on_error(server, &body)?,
             _ => Action::Relay,
         };
-        Ok(if verdict == Verdict::Drop {
-            Action::Drop
-        } else {
-            action
-        })
+        Ok(if verdict == Verdict::Drop { Action::Drop } else { action })
     }
 
     fn on_ready(&mut self, server: &mut PooledServer, status: u8) -> Result<Action, Error> {
         server.on(ServerEvent::Ready(status));
         if server.state() == ServerState::Broken {
-            let e = ProtocolError::Unexpected {
-                code: backend::READY_FOR_QUERY,
-                during: "relay: no request was pending",
-            };
+            let e =
+                ProtocolError::Unexpected { code: backend::READY_FOR_QUERY, during: "relay: no request was pending" };
             return Err(server_desync(e));
         }
         let in_transaction = matches!(server.state(), ServerState::IdleInTransaction { .. });
@@ -201,10 +176,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if !body.windows(7).any(|w| w == b"pgate_s") {
             return Ok(Action::Relay);
         }
-        let rewritten = extended::rewrite_error(backend::ERROR_RESPONSE, body, |text| {
-            self.client_names(text)
-        })
-        .map_err(server_desync)?;
+        let rewritten = extended::rewrite_error(backend::ERROR_RESPONSE, body, |text| self.client_names(text))
+            .map_err(server_desync)?;
         Ok(Action::Replace(rewritten))
     }
 
@@ -214,10 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut rest = text;
         while let Some(at) = rest.find("pgate_s") {
             out.push_str(&rest[..at]);
-            let digits = rest[at + 7..]
-                .bytes()
-                .take_while(u8::is_ascii_digit)
-                .count();
+            let digits = rest[at + 7..].bytes().take_while(u8::is_ascii_digit).count();
             let global = &rest[at..at + 7 + digits];
             let client = parse_global_name(global).and_then(|id| self.statements.name_of(id));
             match client {
@@ -250,8 +220,5 @@ pub(super) fn server_desync(e: ProtocolError) -> Error {
 }
 
 fn unexpected(e: super::expect::Unexpected) -> Error {
-    server_desync(ProtocolError::Unexpected {
-        code: e.0,
-        during: "relay: a reply to nothing pgate sent",
-    })
+    server_desync(ProtocolError::Unexpected { code: e.0, during: "relay: a reply to nothing pgate sent" })
 }

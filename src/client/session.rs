@@ -147,10 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if self.settings.mode == PoolMode::Session {
                 server.reset_on_release();
             }
-            self.login.cancel.set(Some(CancelTarget {
-                addr: server.pool().cancel_addr().clone(),
-                key: server.key(),
-            }));
+            self.login.cancel.set(Some(CancelTarget { addr: server.pool().cancel_addr().clone(), key: server.key() }));
             let end = self.serve_with(&mut server).await;
             self.login.cancel.set(None);
             match end? {
@@ -192,22 +189,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 continue;
             };
             if !is_frontend_message(code) {
-                return Err(ProtocolError::Unexpected {
-                    code,
-                    during: "a session",
-                }
-                .into());
+                return Err(ProtocolError::Unexpected { code, during: "a session" }.into());
             }
             if code == frontend::TERMINATE {
                 return Ok(Next::Terminate);
             }
             let starts_request = !matches!(
                 code,
-                frontend::SYNC
-                    | frontend::FLUSH
-                    | frontend::COPY_DATA
-                    | frontend::COPY_DONE
-                    | frontend::COPY_FAIL
+                frontend::SYNC | frontend::FLUSH | frontend::COPY_DATA | frontend::COPY_DONE | frontend::COPY_FAIL
             );
             if starts_request && !self.skip_until_sync {
                 if self.answer_parses_locally()? {
@@ -275,21 +264,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(()) => Ok(true),
             Err(ServerError::Query(fields)) => Err(Error::StartupSetting(fields)),
             Err(e) => {
-                self.refuse_request(Error::Checkout(PoolError::Server(e)))
-                    .await?;
+                self.refuse_request(Error::Checkout(PoolError::Server(e))).await?;
                 Ok(false)
             }
         }
     }
 
     /// SET / RESET on the server what differs from the client's settings.
-    pub(super) async fn apply_params(
-        &mut self,
-        server: &mut PooledServer,
-    ) -> Result<(), ServerError> {
-        let Some(sql) =
-            params::sync_statements(&self.login.params, &server.params, server.defaults())
-        else {
+    pub(super) async fn apply_params(&mut self, server: &mut PooledServer) -> Result<(), ServerError> {
+        let Some(sql) = params::sync_statements(&self.login.params, &server.params, server.defaults()) else {
             return Ok(());
         };
         let changes = Box::pin(server.run_internal(&sql)).await?;
@@ -328,8 +311,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Some(end) = self.scan_client(server)? {
                 return Ok(end);
             }
-            self.out
-                .extend(self.expect.take_ready().into_iter().flatten());
+            self.out.extend(self.expect.take_ready().into_iter().flatten());
             flush(&mut self.client, &mut self.out).await?;
             if self.settings.mode != PoolMode::Session && self.at_rest(server) {
                 self.after_transaction(server).await?;
@@ -342,13 +324,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             let read_client = self.to_server.len() < MAX_PENDING_CLIENT_BYTES;
             let (client, cbuf, to_server) = (&mut self.client, &mut self.cbuf, &self.to_server);
-            let event =
-                poll_fn(|cx| poll_relay(cx, client, server, cbuf, to_server, read_client)).await;
+            let event = poll_fn(|cx| poll_relay(cx, client, server, cbuf, to_server, read_client)).await;
             match event {
                 RelayEvent::ServerWrote(Ok(n)) => self.to_server.advance(n),
-                RelayEvent::ServerRead(Ok(0))
-                | RelayEvent::ServerWrote(Err(_))
-                | RelayEvent::ServerRead(Err(_)) => {
+                RelayEvent::ServerRead(Ok(0)) | RelayEvent::ServerWrote(Err(_)) | RelayEvent::ServerRead(Err(_)) => {
                     server.on(ServerEvent::Failed);
                     return Err(Error::ServerLost(ServerError::Closed));
                 }
@@ -407,6 +386,11 @@ fn poll_relay<S: AsyncRead + Unpin>(
         && let Poll::Ready(r) = Pin::new(&mut conn.stream).poll_write(cx, to_server)
     {
         return Poll::Ready(RelayEvent::ServerWrote(r));
+    }
+    if conn.stream.unflushed()
+        && let Poll::Ready(Err(e)) = Pin::new(&mut conn.stream).poll_flush(cx)
+    {
+        return Poll::Ready(RelayEvent::ServerWrote(Err(e)));
     }
     conn.reserve_read();
     if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {

@@ -17,10 +17,7 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(id: u64, definition: &[u8]) -> Self {
-        Self {
-            id,
-            parse: parse_frame(global_name(id).as_bytes(), definition),
-        }
+        Self { id, parse: parse_frame(global_name(id).as_bytes(), definition) }
     }
 }
 
@@ -46,10 +43,7 @@ impl ClientStatements {
 
     /// The client's name for pool statement `id`, for error messages.
     pub fn name_of(&self, id: u64) -> Option<&Bytes> {
-        self.named
-            .iter()
-            .find(|(_, p)| p.id == id)
-            .map(|(name, _)| name)
+        self.named.iter().find(|(_, p)| p.id == id).map(|(name, _)| name)
     }
 
     /// DEALLOCATE ALL / DISCARD ALL.

@@ -8,17 +8,16 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use model::{AuthMethod, OnSessionState, PoolMode, RawConfig, RawPool};
+pub use model::{AuthMethod, OnSessionState, PoolMode, RawConfig, RawPool, SslMode, TlsVersion};
 pub use secret::{ScramVerifier, StoredPassword};
-pub use snapshot::{Auth, Backend, Listen, PoolSettings, RouteEntry, RouteTable, Snapshot, User};
+pub use snapshot::{
+    Auth, Backend, BackendTlsSettings, Listen, PoolSettings, RouteEntry, RouteTable, Snapshot, TlsSettings, User,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{location}: {message}")]
     Invalid { location: String, message: String },
 }
@@ -41,28 +40,20 @@ impl Source {
     }
 
     fn invalid(&self, offset: Option<usize>, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            location: self.location(offset),
-            message: message.into(),
-        }
+        ConfigError::Invalid { location: self.location(offset), message: message.into() }
     }
 }
 
 /// Reads, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
     parse(&text, path)
 }
 
 /// Parses and validates configuration text; `path` is used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Snapshot, ConfigError> {
-    let src = Source {
-        path: path.to_path_buf(),
-        text: text.to_owned(),
-    };
+    let src = Source { path: path.to_path_buf(), text: text.to_owned() };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let message = e.message().to_owned();
         src.invalid(e.span().map(|s| s.start), message)
@@ -123,33 +114,15 @@ password = "pw"
     #[test]
     fn duplicate_routes_and_fallbacks_are_rejected() {
         let dup = BASE.replace("[\"keycloak\", \"airflow\"]", "[\"keycloak\", \"akko\"]");
-        assert!(
-            parse_str(&dup)
-                .unwrap_err()
-                .to_string()
-                .contains("routed to both")
-        );
+        assert!(parse_str(&dup).unwrap_err().to_string().contains("routed to both"));
         let two = BASE.replace("[\"keycloak\", \"airflow\"]", "[\"*\"]");
-        assert!(
-            parse_str(&two)
-                .unwrap_err()
-                .to_string()
-                .contains("fallback")
-        );
+        assert!(parse_str(&two).unwrap_err().to_string().contains("fallback"));
     }
 
     #[test]
     fn md5_secret_with_scram_method_is_rejected() {
-        let text = BASE.replace(
-            "password = \"pw\"",
-            "password = \"md5d4d6d6e7fd8b0e69ae0e60f0e0b0a0a1\"",
-        );
-        assert!(
-            parse_str(&text)
-                .unwrap_err()
-                .to_string()
-                .contains("md5 secret")
-        );
+        let text = BASE.replace("password = \"pw\"", "password = \"md5d4d6d6e7fd8b0e69ae0e60f0e0b0a0a1\"");
+        assert!(parse_str(&text).unwrap_err().to_string().contains("md5 secret"));
     }
 
     #[test]
@@ -164,26 +137,18 @@ password = "pw"
         let s = parse_str(&text).unwrap();
         assert_eq!(s.users["a"].server_password.as_deref(), Some("from-file"));
         assert_eq!(s.users["b"].server_password, std::env::var("PATH").ok());
-        let missing = parse_str("[[users]]\nname = \"c\"\npassword_file = \"/nonexistent/pw\"\n")
-            .unwrap_err();
-        assert!(
-            missing.to_string().starts_with("test.toml:1: user \"c\""),
-            "{missing}"
-        );
-        let both = parse_str(&format!(
-            "[[users]]\nname = \"d\"\npassword = \"p\"\npassword_file = \"{}\"\n",
-            file.display()
-        ));
+        let missing = parse_str("[[users]]\nname = \"c\"\npassword_file = \"/nonexistent/pw\"\n").unwrap_err();
+        assert!(missing.to_string().starts_with("test.toml:1: user \"c\""), "{missing}");
+        let both =
+            parse_str(&format!("[[users]]\nname = \"d\"\npassword = \"p\"\npassword_file = \"{}\"\n", file.display()));
         assert!(both.unwrap_err().to_string().contains("not both"));
     }
 
     #[test]
     fn auth_methods_are_spelled_as_in_pg_hba() {
-        for (text, method) in [
-            ("scram-sha-256", AuthMethod::ScramSha256),
-            ("md5", AuthMethod::Md5),
-            ("trust", AuthMethod::Trust),
-        ] {
+        for (text, method) in
+            [("scram-sha-256", AuthMethod::ScramSha256), ("md5", AuthMethod::Md5), ("trust", AuthMethod::Trust)]
+        {
             let s = parse_str(&format!("[auth]\nmethod = \"{text}\"\n")).unwrap();
             assert_eq!(s.auth.method, method);
         }
@@ -192,11 +157,6 @@ password = "pw"
     #[test]
     fn min_idle_above_size_is_rejected() {
         let text = format!("[pool]\nsize = 2\nmin_idle = 3\n{BASE}");
-        assert!(
-            parse_str(&text)
-                .unwrap_err()
-                .to_string()
-                .contains("min_idle")
-        );
+        assert!(parse_str(&text).unwrap_err().to_string().contains("min_idle"));
     }
 }

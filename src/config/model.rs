@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub listen: RawListen,
     pub auth: RawAuth,
     pub pool: RawPool,
+    pub tls: Option<RawTls>,
     pub backends: BTreeMap<String, RawBackend>,
     pub databases: BTreeMap<String, Spanned<RawDatabase>>,
     pub users: Vec<Spanned<RawUser>>,
@@ -43,6 +44,63 @@ impl Default for RawListen {
     }
 }
 
+/// libpq's sslmode values; for clients they say what pgate demands of them, for backends
+/// what pgate demands of the server, with libpq's meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Client-facing TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Defaults to `prefer` when a certificate is given.
+    pub mode: Option<SslMode>,
+    /// PEM certificate chain (leaf first) and its private key.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates that sign client certificates.
+    pub client_ca: Option<PathBuf>,
+    /// PEM certificate revocation list(s) for client certificates.
+    pub crl: Option<PathBuf>,
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// Certificate identity (CN or DNS name) -> user names it may log in as.
+    #[serde(default)]
+    pub identity_map: BTreeMap<String, Vec<String>>,
+}
+
+/// Backend-facing TLS of one backend.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendTls {
+    pub mode: Option<SslMode>,
+    /// PEM CA certificates that sign the server's certificate.
+    pub root_cert: Option<PathBuf>,
+    /// A client certificate and key pgate presents to the server.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub crl: Option<PathBuf>,
+    #[serde(default)]
+    pub min_version: TlsVersion,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum AuthMethod {
     #[serde(rename = "scram-sha-256")]
@@ -52,6 +110,9 @@ pub enum AuthMethod {
     /// Only for clients in `trust_networks`; others are refused.
     #[serde(rename = "trust")]
     Trust,
+    /// A verified TLS client certificate whose identity matches the user (or the map).
+    #[serde(rename = "cert")]
+    Cert,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,14 +121,13 @@ pub struct RawAuth {
     pub method: AuthMethod,
     /// Clients connecting from these networks are let in without a password.
     pub trust_networks: Vec<IpNet>,
+    /// Clients connecting from these networks authenticate by certificate.
+    pub cert_networks: Vec<IpNet>,
 }
 
 impl Default for RawAuth {
     fn default() -> Self {
-        Self {
-            method: AuthMethod::ScramSha256,
-            trust_networks: Vec::new(),
-        }
+        Self { method: AuthMethod::ScramSha256, trust_networks: Vec::new(), cert_networks: Vec::new() }
     }
 }
 
@@ -128,6 +188,8 @@ pub struct RawBackend {
     pub databases: Vec<Spanned<String>>,
     #[serde(default)]
     pub pool: RawPool,
+    #[serde(default)]
+    pub tls: RawBackendTls,
 }
 
 fn default_port() -> u16 {
@@ -155,6 +217,8 @@ pub struct RawUser {
     pub server_user: Option<String>,
     pub server_password: Option<String>,
     pub server_password_file: Option<PathBuf>,
+    /// This user's authentication method, instead of `[auth] method`.
+    pub auth: Option<AuthMethod>,
     #[serde(default)]
     pub pool: RawPool,
 }

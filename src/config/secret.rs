@@ -42,11 +42,7 @@ impl ScramVerifier {
 
 impl fmt::Debug for ScramVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ScramVerifier(iterations={}, <redacted>)",
-            self.iterations
-        )
+        write!(f, "ScramVerifier(iterations={}, <redacted>)", self.iterations)
     }
 }
 
@@ -105,8 +101,7 @@ pub fn expand_env(s: &str) -> Result<String, String> {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("invalid environment variable name {name:?}"));
         }
-        let value =
-            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
+        let value = std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -116,8 +111,7 @@ pub fn expand_env(s: &str) -> Result<String, String> {
 
 /// Reads a secret file (a Kubernetes secret mount); one trailing newline is dropped.
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
     let text = text.strip_suffix('\n').unwrap_or(&text);
     Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
 }
@@ -136,30 +130,17 @@ mod tests {
 
     #[test]
     fn stored_password_forms() {
-        assert!(matches!(
-            StoredPassword::parse("md5d4d6d6e7fd8b0e69ae0e60f0e0b0a0a1"),
-            StoredPassword::Md5(_)
-        ));
-        assert!(matches!(
-            StoredPassword::parse("md5short"),
-            StoredPassword::Plain(_)
-        ));
+        assert!(matches!(StoredPassword::parse("md5d4d6d6e7fd8b0e69ae0e60f0e0b0a0a1"), StoredPassword::Md5(_)));
+        assert!(matches!(StoredPassword::parse("md5short"), StoredPassword::Plain(_)));
         assert!(StoredPassword::looks_like_broken_scram("SCRAM-SHA-256$x"));
-        assert_eq!(
-            format!("{:?}", StoredPassword::parse("hunter2")),
-            "Plain(<redacted>)"
-        );
+        assert_eq!(format!("{:?}", StoredPassword::parse("hunter2")), "Plain(<redacted>)");
     }
 
     #[test]
     fn env_expansion() {
         let path = std::env::var("PATH").unwrap();
         assert_eq!(expand_env("a${PATH}b").unwrap(), format!("a{path}b"));
-        assert!(
-            expand_env("${PGATE_TEST_UNSET_Y}")
-                .unwrap_err()
-                .contains("PGATE_TEST_UNSET_Y")
-        );
+        assert!(expand_env("${PGATE_TEST_UNSET_Y}").unwrap_err().contains("PGATE_TEST_UNSET_Y"));
         assert!(expand_env("${oops").is_err());
         assert_eq!(expand_env("plain").unwrap(), "plain");
     }

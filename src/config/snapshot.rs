@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::model::{AuthMethod, OnSessionState, PoolMode, RawPool};
+use super::model::{AuthMethod, OnSessionState, PoolMode, RawPool, SslMode, TlsVersion};
 use super::secret::{ScramVerifier, StoredPassword};
 
 #[derive(Debug)]
@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub source: PathBuf,
     pub listen: Listen,
     pub auth: Auth,
+    /// Client-facing TLS; `None` when disabled.
+    pub tls: Option<TlsSettings>,
     pub backends: BTreeMap<String, Arc<Backend>>,
     pub routes: RouteTable,
     pub users: HashMap<String, Arc<User>>,
@@ -34,6 +36,7 @@ pub struct Listen {
 pub struct Auth {
     pub method: AuthMethod,
     pub trust_networks: Vec<IpNet>,
+    pub cert_networks: Vec<IpNet>,
 }
 
 impl Auth {
@@ -41,6 +44,34 @@ impl Auth {
         let addr = canonical_ip(addr);
         self.trust_networks.iter().any(|net| net.contains(&addr))
     }
+
+    pub fn needs_certificate(&self, addr: std::net::IpAddr) -> bool {
+        let addr = canonical_ip(addr);
+        self.cert_networks.iter().any(|net| net.contains(&addr))
+    }
+}
+
+/// Client-facing TLS settings (files are read when the acceptor is built).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub mode: SslMode,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub crl: Option<PathBuf>,
+    pub min_version: TlsVersion,
+    pub identity_map: BTreeMap<String, Vec<String>>,
+}
+
+/// Backend-facing TLS settings of one backend.
+#[derive(Debug, Clone)]
+pub struct BackendTlsSettings {
+    pub mode: SslMode,
+    pub root_cert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub crl: Option<PathBuf>,
+    pub min_version: TlsVersion,
 }
 
 /// IPv4-mapped IPv6 addresses (a dual-stack listener) are matched as IPv4.
@@ -57,6 +88,9 @@ pub struct Backend {
     pub host: String,
     pub port: u16,
     pub pool: RawPool,
+    pub tls: BackendTlsSettings,
+    /// Built from `tls` at load; `None` when the mode is `disable`.
+    pub connector: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Backend {
@@ -89,7 +123,25 @@ pub struct User {
     pub scram: Option<ScramVerifier>,
     pub server_user: String,
     pub server_password: Option<String>,
+    /// This user's own authentication method, if not `[auth] method`.
+    pub auth: Option<AuthMethod>,
     pub pool: RawPool,
+}
+
+impl User {
+    /// A user pgate knows only from a proof of identity (a client certificate): no
+    /// password, server login as the same name.
+    pub fn implicit(name: &str) -> User {
+        User {
+            name: name.to_owned(),
+            password: None,
+            scram: None,
+            server_user: name.to_owned(),
+            server_password: None,
+            auth: None,
+            pool: RawPool::default(),
+        }
+    }
 }
 
 /// The pool settings in force for one pool, after all overrides.
@@ -139,9 +191,7 @@ impl PoolSettings {
         self.connect_timeout = o.connect_timeout.unwrap_or(self.connect_timeout);
         self.server_check_delay = o.server_check_delay.unwrap_or(self.server_check_delay);
         self.reset_timeout = o.reset_timeout.unwrap_or(self.reset_timeout);
-        self.max_prepared_statements = o
-            .max_prepared_statements
-            .unwrap_or(self.max_prepared_statements);
+        self.max_prepared_statements = o.max_prepared_statements.unwrap_or(self.max_prepared_statements);
         self.on_session_state = o.on_session_state.unwrap_or(self.on_session_state);
         self
     }

@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::model::{AuthMethod, RawConfig, RawPool, RawUser};
+use super::model::{AuthMethod, RawConfig, RawPool, RawTls, RawUser, SslMode};
 use super::secret::{ScramVerifier, StoredPassword, expand_env, read_secret_file};
 use super::snapshot::{
-    Auth, Backend, Listen, PoolSettings, RouteEntry, RouteTable, Snapshot, User,
+    Auth, Backend, BackendTlsSettings, Listen, PoolSettings, RouteEntry, RouteTable, Snapshot, TlsSettings, User,
 };
 use super::{ConfigError, Source};
 
@@ -24,21 +24,63 @@ pub(super) fn build(raw: RawConfig, src: &Source) -> Result<Snapshot, ConfigErro
     let auth = Auth {
         method: raw.auth.method,
         trust_networks: raw.auth.trust_networks.clone(),
+        cert_networks: raw.auth.cert_networks.clone(),
     };
+    let tls = build_tls(raw.tls.as_ref(), src)?;
     let backends = build_backends(&raw.backends, src)?;
     let routes = build_routes(&raw, &backends, src)?;
     let users = build_users(raw.users, &auth, src)?;
-    let snapshot = Snapshot {
-        source: src.path.clone(),
-        listen,
-        auth,
-        backends,
-        routes,
-        users,
-        pool_defaults: raw.pool,
-    };
+    check_cert_auth(&auth, &users, tls.as_ref(), src)?;
+    let snapshot =
+        Snapshot { source: src.path.clone(), listen, auth, tls, backends, routes, users, pool_defaults: raw.pool };
     check_effective_pools(&snapshot, src)?;
     Ok(snapshot)
+}
+
+/// Client-facing TLS: the mode's needs are checked and the files are read now, so a bad
+/// certificate is a configuration error, not a failure at the first client.
+fn build_tls(raw: Option<&RawTls>, src: &Source) -> Result<Option<TlsSettings>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let mode = raw.mode.unwrap_or(if raw.cert.is_some() { SslMode::Prefer } else { SslMode::Disable });
+    if mode == SslMode::Disable {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (raw.cert.clone(), raw.key.clone()) else {
+        return Err(src.invalid(None, format!("tls.mode {mode:?} needs tls.cert and tls.key")));
+    };
+    if mode >= SslMode::VerifyCa && raw.client_ca.is_none() {
+        return Err(src.invalid(None, format!("tls.mode {mode:?} needs tls.client_ca to verify client certificates")));
+    }
+    if raw.crl.is_some() && raw.client_ca.is_none() {
+        return Err(src.invalid(None, "tls.crl needs tls.client_ca"));
+    }
+    let settings = TlsSettings {
+        mode,
+        cert,
+        key,
+        client_ca: raw.client_ca.clone(),
+        crl: raw.crl.clone(),
+        min_version: raw.min_version,
+        identity_map: raw.identity_map.clone(),
+    };
+    crate::tls::ClientTls::load(&settings).map_err(|e| src.invalid(None, format!("tls: {e}")))?;
+    Ok(Some(settings))
+}
+
+/// Certificate authentication needs client certificates to be verified.
+fn check_cert_auth(
+    auth: &Auth,
+    users: &HashMap<String, Arc<User>>,
+    tls: Option<&TlsSettings>,
+    src: &Source,
+) -> Result<(), ConfigError> {
+    let wants_cert = auth.method == AuthMethod::Cert
+        || !auth.cert_networks.is_empty()
+        || users.values().any(|u| u.auth == Some(AuthMethod::Cert));
+    if wants_cert && tls.and_then(|t| t.client_ca.as_ref()).is_none() {
+        return Err(src.invalid(None, "certificate authentication needs [tls] with client_ca"));
+    }
+    Ok(())
 }
 
 fn check_pool(pool: &RawPool, place: &str, src: &Source) -> Result<(), ConfigError> {
@@ -58,12 +100,18 @@ fn build_backends(
             return Err(src.invalid(None, format!("backends.{name}.host is empty")));
         }
         check_pool(&b.pool, &format!("backends.{name}.pool"), src)?;
-        let backend = Backend {
-            name: name.clone(),
-            host: b.host.clone(),
-            port: b.port,
-            pool: b.pool.clone(),
+        let tls = BackendTlsSettings {
+            mode: b.tls.mode.unwrap_or(SslMode::Prefer),
+            root_cert: b.tls.root_cert.clone(),
+            cert: b.tls.cert.clone(),
+            key: b.tls.key.clone(),
+            crl: b.tls.crl.clone(),
+            min_version: b.tls.min_version,
         };
+        let connector =
+            crate::tls::connector::build(&tls).map_err(|e| src.invalid(None, format!("backends.{name}.tls: {e}")))?;
+        let backend =
+            Backend { name: name.clone(), host: b.host.clone(), port: b.port, pool: b.pool.clone(), tls, connector };
         backends.insert(name.clone(), Arc::new(backend));
     }
     Ok(backends)
@@ -84,7 +132,10 @@ fn build_routes(
                 if let Some(other) = &table.fallback {
                     return Err(src.invalid(
                         line,
-                        format!("backends {} and {name} both claim \"*\"; only one backend can be the fallback", other.name),
+                        format!(
+                            "backends {} and {name} both claim \"*\"; only one backend can be the fallback",
+                            other.name
+                        ),
                     ));
                 }
                 table.fallback = Some(backend.clone());
@@ -92,19 +143,11 @@ fn build_routes(
             }
             check_db_name(db, line, src)?;
             if let Some(prev) = table.exact.get(db) {
-                return Err(src.invalid(
-                    line,
-                    format!(
-                        "database \"{db}\" is routed to both {} and {name}",
-                        prev.backend.name
-                    ),
-                ));
+                return Err(
+                    src.invalid(line, format!("database \"{db}\" is routed to both {} and {name}", prev.backend.name))
+                );
             }
-            let entry = RouteEntry {
-                backend: backend.clone(),
-                server_database: db.clone(),
-                pool: RawPool::default(),
-            };
+            let entry = RouteEntry { backend: backend.clone(), server_database: db.clone(), pool: RawPool::default() };
             table.exact.insert(db.clone(), entry);
         }
     }
@@ -117,28 +160,18 @@ fn build_routes(
             let known: Vec<_> = backends.keys().map(String::as_str).collect();
             src.invalid(
                 Some(d.backend.span().start),
-                format!(
-                    "databases.{alias}: no backend named \"{backend_name}\" (backends: {})",
-                    known.join(", ")
-                ),
+                format!("databases.{alias}: no backend named \"{backend_name}\" (backends: {})", known.join(", ")),
             )
         })?;
         if let Some(prev) = table.exact.get(alias) {
             return Err(src.invalid(
                 line,
-                format!(
-                    "databases.{alias}: \"{alias}\" is already listed by backend {}",
-                    prev.backend.name
-                ),
+                format!("databases.{alias}: \"{alias}\" is already listed by backend {}", prev.backend.name),
             ));
         }
         check_pool(&d.pool, &format!("databases.{alias}.pool"), src)?;
         let server_database = d.dbname.clone().unwrap_or_else(|| alias.clone());
-        let entry = RouteEntry {
-            backend: backend.clone(),
-            server_database,
-            pool: d.pool.clone(),
-        };
+        let entry = RouteEntry { backend: backend.clone(), server_database, pool: d.pool.clone() };
         table.exact.insert(alias.clone(), entry);
     }
     Ok(table)
@@ -146,10 +179,7 @@ fn build_routes(
 
 fn check_db_name(name: &str, line: Option<usize>, src: &Source) -> Result<(), ConfigError> {
     if name.is_empty() || name.len() > 63 {
-        return Err(src.invalid(
-            line,
-            format!("database name {name:?} must be 1 to 63 bytes"),
-        ));
+        return Err(src.invalid(line, format!("database name {name:?} must be 1 to 63 bytes")));
     }
     Ok(())
 }
@@ -167,28 +197,17 @@ fn build_users(
         if u.name.is_empty() {
             return Err(src.invalid(line, "a [[users]] entry has an empty name"));
         }
-        let password = secret(
-            u.password.as_deref(),
-            u.password_file.as_deref(),
-            &place,
-            "password",
-            line,
-            src,
-        )?;
+        let password = secret(u.password.as_deref(), u.password_file.as_deref(), &place, "password", line, src)?;
         if let Some(p) = &password
             && StoredPassword::looks_like_broken_scram(p)
         {
             return Err(src.invalid(
                 line,
-                format!(
-                    "{place}: password starts with SCRAM-SHA-256$ but is not a valid SCRAM secret"
-                ),
+                format!("{place}: password starts with SCRAM-SHA-256$ but is not a valid SCRAM secret"),
             ));
         }
         let password = password.map(|p| StoredPassword::parse(&p));
-        if auth.method == AuthMethod::ScramSha256
-            && matches!(password, Some(StoredPassword::Md5(_)))
-        {
+        if auth.method == AuthMethod::ScramSha256 && matches!(password, Some(StoredPassword::Md5(_))) {
             return Err(src.invalid(
                 line,
                 format!("{place}: an md5 secret cannot answer scram-sha-256; give a SCRAM secret (pgate scram-secret) or the plain password"),
@@ -213,6 +232,7 @@ fn build_users(
             _ => None,
         };
         let user = User {
+            auth: u.auth,
             scram,
             server_user: u.server_user.unwrap_or_else(|| u.name.clone()),
             name: u.name.clone(),
@@ -237,30 +257,16 @@ fn secret(
     src: &Source,
 ) -> Result<Option<String>, ConfigError> {
     match (inline, file) {
-        (Some(_), Some(_)) => Err(src.invalid(
-            line,
-            format!("{place}: give {field} or {field}_file, not both"),
-        )),
-        (Some(v), None) => expand_env(v)
-            .map(Some)
-            .map_err(|e| src.invalid(line, format!("{place}: {field}: {e}"))),
-        (None, Some(path)) => read_secret_file(path)
-            .map(Some)
-            .map_err(|e| src.invalid(line, format!("{place}: {e}"))),
+        (Some(_), Some(_)) => Err(src.invalid(line, format!("{place}: give {field} or {field}_file, not both"))),
+        (Some(v), None) => expand_env(v).map(Some).map_err(|e| src.invalid(line, format!("{place}: {field}: {e}"))),
+        (None, Some(path)) => read_secret_file(path).map(Some).map_err(|e| src.invalid(line, format!("{place}: {e}"))),
         (None, None) => Ok(None),
     }
 }
 
 /// Checks the settings each pool would run with, so a bad override fails at load time.
 fn check_effective_pools(s: &Snapshot, src: &Source) -> Result<(), ConfigError> {
-    let any_user = User {
-        name: String::new(),
-        password: None,
-        scram: None,
-        server_user: String::new(),
-        server_password: None,
-        pool: RawPool::default(),
-    };
+    let any_user = User::implicit("");
     let fallback = s.routes.fallback.iter().map(|b| RouteEntry {
         backend: b.clone(),
         server_database: String::new(),

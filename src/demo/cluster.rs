@@ -34,14 +34,9 @@ pub struct PgBinaries {
 impl PgBinaries {
     /// PATH first, then the newest /usr/lib/postgresql/<version>/bin.
     pub fn find() -> Result<Self> {
-        let on_path = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .unwrap_or_default();
-        let has_all = |d: &Path| {
-            ["initdb", "pg_ctl", "postgres"]
-                .iter()
-                .all(|b| d.join(b).is_file())
-        };
+        let on_path =
+            std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+        let has_all = |d: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| d.join(b).is_file());
         if let Some(dir) = on_path.into_iter().find(|d| has_all(d)) {
             return Ok(Self { dir });
         }
@@ -53,20 +48,13 @@ impl PgBinaries {
             .filter(|(_, d)| has_all(d))
             .collect();
         versions.sort();
-        versions
-            .pop()
-            .map(|(_, dir)| Self { dir })
-            .ok_or(ClusterError::BinariesMissing)
+        versions.pop().map(|(_, dir)| Self { dir }).ok_or(ClusterError::BinariesMissing)
     }
 
     /// A client tool (psql, pgbench): next to the server binaries, else from PATH.
     pub fn tool(&self, name: &str) -> PathBuf {
         let local = self.dir.join(name);
-        if local.is_file() {
-            local
-        } else {
-            PathBuf::from(name)
-        }
+        if local.is_file() { local } else { PathBuf::from(name) }
     }
 }
 
@@ -82,22 +70,11 @@ pub struct ClusterSet {
 impl ClusterSet {
     pub fn new() -> Result<Self> {
         let bins = PgBinaries::find()?;
-        let root = tempfile::Builder::new()
-            .prefix("pgate-clusters-")
-            .tempdir()?
-            .keep();
+        let root = tempfile::Builder::new().prefix("pgate-clusters-").tempdir()?.keep();
         let run_as = running_as_root().then(|| "postgres".to_owned());
-        let set = Self {
-            root,
-            bins,
-            run_as,
-            template: Mutex::new(None),
-        };
+        let set = Self { root, bins, run_as, template: Mutex::new(None) };
         if set.run_as.is_some() {
-            set.run(
-                "chown",
-                Command::new("chown").arg("postgres:").arg(&set.root),
-            )?;
+            set.run("chown", Command::new("chown").arg("postgres:").arg(&set.root))?;
         }
         set.spawn_watchdog();
         Ok(set)
@@ -125,15 +102,8 @@ impl ClusterSet {
     fn run(&self, what: &str, cmd: &mut Command) -> Result<String> {
         let out = cmd.stdin(Stdio::null()).output()?;
         if !out.status.success() {
-            let detail = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return Err(ClusterError::Command {
-                what: what.to_owned(),
-                detail: detail.trim().to_owned(),
-            });
+            let detail = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            return Err(ClusterError::Command { what: what.to_owned(), detail: detail.trim().to_owned() });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -145,17 +115,9 @@ impl ClusterSet {
         let template = self.template()?;
         self.run(
             "copying the cluster template",
-            self.command(Path::new("cp"))
-                .arg("-a")
-                .arg(&template)
-                .arg(&data_dir),
+            self.command(Path::new("cp")).arg("-a").arg(&template).arg(&data_dir),
         )?;
-        let mut cluster = Cluster {
-            set: self,
-            name: name.to_owned(),
-            data_dir,
-            port: 0,
-        };
+        let mut cluster = Cluster { set: self, name: name.to_owned(), data_dir, port: 0 };
         cluster.start()?;
         Ok(cluster)
     }
@@ -171,14 +133,7 @@ impl ClusterSet {
             self.command(&self.bins.dir.join("initdb"))
                 .arg("-D")
                 .arg(&dir)
-                .args([
-                    "-U",
-                    "postgres",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "-E",
-                    "UTF8",
-                ])
+                .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"])
                 .args(["--locale=C.UTF-8", "--no-sync"]),
         )?;
         let conf = "\nlisten_addresses = '127.0.0.1'\nfsync = off\nsynchronous_commit = off\n\
@@ -193,11 +148,7 @@ impl ClusterSet {
 
     fn spawn_watchdog(&self) {
         let pg_ctl = self.bins.dir.join("pg_ctl");
-        let as_user = self
-            .run_as
-            .as_ref()
-            .map(|u| format!("runuser -u {u} --"))
-            .unwrap_or_default();
+        let as_user = self.run_as.as_ref().map(|u| format!("runuser -u {u} --")).unwrap_or_default();
         let script = format!(
             "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
              for d in \"$2\"/*/; do [ -f \"$d/postmaster.pid\" ] && {as_user} {} stop -D \"$d\" -m immediate >/dev/null 2>&1; done; \
@@ -248,11 +199,7 @@ impl Cluster<'_> {
     pub fn start(&mut self) -> Result<()> {
         let mut last = None;
         for attempt in 0..5 {
-            let port = if self.port != 0 && attempt == 0 {
-                self.port
-            } else {
-                free_port()?
-            };
+            let port = if self.port != 0 && attempt == 0 { self.port } else { free_port()? };
             match self.pg_ctl_start(port) {
                 Ok(()) => {
                     self.port = port;
@@ -300,17 +247,7 @@ impl Cluster<'_> {
         let out = self.set.run(
             &format!("psql on {}", self.name),
             Command::new(self.set.bins.tool("psql"))
-                .args([
-                    "-X",
-                    "-q",
-                    "-A",
-                    "-t",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-U",
-                    "postgres",
-                    "-h",
-                ])
+                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
                 .arg(&self.set.root)
                 .args(["-p", &self.port.to_string(), "-d", database, "-c", sql]),
         )?;
@@ -329,7 +266,5 @@ fn free_port() -> Result<u16> {
 }
 
 fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }

@@ -27,44 +27,25 @@ INSERT INTO orders (customer, amount, created_at)
 /// Runs the demo until Ctrl-C, then stops and removes the clusters.
 pub async fn run(port: u16) -> anyhow::Result<()> {
     let set = tokio::task::spawn_blocking(ClusterSet::new).await??;
-    println!(
-        "starting two PostgreSQL clusters under {} ...",
-        set.root().display()
-    );
+    println!("starting two PostgreSQL clusters under {} ...", set.root().display());
     let infra = prepare(&set, "infra", &["keycloak", "airflow"], INFRA_SQL)?;
     let data = prepare(&set, "data", &["akko", "aden"], DATA_SQL)?;
     let config_path = set.root().join("pgate-demo.toml");
     std::fs::write(&config_path, demo_config(port, &infra, &data))?;
     let snapshot = crate::config::load(&config_path)?;
-    let proxy = Proxy::bind(snapshot)
-        .await
-        .context("is another PostgreSQL or pgate on that port? try --port 6432")?;
+    let proxy = Proxy::bind(snapshot).await.context("is another PostgreSQL or pgate on that port? try --port 6432")?;
     print_welcome(port, &config_path);
     proxy.run(crate::proxy::stop_signal()).await;
-    println!(
-        "stopping the clusters and removing {} ...",
-        set.root().display()
-    );
+    println!("stopping the clusters and removing {} ...", set.root().display());
     drop((infra, data));
     Ok(())
 }
 
-fn prepare<'a>(
-    set: &'a ClusterSet,
-    name: &str,
-    databases: &[&str],
-    sample_sql: &str,
-) -> anyhow::Result<Cluster<'a>> {
+fn prepare<'a>(set: &'a ClusterSet, name: &str, databases: &[&str], sample_sql: &str) -> anyhow::Result<Cluster<'a>> {
     let cluster = set.start_cluster(name)?;
-    cluster.psql(
-        "postgres",
-        &format!("CREATE ROLE {DEMO_USER} LOGIN PASSWORD '{DEMO_PASSWORD}'"),
-    )?;
+    cluster.psql("postgres", &format!("CREATE ROLE {DEMO_USER} LOGIN PASSWORD '{DEMO_PASSWORD}'"))?;
     for db in databases {
-        cluster.psql(
-            "postgres",
-            &format!("CREATE DATABASE {db} OWNER {DEMO_USER}"),
-        )?;
+        cluster.psql("postgres", &format!("CREATE DATABASE {db} OWNER {DEMO_USER}"))?;
     }
     cluster.psql(databases[0], &format!("SET ROLE {DEMO_USER}; {sample_sql}"))?;
     Ok(cluster)

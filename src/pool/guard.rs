@@ -16,11 +16,7 @@ pub struct PooledServer {
 
 impl PooledServer {
     pub(super) fn new(conn: ServerConn, pool: Arc<Pool>) -> Self {
-        Self {
-            conn: Some(conn),
-            pool,
-            reset: false,
-        }
+        Self { conn: Some(conn), pool, reset: false }
     }
 
     pub(super) fn take(&mut self) -> Option<ServerConn> {
@@ -53,8 +49,7 @@ impl PooledServer {
             return false;
         }
         if conn.idle_for() > s.server_check_delay {
-            let probe =
-                tokio::time::timeout(s.reset_timeout, Box::pin(conn.run_internal(""))).await;
+            let probe = tokio::time::timeout(s.reset_timeout, Box::pin(conn.run_internal(""))).await;
             if !matches!(probe, Ok(Ok(_))) {
                 conn.on(ServerEvent::Failed);
                 return false;
@@ -67,17 +62,13 @@ impl PooledServer {
 impl Deref for PooledServer {
     type Target = ServerConn;
     fn deref(&self) -> &ServerConn {
-        self.conn
-            .as_ref()
-            .expect("a PooledServer holds its server until dropped")
+        self.conn.as_ref().expect("a PooledServer holds its server until dropped")
     }
 }
 
 impl DerefMut for PooledServer {
     fn deref_mut(&mut self) -> &mut ServerConn {
-        self.conn
-            .as_mut()
-            .expect("a PooledServer holds its server until dropped")
+        self.conn.as_mut().expect("a PooledServer holds its server until dropped")
     }
 }
 
@@ -96,9 +87,7 @@ fn release(pool: &Arc<Pool>, mut conn: ServerConn, reset: bool) {
             conn.touch();
             pool.give(Grant::Server(PooledServer::new(conn, pool.clone())));
         }
-        ServerState::Idle | ServerState::IdleInTransaction { .. } if !expired => {
-            spawn_reset(pool, conn)
-        }
+        ServerState::Idle | ServerState::IdleInTransaction { .. } if !expired => spawn_reset(pool, conn),
         _ => close(pool, conn),
     }
 }

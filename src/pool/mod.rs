@@ -40,11 +40,7 @@ pub enum PoolError {
     #[error(
         "no server connection of pool {pool} became free within {waited:?} (query_wait_timeout); all {size} are busy"
     )]
-    Timeout {
-        pool: PoolKey,
-        waited: Duration,
-        size: usize,
-    },
+    Timeout { pool: PoolKey, waited: Duration, size: usize },
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error("pool {0} is shutting down")]
@@ -107,12 +103,7 @@ struct Inner {
 }
 
 impl Pool {
-    pub fn new(
-        key: PoolKey,
-        settings: PoolSettings,
-        target: Target,
-        ids: Arc<AtomicU64>,
-    ) -> Arc<Self> {
+    pub fn new(key: PoolKey, settings: PoolSettings, target: Target, ids: Arc<AtomicU64>) -> Arc<Self> {
         let cancel_addr = Arc::from(target.backend.address());
         Arc::new(Self {
             cancel_addr,
@@ -160,20 +151,12 @@ impl Pool {
 
     /// A server prepared statement `id` without error.
     pub fn confirm_statement(&self, id: u64) {
-        self.statement_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .confirmed
-            .insert(id);
+        self.statement_ids.lock().unwrap_or_else(|e| e.into_inner()).confirmed.insert(id);
     }
 
     /// True once some server of the pool prepared `id` without error.
     pub fn statement_confirmed(&self, id: u64) -> bool {
-        self.statement_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .confirmed
-            .contains(&id)
+        self.statement_ids.lock().unwrap_or_else(|e| e.into_inner()).confirmed.contains(&id)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -183,11 +166,7 @@ impl Pool {
 
     pub fn stats(&self) -> PoolStats {
         let inner = self.lock();
-        PoolStats {
-            open: inner.open,
-            idle: inner.idle.len(),
-            waiting: inner.waiters.len(),
-        }
+        PoolStats { open: inner.open, idle: inner.idle.len(), waiting: inner.waiters.len() }
     }
 
     /// The parameters a fresh server reports, once any server has connected.
@@ -234,9 +213,7 @@ impl Pool {
         }
     }
 
-    fn grant_or_wait(
-        self: &Arc<Self>,
-    ) -> Result<Result<Grant, oneshot::Receiver<Grant>>, PoolError> {
+    fn grant_or_wait(self: &Arc<Self>) -> Result<Result<Grant, oneshot::Receiver<Grant>>, PoolError> {
         let mut inner = self.lock();
         if inner.closed {
             return Err(PoolError::Closed(self.key.clone()));
@@ -253,11 +230,7 @@ impl Pool {
         Ok(Err(rx))
     }
 
-    async fn wait(
-        &self,
-        mut rx: oneshot::Receiver<Grant>,
-        deadline: Instant,
-    ) -> Result<Grant, PoolError> {
+    async fn wait(&self, mut rx: oneshot::Receiver<Grant>, deadline: Instant) -> Result<Grant, PoolError> {
         match tokio::time::timeout_at(deadline, &mut rx).await {
             Ok(Ok(grant)) => Ok(grant),
             Ok(Err(_)) => Err(PoolError::Closed(self.key.clone())),
@@ -386,10 +359,7 @@ impl Pool {
             let mut inner = self.lock();
             inner.closed = true;
             inner.open -= inner.idle.len();
-            (
-                std::mem::take(&mut inner.idle),
-                std::mem::take(&mut inner.waiters),
-            )
+            (std::mem::take(&mut inner.idle), std::mem::take(&mut inner.waiters))
         };
         drop(waiters);
         idle.into_iter().for_each(ServerConn::close);

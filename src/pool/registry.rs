@@ -19,18 +19,11 @@ impl Pools {
     /// The pool for `key`; created with `settings` and `target` if it does not exist.
     pub fn get_or_create(&self, key: PoolKey, settings: PoolSettings, target: Target) -> Arc<Pool> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key.clone())
-            .or_insert_with(|| Pool::new(key, settings, target, self.ids.clone()))
-            .clone()
+        map.entry(key.clone()).or_insert_with(|| Pool::new(key, settings, target, self.ids.clone())).clone()
     }
 
     pub fn all(&self) -> Vec<Arc<Pool>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
     /// Closes every pool (shutdown).

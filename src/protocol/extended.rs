@@ -34,11 +34,7 @@ pub fn decode_parse(body: &[u8]) -> Result<Parse<'_>, ProtocolError> {
     }
     r.bytes(4 * types as usize)?;
     r.finish()?;
-    Ok(Parse {
-        name,
-        query,
-        definition,
-    })
+    Ok(Parse { name, query, definition })
 }
 
 /// Builds a Parse frame for `name` over an existing definition.
@@ -61,11 +57,7 @@ pub fn decode_bind(body: &[u8]) -> Result<Bind<'_>, ProtocolError> {
     let rest = r.rest();
     // The counts and lengths after the names are the server's to check; a message too
     // short to hold them still reaches the server, which rejects it.
-    Ok(Bind {
-        portal,
-        statement,
-        rest,
-    })
+    Ok(Bind { portal, statement, rest })
 }
 
 pub fn bind_frame(portal: &[u8], statement: &[u8], rest: &[u8]) -> Bytes {
@@ -73,10 +65,7 @@ pub fn bind_frame(portal: &[u8], statement: &[u8], rest: &[u8]) -> Bytes {
 }
 
 /// The body of a Describe or Close: `S` or `P` and a name.
-pub fn decode_target<'a>(
-    body: &'a [u8],
-    what: &'static str,
-) -> Result<(u8, &'a [u8]), ProtocolError> {
+pub fn decode_target<'a>(body: &'a [u8], what: &'static str) -> Result<(u8, &'a [u8]), ProtocolError> {
     let mut r = BodyReader::new(body, what);
     let kind = r.u8()?;
     let name = r.cstr()?;
@@ -117,11 +106,7 @@ pub fn decode_data_row(body: &[u8]) -> Result<Vec<Option<String>>, ProtocolError
     let mut columns = Vec::with_capacity(n.max(0) as usize);
     for _ in 0..n {
         let len = r.i32()?;
-        columns.push(if len < 0 {
-            None
-        } else {
-            Some(String::from_utf8_lossy(r.bytes(len as usize)?).into_owned())
-        });
+        columns.push(if len < 0 { None } else { Some(String::from_utf8_lossy(r.bytes(len as usize)?).into_owned()) });
     }
     r.finish()?;
     Ok(columns)
@@ -129,11 +114,7 @@ pub fn decode_data_row(body: &[u8]) -> Result<Vec<Option<String>>, ProtocolError
 
 /// Rewrites the text fields of an ErrorResponse or NoticeResponse with `edit`, keeping
 /// every field; returns the whole new frame.
-pub fn rewrite_error(
-    code: u8,
-    body: &[u8],
-    edit: impl Fn(&str) -> String,
-) -> Result<Bytes, ProtocolError> {
+pub fn rewrite_error(code: u8, body: &[u8], edit: impl Fn(&str) -> String) -> Result<Bytes, ProtocolError> {
     let mut r = BodyReader::new(body, "ErrorResponse");
     let mut fields = Vec::new();
     loop {
@@ -145,9 +126,7 @@ pub fn rewrite_error(
     }
     r.finish()?;
     let mut out = BytesMut::new();
-    ErrorResponse::new(fields)
-        .encode(&mut out)
-        .map_err(|e| ProtocolError::Encode(e.to_string()))?;
+    ErrorResponse::new(fields).encode(&mut out).map_err(|e| ProtocolError::Encode(e.to_string()))?;
     out[0] = code;
     Ok(out.freeze())
 }
@@ -163,10 +142,7 @@ mod tests {
         assert_eq!((p.name, p.query), (&b"s1"[..], &b"SELECT $1"[..]));
         let f = parse_frame(b"pgate_s1", p.definition);
         assert_eq!(decode_parse(&f[5..]).unwrap().definition, p.definition);
-        assert!(
-            decode_parse(b"s1\0SELECT 1\0\0\x02\0\0\0\x17").is_err(),
-            "two types announced, one given"
-        );
+        assert!(decode_parse(b"s1\0SELECT 1\0\0\x02\0\0\0\x17").is_err(), "two types announced, one given");
         assert!(decode_parse(b"s1\0SELECT 1").is_err());
     }
 
@@ -176,10 +152,7 @@ mod tests {
         assert_eq!((b.portal, b.statement), (&b""[..], &b"s1"[..]));
         let f = bind_frame(b"", b"pgate_s9", b.rest);
         assert_eq!(decode_bind(&f[5..]).unwrap().statement, b"pgate_s9");
-        assert_eq!(
-            decode_target(b"Ss1\0", "Close").unwrap(),
-            (STATEMENT, &b"s1"[..])
-        );
+        assert_eq!(decode_target(b"Ss1\0", "Close").unwrap(), (STATEMENT, &b"s1"[..]));
         assert!(decode_target(b"Xs1\0", "Close").is_err());
     }
 
@@ -188,12 +161,9 @@ mod tests {
         let row = decode_data_row(b"\0\x02\0\0\0\x01a\xff\xff\xff\xff").unwrap();
         assert_eq!(row, vec![Some("a".to_owned()), None]);
         assert!(decode_data_row(b"\0\x01\0\0\0\x05ab").is_err());
-        let f = rewrite_error(
-            b'E',
-            b"SERROR\0Mprepared statement \"pgate_s3\" x\0\0",
-            |t| t.replace("pgate_s3", "mine"),
-        )
-        .unwrap();
+        let f =
+            rewrite_error(b'E', b"SERROR\0Mprepared statement \"pgate_s3\" x\0\0", |t| t.replace("pgate_s3", "mine"))
+                .unwrap();
         assert!(f.windows(4).any(|w| w == b"mine"));
         assert_eq!(f[0], b'E');
     }

@@ -30,11 +30,7 @@ pub fn peek_header(buf: &[u8], max_len: usize) -> Result<Option<(u8, usize)>, Pr
     let code = buf[0];
     let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
     if len < 4 || len > max_len {
-        return Err(ProtocolError::InvalidLength {
-            code,
-            len,
-            max: max_len,
-        });
+        return Err(ProtocolError::InvalidLength { code, len, max: max_len });
     }
     Ok(Some((code, len + 1)))
 }
@@ -87,10 +83,7 @@ pub struct FrameScanner {
 
 impl FrameScanner {
     pub fn new(max_len: usize) -> Self {
-        Self {
-            in_frame: 0,
-            max_len,
-        }
+        Self { in_frame: 0, max_len }
     }
 
     /// True when the scanner sits on a frame boundary.
@@ -99,11 +92,7 @@ impl FrameScanner {
     }
 
     /// Looks at the front of `buf` (the bytes not yet consumed by the caller).
-    pub fn next(
-        &mut self,
-        buf: &[u8],
-        interest: impl Fn(u8) -> Interest,
-    ) -> Result<Scan, ProtocolError> {
+    pub fn next(&mut self, buf: &[u8], interest: impl Fn(u8) -> Interest) -> Result<Scan, ProtocolError> {
         if buf.is_empty() {
             return Ok(Scan::NeedMore);
         }
@@ -147,23 +136,13 @@ mod tests {
         stream.extend(frame(b'Z', b"I"));
         let mut scanner = FrameScanner::new(MAX_FRAME_LEN);
         let want = |c: u8| {
-            if c == b'Z' {
-                Interest::Whole
-            } else {
-                Interest::None
-            }
+            if c == b'Z' { Interest::Whole } else { Interest::None }
         };
         // the first read ends in the middle of the DataRow
         assert_eq!(scanner.next(&stream[..8], want).unwrap(), Scan::Pass(8));
         assert!(!scanner.at_boundary());
         assert_eq!(scanner.next(&stream[8..], want).unwrap(), Scan::Pass(7));
-        assert_eq!(
-            scanner.next(&stream[15..], want).unwrap(),
-            Scan::Whole {
-                code: b'Z',
-                total: 6
-            }
-        );
+        assert_eq!(scanner.next(&stream[15..], want).unwrap(), Scan::Whole { code: b'Z', total: 6 });
     }
 
     #[test]
@@ -180,29 +159,15 @@ mod tests {
         let stream = frame(b'S', b"");
         let mut scanner = FrameScanner::new(MAX_FRAME_LEN);
         let want = |_| Interest::Header;
-        assert_eq!(
-            scanner.next(&stream, want).unwrap(),
-            Scan::Header {
-                code: b'S',
-                total: 5
-            }
-        );
+        assert_eq!(scanner.next(&stream, want).unwrap(), Scan::Header { code: b'S', total: 5 });
         assert_eq!(scanner.next(&stream, want).unwrap(), Scan::Pass(5));
     }
 
     #[test]
     fn lengths_below_four_or_above_the_cap_are_errors() {
         let mut scanner = FrameScanner::new(100);
-        assert!(
-            scanner
-                .next(&[b'Q', 0, 0, 0, 3], |_| Interest::None)
-                .is_err()
-        );
-        assert!(
-            scanner
-                .next(&[b'Q', 0, 0, 1, 0], |_| Interest::None)
-                .is_err()
-        );
+        assert!(scanner.next(&[b'Q', 0, 0, 0, 3], |_| Interest::None).is_err());
+        assert!(scanner.next(&[b'Q', 0, 0, 1, 0], |_| Interest::None).is_err());
     }
 
     #[test]
@@ -211,10 +176,7 @@ mod tests {
         buf.extend_from_slice(&frame(b'X', b""));
         let f = split_frame(&mut buf, MAX_FRAME_LEN).unwrap().unwrap();
         assert_eq!((f.code, &f.body[..]), (b'Q', &b"select 1\0"[..]));
-        assert_eq!(
-            split_frame(&mut buf, MAX_FRAME_LEN).unwrap().unwrap().code,
-            b'X'
-        );
+        assert_eq!(split_frame(&mut buf, MAX_FRAME_LEN).unwrap().unwrap().code, b'X');
         assert!(split_frame(&mut buf, MAX_FRAME_LEN).unwrap().is_none());
     }
 }

@@ -7,8 +7,8 @@ use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::response::{ErrorResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::{
-    Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, Password,
-    SASLInitialResponse, SASLResponse, SecretKey, Startup,
+    Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, Password, SASLInitialResponse,
+    SASLResponse, SecretKey, Startup,
 };
 use pgwire::messages::terminate::Terminate;
 
@@ -16,8 +16,7 @@ use super::codes::{auth as auth_code, tx_status};
 use super::{BodyReader, CancelKey, ProtocolError};
 
 fn put<M: Message>(buf: &mut BytesMut, msg: &M) -> Result<(), ProtocolError> {
-    msg.encode(buf)
-        .map_err(|e| ProtocolError::Encode(e.to_string()))
+    msg.encode(buf).map_err(|e| ProtocolError::Encode(e.to_string()))
 }
 
 /// The identifying fields of an ErrorResponse or NoticeResponse.
@@ -93,31 +92,19 @@ pub fn authentication_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
 }
 
 pub fn authentication_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
-    let _ = put(
-        buf,
-        &Authentication::SASLContinue(Bytes::copy_from_slice(data)),
-    );
+    let _ = put(buf, &Authentication::SASLContinue(Bytes::copy_from_slice(data)));
 }
 
 pub fn authentication_sasl_final(buf: &mut BytesMut, data: &[u8]) {
-    let _ = put(
-        buf,
-        &Authentication::SASLFinal(Bytes::copy_from_slice(data)),
-    );
+    let _ = put(buf, &Authentication::SASLFinal(Bytes::copy_from_slice(data)));
 }
 
 pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
-    let _ = put(
-        buf,
-        &ParameterStatus::new(name.to_owned(), value.to_owned()),
-    );
+    let _ = put(buf, &ParameterStatus::new(name.to_owned(), value.to_owned()));
 }
 
 pub fn backend_key_data(buf: &mut BytesMut, key: CancelKey) {
-    let _ = put(
-        buf,
-        &BackendKeyData::new(key.pid, SecretKey::I32(key.secret)),
-    );
+    let _ = put(buf, &BackendKeyData::new(key.pid, SecretKey::I32(key.secret)));
 }
 
 pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
@@ -154,25 +141,15 @@ pub fn startup_message<'a>(
 }
 
 pub fn cancel_request(buf: &mut BytesMut, key: CancelKey) {
-    let _ = put(
-        buf,
-        &CancelRequest::new(key.pid, SecretKey::I32(key.secret)),
-    );
+    let _ = put(buf, &CancelRequest::new(key.pid, SecretKey::I32(key.secret)));
 }
 
 pub fn password_message(buf: &mut BytesMut, password: &str) -> Result<(), ProtocolError> {
     put(buf, &Password::new(password.to_owned()))
 }
 
-pub fn sasl_initial_response(
-    buf: &mut BytesMut,
-    mechanism: &str,
-    data: &[u8],
-) -> Result<(), ProtocolError> {
-    put(
-        buf,
-        &SASLInitialResponse::new(mechanism.to_owned(), Some(Bytes::copy_from_slice(data))),
-    )
+pub fn sasl_initial_response(buf: &mut BytesMut, mechanism: &str, data: &[u8]) -> Result<(), ProtocolError> {
+    put(buf, &SASLInitialResponse::new(mechanism.to_owned(), Some(Bytes::copy_from_slice(data))))
 }
 
 pub fn sasl_response(buf: &mut BytesMut, data: &[u8]) -> Result<(), ProtocolError> {
@@ -210,9 +187,7 @@ impl AuthRequest {
             auth_code::CLEARTEXT_PASSWORD => AuthRequest::Cleartext,
             auth_code::MD5_PASSWORD => {
                 let s = r.bytes(4)?;
-                AuthRequest::Md5 {
-                    salt: [s[0], s[1], s[2], s[3]],
-                }
+                AuthRequest::Md5 { salt: [s[0], s[1], s[2], s[3]] }
             }
             auth_code::SASL => {
                 let mut mechanisms = Vec::new();
@@ -247,10 +222,7 @@ pub fn decode_parameter_status(body: &[u8]) -> Result<(String, String), Protocol
 
 pub fn decode_backend_key_data(body: &[u8]) -> Result<CancelKey, ProtocolError> {
     let mut r = BodyReader::new(body, "BackendKeyData");
-    let key = CancelKey {
-        pid: r.i32()?,
-        secret: r.i32()?,
-    };
+    let key = CancelKey { pid: r.i32()?, secret: r.i32()? };
     r.finish()?;
     Ok(key)
 }
@@ -262,9 +234,7 @@ pub fn decode_ready_for_query(body: &[u8]) -> Result<u8, ProtocolError> {
     r.finish()?;
     match status {
         tx_status::IDLE | tx_status::IN_TRANSACTION | tx_status::FAILED => Ok(status),
-        _ => Err(ProtocolError::MalformedMessage {
-            what: "ReadyForQuery",
-        }),
+        _ => Err(ProtocolError::MalformedMessage { what: "ReadyForQuery" }),
     }
 }
 
@@ -281,11 +251,7 @@ pub fn decode_sasl_initial_response(body: &[u8]) -> Result<(String, &[u8]), Prot
     let mut r = BodyReader::new(body, "SASLInitialResponse");
     let mechanism = r.string()?;
     let len = r.i32()?;
-    let data = if len < 0 {
-        &[][..]
-    } else {
-        r.bytes(len as usize)?
-    };
+    let data = if len < 0 { &[][..] } else { r.bytes(len as usize)? };
     r.finish()?;
     Ok((mechanism, data))
 }
@@ -318,12 +284,7 @@ mod tests {
         assert!(AuthRequest::decode(&[0, 0]).is_err());
         let mut sasl = vec![0, 0, 0, 10];
         sasl.extend_from_slice(b"SCRAM-SHA-256\0\0");
-        assert_eq!(
-            AuthRequest::decode(&sasl).unwrap(),
-            AuthRequest::Sasl {
-                mechanisms: vec!["SCRAM-SHA-256".into()]
-            }
-        );
+        assert_eq!(AuthRequest::decode(&sasl).unwrap(), AuthRequest::Sasl { mechanisms: vec!["SCRAM-SHA-256".into()] });
     }
 
     #[test]

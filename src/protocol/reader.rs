@@ -47,11 +47,7 @@ impl<'a> BodyReader<'a> {
 
     /// A NUL-terminated string, without its terminator.
     pub fn cstr(&mut self) -> Result<&'a [u8], ProtocolError> {
-        let end = self
-            .buf
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or_else(|| self.truncated())?;
+        let end = self.buf.iter().position(|&b| b == 0).ok_or_else(|| self.truncated())?;
         let s = &self.buf[..end];
         self.buf = &self.buf[end + 1..];
         Ok(s)
@@ -71,11 +67,7 @@ impl<'a> BodyReader<'a> {
 
     /// Fails unless the body was consumed to the last byte.
     pub fn finish(self) -> Result<(), ProtocolError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(ProtocolError::TrailingBytes { what: self.what })
-        }
+        if self.buf.is_empty() { Ok(()) } else { Err(ProtocolError::TrailingBytes { what: self.what }) }
     }
 }
 

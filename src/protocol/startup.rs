@@ -23,19 +23,12 @@ pub struct StartupMessage {
 
 impl StartupMessage {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// `_pq_.*` names are protocol extensions this proxy does not implement.
     pub fn protocol_options(&self) -> Vec<String> {
-        self.params
-            .iter()
-            .filter(|(k, _)| k.starts_with("_pq_."))
-            .map(|(k, _)| k.clone())
-            .collect()
+        self.params.iter().filter(|(k, _)| k.starts_with("_pq_.")).map(|(k, _)| k.clone()).collect()
     }
 }
 
@@ -63,26 +56,17 @@ pub fn parse(body: &[u8]) -> Result<StartupPacket, ProtocolError> {
     let packet = match version {
         code::SSL_REQUEST => StartupPacket::SslRequest,
         code::GSSENC_REQUEST => StartupPacket::GssEncRequest,
-        code::CANCEL_REQUEST => StartupPacket::Cancel(CancelKey {
-            pid: r.i32()?,
-            secret: r.i32()?,
-        }),
+        code::CANCEL_REQUEST => StartupPacket::Cancel(CancelKey { pid: r.i32()?, secret: r.i32()? }),
         v if v >> 16 == 3 => return parse_startup(r, (v & 0xffff) as u16),
         v => {
-            return Err(ProtocolError::UnsupportedProtocol {
-                major: (v >> 16) as u16,
-                minor: (v & 0xffff) as u16,
-            });
+            return Err(ProtocolError::UnsupportedProtocol { major: (v >> 16) as u16, minor: (v & 0xffff) as u16 });
         }
     };
     r.finish()?;
     Ok(packet)
 }
 
-fn parse_startup(
-    mut r: BodyReader<'_>,
-    minor_version: u16,
-) -> Result<StartupPacket, ProtocolError> {
+fn parse_startup(mut r: BodyReader<'_>, minor_version: u16) -> Result<StartupPacket, ProtocolError> {
     let mut params = Vec::new();
     loop {
         let name = r.string()?;
@@ -91,17 +75,12 @@ fn parse_startup(
         }
         let value = r.string()?;
         if params.iter().any(|(k, _)| *k == name) {
-            return Err(ProtocolError::MalformedStartup(format!(
-                "parameter \"{name}\" is given twice"
-            )));
+            return Err(ProtocolError::MalformedStartup(format!("parameter \"{name}\" is given twice")));
         }
         params.push((name, value));
     }
     r.finish()?;
-    Ok(StartupPacket::Startup(StartupMessage {
-        minor_version,
-        params,
-    }))
+    Ok(StartupPacket::Startup(StartupMessage { minor_version, params }))
 }
 
 #[cfg(test)]
@@ -123,9 +102,7 @@ mod tests {
     #[test]
     fn parses_a_startup_message() {
         let body = startup_body(&[("user", "alice"), ("database", "akko")]);
-        let StartupPacket::Startup(m) = parse(&body).unwrap() else {
-            panic!()
-        };
+        let StartupPacket::Startup(m) = parse(&body).unwrap() else { panic!() };
         assert_eq!(m.get("user"), Some("alice"));
         assert_eq!(m.get("database"), Some("akko"));
         assert_eq!(m.minor_version, 0);
@@ -143,25 +120,13 @@ mod tests {
 
     #[test]
     fn recognises_requests_and_rejects_old_protocols() {
-        assert_eq!(
-            parse(&code::SSL_REQUEST.to_be_bytes()).unwrap(),
-            StartupPacket::SslRequest
-        );
-        assert_eq!(
-            parse(&code::GSSENC_REQUEST.to_be_bytes()).unwrap(),
-            StartupPacket::GssEncRequest
-        );
+        assert_eq!(parse(&code::SSL_REQUEST.to_be_bytes()).unwrap(), StartupPacket::SslRequest);
+        assert_eq!(parse(&code::GSSENC_REQUEST.to_be_bytes()).unwrap(), StartupPacket::GssEncRequest);
         let mut cancel = code::CANCEL_REQUEST.to_be_bytes().to_vec();
         cancel.extend_from_slice(&7i32.to_be_bytes());
         cancel.extend_from_slice(&9i32.to_be_bytes());
-        assert_eq!(
-            parse(&cancel).unwrap(),
-            StartupPacket::Cancel(CancelKey { pid: 7, secret: 9 })
-        );
-        assert!(matches!(
-            parse(&(2i32 << 16).to_be_bytes()),
-            Err(ProtocolError::UnsupportedProtocol { major: 2, .. })
-        ));
+        assert_eq!(parse(&cancel).unwrap(), StartupPacket::Cancel(CancelKey { pid: 7, secret: 9 }));
+        assert!(matches!(parse(&(2i32 << 16).to_be_bytes()), Err(ProtocolError::UnsupportedProtocol { major: 2, .. })));
     }
 
     #[test]

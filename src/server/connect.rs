@@ -1,5 +1,7 @@
-//! Opening a server connection: TCP, StartupMessage, authentication (SCRAM-SHA-256,
-//! md5, cleartext, trust), then ParameterStatus and BackendKeyData up to ReadyForQuery.
+//! Opening a server connection: TCP, TLS as the backend's sslmode says (libpq's meanings:
+//! `allow` tries plaintext first, `prefer` TLS first, `require` and stronger insist),
+//! StartupMessage, authentication (SCRAM-SHA-256(-PLUS), md5, cleartext, trust), then
+//! ParameterStatus and BackendKeyData up to ReadyForQuery.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,17 +9,20 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-use tokio::io::AsyncWriteExt;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{ServerConn, ServerError, ServerState};
-use crate::config::Backend;
+use super::{ServerConn, ServerError, ServerState, ServerStream};
+use crate::config::{Backend, SslMode};
+use crate::protocol::codes::startup;
 use crate::params::Params;
 use crate::protocol::codes::backend;
 use crate::protocol::messages::{self, AuthRequest, ErrorFields};
 use crate::protocol::{CancelKey, ProtocolError, frame};
 
 const SCRAM: &str = "SCRAM-SHA-256";
+const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
 /// Everything needed to open a server connection for one pool.
 #[derive(Debug, Clone)]
@@ -34,7 +39,19 @@ pub struct Target {
 /// Opens and logs in a server connection within `target.connect_timeout`.
 pub async fn connect(target: &Target, id: u64) -> Result<ServerConn, ServerError> {
     let addr = target.backend.address();
-    match tokio::time::timeout(target.connect_timeout, open(target, &addr, id)).await {
+    let attempt = async {
+        match target.backend.tls.mode {
+            SslMode::Disable => open(target, &addr, id, Encrypt::Never).await,
+            // libpq's allow: plaintext first, TLS if the server refuses that.
+            SslMode::Allow => match open(target, &addr, id, Encrypt::Never).await {
+                Err(ServerError::Rejected { .. }) => open(target, &addr, id, Encrypt::IfOffered).await,
+                other => other,
+            },
+            SslMode::Prefer => open(target, &addr, id, Encrypt::IfOffered).await,
+            _ => open(target, &addr, id, Encrypt::Always).await,
+        }
+    };
+    match tokio::time::timeout(target.connect_timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(ServerError::ConnectTimeout {
             backend: target.backend.name.clone(),
@@ -44,15 +61,25 @@ pub async fn connect(target: &Target, id: u64) -> Result<ServerConn, ServerError
     }
 }
 
-async fn open(target: &Target, addr: &str, id: u64) -> Result<ServerConn, ServerError> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|source| ServerError::Connect {
-            backend: target.backend.name.clone(),
-            addr: addr.to_owned(),
-            source,
-        })?;
-    stream.set_nodelay(true)?;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encrypt {
+    Never,
+    IfOffered,
+    Always,
+}
+
+async fn open(target: &Target, addr: &str, id: u64, encrypt: Encrypt) -> Result<ServerConn, ServerError> {
+    let backend = || target.backend.name.clone();
+    let tcp = TcpStream::connect(addr).await.map_err(|source| ServerError::Connect {
+        backend: backend(),
+        addr: addr.to_owned(),
+        source,
+    })?;
+    tcp.set_nodelay(true)?;
+    let (stream, binding) = match (encrypt, target.backend.connector.clone()) {
+        (Encrypt::Never, _) | (_, None) => (ServerStream::plain(tcp), None),
+        (encrypt, Some(connector)) => negotiate(tcp, target, connector, encrypt == Encrypt::Always).await?,
+    };
     let mut conn = ServerConn {
         stream,
         buf: BytesMut::with_capacity(super::READ_BUFFER),
@@ -66,28 +93,59 @@ async fn open(target: &Target, addr: &str, id: u64) -> Result<ServerConn, Server
         id,
     };
     let mut out = BytesMut::new();
-    messages::startup_message(
-        &mut out,
-        [
-            ("user", target.user.as_str()),
-            ("database", target.database.as_str()),
-        ],
-    )?;
-    conn.stream.write_all(&out).await?;
-    login(&mut conn, target).await?;
+    messages::startup_message(&mut out, [("user", target.user.as_str()), ("database", target.database.as_str())])?;
+    conn.write_all(&out).await?;
+    login(&mut conn, target, binding).await?;
     conn.defaults = Arc::new(conn.params.clone());
     Ok(conn)
 }
 
+/// SSLRequest, then TLS if the server says 'S'. Returns the stream and, over TLS, the
+/// server certificate's channel-binding hash (if it has one).
+async fn negotiate(
+    mut tcp: TcpStream,
+    target: &Target,
+    connector: Arc<rustls::ClientConfig>,
+    required: bool,
+) -> Result<(ServerStream, Option<Vec<u8>>), ServerError> {
+    let backend = target.backend.name.clone();
+    let mut request = BytesMut::new();
+    messages::ssl_request(&mut request);
+    tcp.write_all(&request).await?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await?;
+    match answer[0] {
+        startup::ACCEPT => {}
+        startup::REFUSE if !required => return Ok((ServerStream::plain(tcp), None)),
+        startup::REFUSE => return Err(ServerError::TlsRefused { backend, mode: target.backend.tls.mode }),
+        other => {
+            return Err(ServerError::Tls { backend, reason: format!("unexpected answer {other:?} to SSLRequest") });
+        }
+    }
+    let name = ServerName::try_from(target.backend.host.clone())
+        .map_err(|e| ServerError::Tls { backend: backend.clone(), reason: format!("host name: {e}") })?;
+    let tls = tokio_rustls::TlsConnector::from(connector)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ServerError::Tls { backend: backend.clone(), reason: e.to_string() })?;
+    let binding = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| crate::tls::binding::end_point_hash(leaf).ok());
+    Ok((ServerStream::tls(tls), binding))
+}
+
 /// Answers authentication requests, then reads the server's welcome up to ReadyForQuery.
-async fn login(conn: &mut ServerConn, target: &Target) -> Result<(), ServerError> {
+async fn login(conn: &mut ServerConn, target: &Target, binding: Option<Vec<u8>>) -> Result<(), ServerError> {
     let mut scram: Option<ScramSha256> = None;
     loop {
         let f = next_frame(conn).await?;
         match f.code {
             backend::AUTHENTICATION => {
                 let request = AuthRequest::decode(&f.body)?;
-                answer(conn, target, request, &mut scram).await?;
+                answer(conn, target, request, &mut scram, binding.as_deref()).await?;
             }
             backend::PARAMETER_STATUS => {
                 let (name, value) = messages::decode_parameter_status(&f.body)?;
@@ -107,11 +165,7 @@ async fn login(conn: &mut ServerConn, target: &Target) -> Result<(), ServerError
             }
             backend::NOTICE_RESPONSE | backend::NEGOTIATE_PROTOCOL_VERSION => {}
             code => {
-                return Err(ProtocolError::Unexpected {
-                    code,
-                    during: "server login",
-                }
-                .into());
+                return Err(ProtocolError::Unexpected { code, during: "server login" }.into());
             }
         }
     }
@@ -131,21 +185,16 @@ async fn answer(
     target: &Target,
     request: AuthRequest,
     scram: &mut Option<ScramSha256>,
+    binding: Option<&[u8]>,
 ) -> Result<(), ServerError> {
     let backend = || target.backend.name.clone();
     let password = || {
         target
             .password
             .as_deref()
-            .ok_or_else(|| ServerError::NoPassword {
-                backend: backend(),
-                user: target.user.clone(),
-            })
+            .ok_or_else(|| ServerError::NoPassword { backend: backend(), user: target.user.clone() })
     };
-    let scram_error = |e: std::io::Error| ServerError::Scram {
-        backend: backend(),
-        reason: e.to_string(),
-    };
+    let scram_error = |e: std::io::Error| ServerError::Scram { backend: backend(), reason: e.to_string() };
     let mut out = BytesMut::new();
     match request {
         AuthRequest::Ok => return Ok(()),
@@ -155,39 +204,36 @@ async fn answer(
             messages::password_message(&mut out, &hash)?;
         }
         AuthRequest::Sasl { mechanisms } => {
-            if !mechanisms.iter().any(|m| m == SCRAM) {
-                return Err(ServerError::Scram {
-                    backend: backend(),
-                    reason: format!("server offers only {mechanisms:?}"),
-                });
-            }
-            let client = ScramSha256::new(password()?.as_bytes(), ChannelBinding::unsupported());
-            messages::sasl_initial_response(&mut out, SCRAM, client.message())?;
+            let offers = |m: &str| mechanisms.iter().any(|o| o == m);
+            // Bind the channel when the server can; over TLS without -PLUS say we could
+            // have ('y'), over plaintext that we cannot ('n').
+            let (mechanism, channel) = match binding {
+                Some(hash) if offers(SCRAM_PLUS) => (SCRAM_PLUS, ChannelBinding::tls_server_end_point(hash.to_vec())),
+                _ if !offers(SCRAM) => {
+                    let reason = format!("server offers only {mechanisms:?}");
+                    return Err(ServerError::Scram { backend: backend(), reason });
+                }
+                _ if conn.stream.is_tls() => (SCRAM, ChannelBinding::unrequested()),
+                _ => (SCRAM, ChannelBinding::unsupported()),
+            };
+            let client = ScramSha256::new(password()?.as_bytes(), channel);
+            messages::sasl_initial_response(&mut out, mechanism, client.message())?;
             *scram = Some(client);
         }
         AuthRequest::SaslContinue(data) => {
-            let client = scram.as_mut().ok_or(ProtocolError::Unexpected {
-                code: b'R',
-                during: "SCRAM continue",
-            })?;
+            let client = scram.as_mut().ok_or(ProtocolError::Unexpected { code: b'R', during: "SCRAM continue" })?;
             client.update(&data).map_err(scram_error)?;
             messages::sasl_response(&mut out, client.message())?;
         }
         AuthRequest::SaslFinal(data) => {
-            let mut client = scram.take().ok_or(ProtocolError::Unexpected {
-                code: b'R',
-                during: "SCRAM final",
-            })?;
+            let mut client = scram.take().ok_or(ProtocolError::Unexpected { code: b'R', during: "SCRAM final" })?;
             // Verifies the server's signature: a server that does not know the secret fails here.
             return client.finish(&data).map_err(scram_error);
         }
         AuthRequest::Unsupported(method) => {
-            return Err(ServerError::UnsupportedAuth {
-                backend: backend(),
-                method,
-            });
+            return Err(ServerError::UnsupportedAuth { backend: backend(), method });
         }
     }
-    conn.stream.write_all(&out).await?;
+    conn.write_all(&out).await?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod connect;
 mod state;
 pub mod statements;
+mod stream;
 
 use std::io;
 use std::sync::Arc;
@@ -11,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 pub use connect::{Target, connect};
 pub use state::{ServerEvent, ServerState};
 pub use statements::ServerStatements;
+pub use stream::ServerStream;
 
 use crate::params::Params;
 use crate::protocol::codes::backend;
@@ -37,25 +38,11 @@ const READ_BUFFER: usize = 32 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("could not connect to backend {backend} at {addr}: {source}")]
-    Connect {
-        backend: String,
-        addr: String,
-        source: io::Error,
-    },
-    #[error(
-        "could not connect to backend {backend} at {addr}: no answer within {after:?} (pool connect_timeout)"
-    )]
-    ConnectTimeout {
-        backend: String,
-        addr: String,
-        after: Duration,
-    },
+    Connect { backend: String, addr: String, source: io::Error },
+    #[error("could not connect to backend {backend} at {addr}: no answer within {after:?} (pool connect_timeout)")]
+    ConnectTimeout { backend: String, addr: String, after: Duration },
     #[error("backend {backend} refused the login of \"{user}\": {}", fields.message)]
-    Rejected {
-        backend: String,
-        user: String,
-        fields: Box<ErrorFields>,
-    },
+    Rejected { backend: String, user: String, fields: Box<ErrorFields> },
     #[error(
         "backend {backend} asks for a password for \"{user}\", and none is configured: set server_password or server_password_file for this user"
     )]
@@ -64,6 +51,10 @@ pub enum ServerError {
         "backend {backend} asks for authentication method {method}, which pgate does not speak to servers (use scram-sha-256, md5, password or trust)"
     )]
     UnsupportedAuth { backend: String, method: i32 },
+    #[error("backend {backend} does not accept TLS, and its tls.mode is {mode:?}")]
+    TlsRefused { backend: String, mode: crate::config::SslMode },
+    #[error("TLS with backend {backend} failed: {reason}")]
+    Tls { backend: String, reason: String },
     #[error("SCRAM exchange with backend {backend} failed: {reason}")]
     Scram { backend: String, reason: String },
     #[error("server connection lost step with the protocol: {0}")]
@@ -80,7 +71,7 @@ pub enum ServerError {
 /// checked out; the client task relays through `stream` and `buf` directly.
 #[derive(Debug)]
 pub struct ServerConn {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: ServerStream,
     /// Bytes read from the server and not yet relayed.
     pub(crate) buf: BytesMut,
     state: ServerState,
@@ -130,7 +121,11 @@ impl ServerConn {
     }
 
     pub async fn write_all(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
-        if let Err(e) = self.stream.write_all(bytes).await {
+        let written = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        if let Err(e) = written.await {
             self.on(ServerEvent::Failed);
             return Err(e.into());
         }
@@ -189,13 +184,9 @@ impl ServerConn {
                     answer.changes.push((name, value));
                 }
                 backend::DATA_ROW => answer.rows.push(extended::decode_data_row(&f.body)?),
-                backend::ERROR_RESPONSE if error.is_none() => {
-                    error = Some(ErrorFields::decode(&f.body)?)
-                }
+                backend::ERROR_RESPONSE if error.is_none() => error = Some(ErrorFields::decode(&f.body)?),
                 backend::READY_FOR_QUERY => {
-                    self.on(ServerEvent::Ready(messages::decode_ready_for_query(
-                        &f.body,
-                    )?));
+                    self.on(ServerEvent::Ready(messages::decode_ready_for_query(&f.body)?));
                     break;
                 }
                 _ => {}
@@ -211,30 +202,21 @@ impl ServerConn {
     }
 
     /// A cheap check before reuse: an idle server has nothing to say, so buffered bytes
-    /// or EOF (a FATAL from a restarting backend, a dropped socket) mean it is gone.
+    /// or anything on the socket (a FATAL from a restarting backend, EOF) mean it is gone.
     pub fn looks_alive(&mut self) -> bool {
-        if !self.buf.is_empty() || self.state != ServerState::Idle {
+        if !self.buf.is_empty() || self.state != ServerState::Idle || !self.stream.quiet() {
+            self.on(ServerEvent::Failed);
             return false;
         }
-        let mut probe = [0u8; 1];
-        match self.stream.try_read(&mut probe) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
-            _ => {
-                self.on(ServerEvent::Failed);
-                false
-            }
-        }
+        true
     }
 
     /// Says goodbye when the connection is at a message boundary; best effort, no wait.
     pub fn close(self) {
-        if matches!(
-            self.state,
-            ServerState::Idle | ServerState::IdleInTransaction { .. }
-        ) {
+        if matches!(self.state, ServerState::Idle | ServerState::IdleInTransaction { .. }) {
             let mut out = BytesMut::new();
             messages::terminate(&mut out);
-            let _ = self.stream.try_write(&out);
+            self.stream.try_write_plain(&out);
         }
     }
 }

@@ -12,11 +12,7 @@ pub enum ServerState {
     /// Requests are in flight: `awaiting` ReadyForQuery messages are due (one per Query,
     /// FunctionCall and Sync sent), and `unsynced` extended-protocol messages were sent
     /// after the last Sync. `tx` is the last transaction status seen.
-    Busy {
-        awaiting: u32,
-        unsynced: bool,
-        tx: u8,
-    },
+    Busy { awaiting: u32, unsynced: bool, tx: u8 },
     /// The connection failed or lost step with the protocol; it can only be closed.
     Broken,
 }
@@ -43,46 +39,22 @@ impl ServerState {
             Idle => (0, false, tx_status::IDLE),
             IdleInTransaction { failed: false } => (0, false, tx_status::IN_TRANSACTION),
             IdleInTransaction { failed: true } => (0, false, tx_status::FAILED),
-            Busy {
-                awaiting,
-                unsynced,
-                tx,
-            } => (awaiting, unsynced, tx),
+            Busy { awaiting, unsynced, tx } => (awaiting, unsynced, tx),
         };
         match event {
             ServerEvent::Failed => Broken,
-            ServerEvent::SyncsIgnored(n) => Busy {
-                awaiting: awaiting.saturating_sub(n),
-                unsynced,
-                tx,
-            },
+            ServerEvent::SyncsIgnored(n) => Busy { awaiting: awaiting.saturating_sub(n), unsynced, tx },
             ServerEvent::Sent(code) => match code {
-                frontend::QUERY | frontend::FUNCTION_CALL => Busy {
-                    awaiting: awaiting + 1,
-                    unsynced,
-                    tx,
-                },
-                frontend::SYNC => Busy {
-                    awaiting: awaiting + 1,
-                    unsynced: false,
-                    tx,
-                },
+                frontend::QUERY | frontend::FUNCTION_CALL => Busy { awaiting: awaiting + 1, unsynced, tx },
+                frontend::SYNC => Busy { awaiting: awaiting + 1, unsynced: false, tx },
                 frontend::PARSE
                 | frontend::BIND
                 | frontend::EXECUTE
                 | frontend::DESCRIBE
                 | frontend::CLOSE
-                | frontend::FLUSH => Busy {
-                    awaiting,
-                    unsynced: true,
-                    tx,
-                },
+                | frontend::FLUSH => Busy { awaiting, unsynced: true, tx },
                 // CopyData / CopyDone / CopyFail belong to a request already counted.
-                _ if awaiting > 0 || unsynced => Busy {
-                    awaiting,
-                    unsynced,
-                    tx,
-                },
+                _ if awaiting > 0 || unsynced => Busy { awaiting, unsynced, tx },
                 _ => self,
             },
             ServerEvent::Ready(_) if awaiting == 0 => Broken,
@@ -92,11 +64,7 @@ impl ServerState {
                     (0, false, tx_status::IDLE) => Idle,
                     (0, false, tx_status::FAILED) => IdleInTransaction { failed: true },
                     (0, false, _) => IdleInTransaction { failed: false },
-                    _ => Busy {
-                        awaiting,
-                        unsynced,
-                        tx: status,
-                    },
+                    _ => Busy { awaiting, unsynced, tx: status },
                 }
             }
         }
@@ -127,31 +95,13 @@ mod tests {
     #[test]
     fn simple_query_round_trip() {
         assert_eq!(run(&[Sent(QUERY), Ready(b'I')]), Idle);
-        assert_eq!(
-            run(&[Sent(QUERY), Ready(b'T')]),
-            IdleInTransaction { failed: false }
-        );
+        assert_eq!(run(&[Sent(QUERY), Ready(b'T')]), IdleInTransaction { failed: false });
     }
 
     #[test]
     fn pipeline_releases_only_after_the_last_sync() {
-        let s = run(&[
-            Sent(PARSE),
-            Sent(BIND),
-            Sent(EXECUTE),
-            Sent(SYNC),
-            Sent(BIND),
-            Sent(EXECUTE),
-            Sent(SYNC),
-        ]);
-        assert_eq!(
-            s,
-            Busy {
-                awaiting: 2,
-                unsynced: false,
-                tx: b'I'
-            }
-        );
+        let s = run(&[Sent(PARSE), Sent(BIND), Sent(EXECUTE), Sent(SYNC), Sent(BIND), Sent(EXECUTE), Sent(SYNC)]);
+        assert_eq!(s, Busy { awaiting: 2, unsynced: false, tx: b'I' });
         let s = s.on(Ready(b'I'));
         assert!(matches!(s, Busy { awaiting: 1, .. }));
         assert_eq!(s.on(Ready(b'I')), Idle);
@@ -159,21 +109,8 @@ mod tests {
 
     #[test]
     fn messages_after_sync_keep_the_server() {
-        let s = run(&[
-            Sent(PARSE),
-            Sent(SYNC),
-            Sent(BIND),
-            Sent(FLUSH),
-            Ready(b'I'),
-        ]);
-        assert_eq!(
-            s,
-            Busy {
-                awaiting: 0,
-                unsynced: true,
-                tx: b'I'
-            }
-        );
+        let s = run(&[Sent(PARSE), Sent(SYNC), Sent(BIND), Sent(FLUSH), Ready(b'I')]);
+        assert_eq!(s, Busy { awaiting: 0, unsynced: true, tx: b'I' });
     }
 
     #[test]

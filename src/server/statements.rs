@@ -39,11 +39,7 @@ pub enum Admit {
 impl ServerStatements {
     pub fn new(capacity: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("at least 1");
-        Self {
-            cache: LruCache::new(capacity),
-            stale: HashSet::new(),
-            unnamed: None,
-        }
+        Self { cache: LruCache::new(capacity), stale: HashSet::new(), unnamed: None }
     }
 
     /// Marks `id` as used and says what must happen for the server to have it.
@@ -56,9 +52,7 @@ impl ServerStatements {
             Some((old, ())) if old != id => Some(old),
             _ => None,
         };
-        Admit::Prepare {
-            close: [stale, evicted],
-        }
+        Admit::Prepare { close: [stale, evicted] }
     }
 
     pub fn contains(&mut self, id: u64) -> bool {
@@ -103,25 +97,10 @@ mod tests {
     #[test]
     fn lru_evicts_the_least_recently_used() {
         let mut s = ServerStatements::new(2);
-        assert_eq!(
-            s.admit(1),
-            Admit::Prepare {
-                close: [None, None]
-            }
-        );
-        assert_eq!(
-            s.admit(2),
-            Admit::Prepare {
-                close: [None, None]
-            }
-        );
+        assert_eq!(s.admit(1), Admit::Prepare { close: [None, None] });
+        assert_eq!(s.admit(2), Admit::Prepare { close: [None, None] });
         assert_eq!(s.admit(1), Admit::Present);
-        assert_eq!(
-            s.admit(3),
-            Admit::Prepare {
-                close: [None, Some(2)]
-            }
-        );
+        assert_eq!(s.admit(3), Admit::Prepare { close: [None, Some(2)] });
         assert!(!s.contains(2));
     }
 
@@ -131,12 +110,7 @@ mod tests {
         s.admit(5);
         s.mark_stale(5);
         assert!(!s.contains(5));
-        assert_eq!(
-            s.admit(5),
-            Admit::Prepare {
-                close: [Some(5), None]
-            }
-        );
+        assert_eq!(s.admit(5), Admit::Prepare { close: [Some(5), None] });
         assert_eq!(s.admit(5), Admit::Present);
     }
 

@@ -102,11 +102,7 @@ fn statement_effects(w: &Words) -> Effects {
         }
         ("set" | "reset", second) => {
             e.settings = true;
-            let name = if second == "session" {
-                w.nth(2).unwrap_or("")
-            } else {
-                second
-            };
+            let name = if second == "session" { w.nth(2).unwrap_or("") } else { second };
             if name.contains('.') {
                 e.custom_settings.push(name.to_owned());
             }
@@ -125,9 +121,7 @@ fn statement_effects(w: &Words) -> Effects {
         ("prepare", "transaction") => {}
         ("prepare", _) => e.creates = Some(PinReason::SqlPrepare),
         ("listen", _) => e.creates = Some(PinReason::Listen),
-        ("declare", _) if w.contains_pair("with", "hold") => {
-            e.creates = Some(PinReason::HoldCursor)
-        }
+        ("declare", _) if w.contains_pair("with", "hold") => e.creates = Some(PinReason::HoldCursor),
         ("unlisten" | "close" | "drop", _) => e.releases = true,
         _ => {}
     }
@@ -138,21 +132,13 @@ fn statement_effects(w: &Words) -> Effects {
         let word = word.rsplit('.').next().unwrap_or(word);
         match word {
             "temp" | "temporary" => e.creates = e.creates.or(Some(PinReason::TemporaryTable)),
-            "pg_advisory_lock"
-            | "pg_try_advisory_lock"
-            | "pg_advisory_lock_shared"
-            | "pg_try_advisory_lock_shared" => {
+            "pg_advisory_lock" | "pg_try_advisory_lock" | "pg_advisory_lock_shared" | "pg_try_advisory_lock_shared" => {
                 e.creates = e.creates.or(Some(PinReason::AdvisoryLock))
             }
-            "pg_advisory_unlock" | "pg_advisory_unlock_shared" | "pg_advisory_unlock_all" => {
-                e.releases = true
-            }
+            "pg_advisory_unlock" | "pg_advisory_unlock_shared" | "pg_advisory_unlock_all" => e.releases = true,
             "set_config" => {
                 e.settings = true;
-                let names = w
-                    .strings()
-                    .filter(|s| s.contains('.'))
-                    .map(str::to_ascii_lowercase);
+                let names = w.strings().filter(|s| s.contains('.')).map(str::to_ascii_lowercase);
                 e.custom_settings.extend(names);
             }
             _ => {}
@@ -188,44 +174,17 @@ mod tests {
         assert!(fx("SET search_path = a").settings);
         assert!(fx("select 1; RESET ALL").settings);
         assert!(fx("SELECT set_config('a.b', 'c', false)").settings);
-        assert_eq!(
-            fx("SELECT pg_catalog.set_config('App.Tenant', 'x', false)").custom_settings,
-            ["app.tenant"]
-        );
-        assert_eq!(
-            fx("SET SESSION myapp.x TO 1; RESET other.y").custom_settings,
-            ["myapp.x", "other.y"]
-        );
-        assert_eq!(
-            fx("select pg_catalog.pg_advisory_lock(1)").creates,
-            Some(PinReason::AdvisoryLock)
-        );
+        assert_eq!(fx("SELECT pg_catalog.set_config('App.Tenant', 'x', false)").custom_settings, ["app.tenant"]);
+        assert_eq!(fx("SET SESSION myapp.x TO 1; RESET other.y").custom_settings, ["myapp.x", "other.y"]);
+        assert_eq!(fx("select pg_catalog.pg_advisory_lock(1)").creates, Some(PinReason::AdvisoryLock));
         assert_eq!(fx("LISTEN jobs").creates, Some(PinReason::Listen));
-        assert_eq!(
-            fx("select pg_advisory_lock(42)").creates,
-            Some(PinReason::AdvisoryLock)
-        );
-        assert_eq!(
-            fx("CREATE TEMP TABLE x (a int)").creates,
-            Some(PinReason::TemporaryTable)
-        );
-        assert_eq!(
-            fx("SELECT * INTO TEMPORARY t FROM u").creates,
-            Some(PinReason::TemporaryTable)
-        );
-        assert_eq!(
-            fx("DECLARE c CURSOR WITH HOLD FOR SELECT 1").creates,
-            Some(PinReason::HoldCursor)
-        );
+        assert_eq!(fx("select pg_advisory_lock(42)").creates, Some(PinReason::AdvisoryLock));
+        assert_eq!(fx("CREATE TEMP TABLE x (a int)").creates, Some(PinReason::TemporaryTable));
+        assert_eq!(fx("SELECT * INTO TEMPORARY t FROM u").creates, Some(PinReason::TemporaryTable));
+        assert_eq!(fx("DECLARE c CURSOR WITH HOLD FOR SELECT 1").creates, Some(PinReason::HoldCursor));
         assert_eq!(fx("DECLARE c CURSOR FOR SELECT 1").creates, None);
-        assert_eq!(
-            fx("PREPARE p AS SELECT 1").creates,
-            Some(PinReason::SqlPrepare)
-        );
-        assert_eq!(
-            fx("SET SESSION AUTHORIZATION bob").creates,
-            Some(PinReason::SessionAuthorization)
-        );
+        assert_eq!(fx("PREPARE p AS SELECT 1").creates, Some(PinReason::SqlPrepare));
+        assert_eq!(fx("SET SESSION AUTHORIZATION bob").creates, Some(PinReason::SessionAuthorization));
     }
 
     #[test]

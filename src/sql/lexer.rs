@@ -29,9 +29,7 @@ impl Words {
 
     /// True when `first` is directly followed by `second` somewhere in the statement.
     pub fn contains_pair(&self, first: &str, second: &str) -> bool {
-        self.words
-            .windows(2)
-            .any(|w| w[0] == first && w[1] == second)
+        self.words.windows(2).any(|w| w[0] == first && w[1] == second)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -188,15 +186,10 @@ impl Lexer<'_> {
     fn skip_dollar(&mut self) {
         let start = self.pos;
         let mut end = start + 1;
-        while self
-            .sql
-            .get(end)
-            .is_some_and(|&b| is_ident_char(b) && b != b'$')
-        {
+        while self.sql.get(end).is_some_and(|&b| is_ident_char(b) && b != b'$') {
             end += 1;
         }
-        let opens = self.sql.get(end) == Some(&b'$')
-            && self.sql.get(start + 1).is_none_or(|&b| !b.is_ascii_digit());
+        let opens = self.sql.get(end) == Some(&b'$') && self.sql.get(start + 1).is_none_or(|&b| !b.is_ascii_digit());
         if !opens {
             self.pos += 1;
             return;
@@ -215,34 +208,16 @@ mod tests {
     use super::*;
 
     fn firsts(sql: &str) -> Vec<String> {
-        statements(sql.as_bytes())
-            .iter()
-            .map(|w| w.first().unwrap().to_owned())
-            .collect()
+        statements(sql.as_bytes()).iter().map(|w| w.first().unwrap().to_owned()).collect()
     }
 
     #[test]
     fn splits_at_top_level_semicolons_only() {
-        assert_eq!(
-            firsts("BEGIN; SET x = 1 ;COMMIT"),
-            ["begin", "set", "commit"]
-        );
-        assert_eq!(
-            firsts("SELECT ';' ; select \"a;b\" ; SELECT E'\\';' ; Select 1"),
-            ["select"; 4]
-        );
-        assert_eq!(
-            firsts("DO $$ BEGIN PERFORM 1; END $$; LISTEN x"),
-            ["do", "listen"]
-        );
-        assert_eq!(
-            firsts("SELECT $tag$ ; $$ ; $tag$ ; RESET ALL"),
-            ["select", "reset"]
-        );
-        assert_eq!(
-            firsts("-- SET x\nSELECT 1 /* ; /* nested ; */ still */; ;  ; SHOW y"),
-            ["select", "show"]
-        );
+        assert_eq!(firsts("BEGIN; SET x = 1 ;COMMIT"), ["begin", "set", "commit"]);
+        assert_eq!(firsts("SELECT ';' ; select \"a;b\" ; SELECT E'\\';' ; Select 1"), ["select"; 4]);
+        assert_eq!(firsts("DO $$ BEGIN PERFORM 1; END $$; LISTEN x"), ["do", "listen"]);
+        assert_eq!(firsts("SELECT $tag$ ; $$ ; $tag$ ; RESET ALL"), ["select", "reset"]);
+        assert_eq!(firsts("-- SET x\nSELECT 1 /* ; /* nested ; */ still */; ;  ; SHOW y"), ["select", "show"]);
     }
 
     #[test]
@@ -252,9 +227,7 @@ mod tests {
         assert!(!s[0].contains("temp"));
         let s = statements(b"CREATE TEMP TABLE x (a int)");
         assert!(s[0].contains_pair("create", "temp"));
-        let s = statements(
-            b"SET myapp.Tenant = 'it''s'; SELECT pg_catalog.set_config('a.b', 'c', false)",
-        );
+        let s = statements(b"SET myapp.Tenant = 'it''s'; SELECT pg_catalog.set_config('a.b', 'c', false)");
         assert_eq!(s[0].nth(1), Some("myapp.tenant"));
         assert_eq!(s[0].strings().collect::<Vec<_>>(), ["it's"]);
         assert!(s[1].contains("pg_catalog.set_config"));
@@ -263,14 +236,7 @@ mod tests {
 
     #[test]
     fn unterminated_input_does_not_panic() {
-        for sql in [
-            "SELECT 'abc",
-            "SELECT $x$ abc",
-            "/* never closed",
-            "SELECT E'\\",
-            "$",
-            "\"x",
-        ] {
+        for sql in ["SELECT 'abc", "SELECT $x$ abc", "/* never closed", "SELECT E'\\", "$", "\"x"] {
             statements(sql.as_bytes());
         }
     }

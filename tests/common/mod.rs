@@ -28,9 +28,7 @@ pub struct Backends {
 
 pub fn cluster_set() -> &'static ClusterSet {
     static SET: OnceLock<ClusterSet> = OnceLock::new();
-    SET.get_or_init(|| {
-        ClusterSet::new().expect("PostgreSQL server binaries are needed for the tests")
-    })
+    SET.get_or_init(|| ClusterSet::new().expect("PostgreSQL server binaries are needed for the tests"))
 }
 
 pub fn backends() -> &'static Backends {
@@ -42,13 +40,10 @@ pub fn backends() -> &'static Backends {
         prepare_roles(&infra);
         prepare_roles(&data);
         for db in ["keycloak", "airflow"] {
-            infra
-                .psql("postgres", &format!("CREATE DATABASE {db} OWNER alice"))
-                .unwrap();
+            infra.psql("postgres", &format!("CREATE DATABASE {db} OWNER alice")).unwrap();
         }
         for db in ["akko", "aden", "lightrag"] {
-            data.psql("postgres", &format!("CREATE DATABASE {db} OWNER alice"))
-                .unwrap();
+            data.psql("postgres", &format!("CREATE DATABASE {db} OWNER alice")).unwrap();
         }
         data.psql(
             "akko",
@@ -65,9 +60,7 @@ pub fn backends() -> &'static Backends {
 pub fn private_cluster(name: &str) -> Cluster<'static> {
     let cluster = cluster_set().start_cluster(name).expect("private cluster");
     prepare_roles(&cluster);
-    cluster
-        .psql("postgres", "CREATE DATABASE akko OWNER alice")
-        .unwrap();
+    cluster.psql("postgres", "CREATE DATABASE akko OWNER alice").unwrap();
     cluster
 }
 
@@ -143,11 +136,7 @@ name = "dave"
 /// tables (the listen address is always a free port on 127.0.0.1).
 pub fn config(head: &str) -> String {
     let b = backends();
-    format!(
-        "{}\n{}",
-        with_listen(head),
-        routes_and_users(b.infra.port(), b.data.port())
-    )
+    format!("{}\n{}", with_listen(head), routes_and_users(b.infra.port(), b.data.port()))
 }
 
 /// A configuration with one backend `main` on `port` for databases akko and `*`.
@@ -178,8 +167,7 @@ pub struct Pgate {
 impl Pgate {
     pub async fn start(config_text: &str) -> Pgate {
         init_logging();
-        let snapshot = pgate::config::parse(config_text, Path::new("test.toml"))
-            .expect("test config is valid");
+        let snapshot = pgate::config::parse(config_text, Path::new("test.toml")).expect("test config is valid");
         let proxy = Proxy::bind(snapshot).await.expect("bind");
         let addr = proxy.local_addr().unwrap();
         let shared = proxy.shared();
@@ -187,12 +175,7 @@ impl Pgate {
         let done = tokio::spawn(proxy.run(async {
             let _ = rx.await;
         }));
-        Pgate {
-            addr,
-            shared,
-            stop: Some(tx),
-            done: Some(done),
-        }
+        Pgate { addr, shared, stop: Some(tx), done: Some(done) }
     }
 
     pub fn port(&self) -> u16 {
@@ -201,10 +184,7 @@ impl Pgate {
 
     /// A libpq-style key/value connection string.
     pub fn conninfo(&self, user: &str, password: &str, db: &str) -> String {
-        format!(
-            "host=127.0.0.1 port={} user={user} password='{password}' dbname={db} sslmode=disable",
-            self.port()
-        )
+        format!("host=127.0.0.1 port={} user={user} password='{password}' dbname={db} sslmode=disable", self.port())
     }
 
     pub async fn connect(
@@ -217,9 +197,7 @@ impl Pgate {
     }
 
     pub async fn alice(&self, db: &str) -> tokio_postgres::Client {
-        self.connect("alice", ALICE_PW, db)
-            .await
-            .expect("alice connects")
+        self.connect("alice", ALICE_PW, db).await.expect("alice connects")
     }
 
     /// Stops accepting, drains and waits for the proxy to finish.
@@ -244,13 +222,8 @@ pub async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_pos
 /// vanishes without Terminate) or to read how it ended.
 pub async fn connect_with_task(
     conninfo: &str,
-) -> (
-    tokio_postgres::Client,
-    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
-) {
-    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
+) -> (tokio_postgres::Client, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>) {
+    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await.expect("connect");
     (client, tokio::spawn(connection))
 }
 
@@ -260,9 +233,7 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
 }
 
 pub fn db_message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_else(|| e.to_string())
+    e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string())
 }
 
 /// Runs a client tool (psql, pgbench) from the PostgreSQL installation.
@@ -273,10 +244,7 @@ pub fn tool(name: &str) -> std::process::Command {
 /// Counts the server connections a backend has open for `user`.
 pub fn backend_connections(cluster: &Cluster, user: &str) -> i64 {
     cluster
-        .psql(
-            "postgres",
-            &format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{user}'"),
-        )
+        .psql("postgres", &format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{user}'"))
         .unwrap()
         .parse()
         .unwrap()
@@ -286,20 +254,18 @@ pub fn backend_connections(cluster: &Cluster, user: &str) -> i64 {
 /// connections by database are not disturbed by other tests.
 pub fn fresh_database(name: &str) {
     let data = &backends().data;
-    data.psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    )
-    .unwrap();
-    data.psql("postgres", &format!("CREATE DATABASE {name} OWNER alice"))
-        .unwrap();
+    data.psql("postgres", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    data.psql("postgres", &format!("CREATE DATABASE {name} OWNER alice")).unwrap();
 }
 
 /// Server connections on the data cluster for (database, user).
 pub fn data_connections(db: &str, user: &str) -> i64 {
     backends()
         .data
-        .psql("postgres", &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND usename = '{user}'"))
+        .psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND usename = '{user}'"),
+        )
         .unwrap()
         .parse()
         .unwrap()
@@ -334,10 +300,7 @@ impl ConnectionWatch {
 
 /// The data-backend config with `*` as fallback, so per-test databases are routed.
 pub fn config_with_fallback(head: &str) -> String {
-    config(head).replace(
-        "databases = [\"akko\", \"aden\"]",
-        "databases = [\"akko\", \"aden\", \"*\"]",
-    )
+    config(head).replace("databases = [\"akko\", \"aden\"]", "databases = [\"akko\", \"aden\", \"*\"]")
 }
 
 /// The first row of a simple query, as text.
@@ -345,9 +308,7 @@ pub async fn simple_row(client: &tokio_postgres::Client, sql: &str) -> Vec<Strin
     let messages = client.simple_query(sql).await.expect("simple query");
     for m in messages {
         if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
-            return (0..row.len())
-                .map(|i| row.get(i).unwrap_or("").to_owned())
-                .collect();
+            return (0..row.len()).map(|i| row.get(i).unwrap_or("").to_owned()).collect();
         }
     }
     panic!("no row from {sql}");
@@ -356,9 +317,6 @@ pub async fn simple_row(client: &tokio_postgres::Client, sql: &str) -> Vec<Strin
 /// `PGATE_TEST_LOG=debug cargo test ...` shows pgate's logs for a failing test.
 fn init_logging() {
     if let Ok(filter) = std::env::var("PGATE_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     }
 }

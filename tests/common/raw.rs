@@ -71,21 +71,12 @@ pub fn error_fields(body: &[u8]) -> Vec<(u8, String)> {
 }
 
 pub fn error_code(body: &[u8]) -> String {
-    error_fields(body)
-        .into_iter()
-        .find(|(t, _)| *t == b'C')
-        .map(|(_, v)| v)
-        .unwrap_or_default()
+    error_fields(body).into_iter().find(|(t, _)| *t == b'C').map(|(_, v)| v).unwrap_or_default()
 }
 
 impl RawClient {
     pub async fn connect(addr: std::net::SocketAddr) -> RawClient {
-        RawClient {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            buf: BytesMut::new(),
-            pid: 0,
-            secret: 0,
-        }
+        RawClient { stream: TcpStream::connect(addr).await.unwrap(), buf: BytesMut::new(), pid: 0, secret: 0 }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
@@ -96,8 +87,7 @@ impl RawClient {
     pub async fn recv(&mut self) -> Option<Msg> {
         loop {
             if self.buf.len() >= 5 {
-                let len = i32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
-                    as usize;
+                let len = i32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
                 if self.buf.len() > len {
                     let code = self.buf[0];
                     self.buf.advance(5);
@@ -105,9 +95,7 @@ impl RawClient {
                     return Some((code, body));
                 }
             }
-            match tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
-                .await
-            {
+            match tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return None,
                 Ok(Ok(_)) => {}
                 Err(_) => panic!("no message within 10s"),
@@ -137,21 +125,13 @@ impl RawClient {
 
     /// True when the peer closed the connection (after draining what it sent).
     pub async fn closed(&mut self) -> bool {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while self.recv().await.is_some() {}
-        })
-        .await
-        .is_ok()
+        tokio::time::timeout(Duration::from_secs(10), async { while self.recv().await.is_some() {} }).await.is_ok()
     }
 
     /// Logs in as a user pgate trusts (no password exchange); remembers the cancel key.
     pub async fn login_trusted(addr: std::net::SocketAddr, user: &str, db: &str) -> RawClient {
         let mut c = RawClient::connect(addr).await;
-        c.send(&startup_packet(
-            3 << 16,
-            &[("user", user), ("database", db)],
-        ))
-        .await;
+        c.send(&startup_packet(3 << 16, &[("user", user), ("database", db)])).await;
         for (code, body) in c.until_ready().await {
             match code {
                 b'K' => {
