@@ -159,8 +159,12 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
 
 fn check_certificate(user: &str, tls: Option<&TlsFacts>) -> Result<(), AuthError> {
     let fail = |reason: String| AuthError::Certificate { user: user.to_owned(), reason };
-    let facts = tls.ok_or_else(|| fail("the connection is not encrypted (connect with sslmode=require or stronger)".into()))?;
-    let id = facts.peer.as_ref().ok_or_else(|| fail("no client certificate was presented (set sslcert and sslkey)".into()))?;
+    let facts =
+        tls.ok_or_else(|| fail("the connection is not encrypted (connect with sslmode=require or stronger)".into()))?;
+    let id = facts
+        .peer
+        .as_ref()
+        .ok_or_else(|| fail("no client certificate was presented (set sslcert and sslkey)".into()))?;
     if id.may_be(user, &facts.tls.identity_map) {
         Ok(())
     } else {

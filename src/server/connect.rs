@@ -15,9 +15,9 @@ use tokio::net::TcpStream;
 
 use super::{ServerConn, ServerError, ServerState, ServerStream};
 use crate::config::{Backend, SslMode};
-use crate::protocol::codes::startup;
 use crate::params::Params;
 use crate::protocol::codes::backend;
+use crate::protocol::codes::startup;
 use crate::protocol::messages::{self, AuthRequest, ErrorFields};
 use crate::protocol::{CancelKey, ProtocolError, frame};
 

@@ -3,6 +3,7 @@
 //! for tokio-postgres, psql, pgbench and raw sockets.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -319,4 +320,29 @@ fn init_logging() {
     if let Ok(filter) = std::env::var("PGATE_TEST_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     }
+}
+
+/// A cluster of its own with TLS on (the `server` certificate of `pki`) that refuses
+/// plaintext connections over TCP; roles as in [`backends`], database `akko`.
+pub fn tls_cluster(name: &str, pki: &certs::Pki) -> Cluster<'static> {
+    let cluster = private_cluster(name);
+    let data = cluster.data_dir();
+    for (from, to) in [("server.crt", "server.crt"), ("server.key", "server.key"), ("ca.crt", "root.crt")] {
+        std::fs::copy(pki.path(from), data.join(to)).unwrap();
+        let status = std::process::Command::new("chown").arg("postgres:").arg(data.join(to)).status().unwrap();
+        assert!(status.success() || !running_as_root());
+    }
+    let conf = data.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\n");
+    std::fs::write(&conf, text).unwrap();
+    prepend_hba(data, "hostnossl all all 127.0.0.1/32 reject\n");
+    cluster.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cluster
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
