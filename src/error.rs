@@ -41,6 +41,9 @@ pub enum Error {
     /// Statement pooling ended a statement inside a transaction; it was rolled back.
     #[error("transaction blocks are not allowed in statement pooling; the transaction was rolled back")]
     TransactionInStatementPooling,
+    /// `auth_query` failed on the backend (the lookup function is missing, no rights...).
+    #[error("the user lookup (auth_query) failed on backend {backend}: {message}")]
+    AuthLookup { backend: String, message: String },
     /// A server rejected the settings the client asked for at startup.
     #[error("{}", .0.message)]
     StartupSetting(Box<ErrorFields>),
@@ -76,6 +79,12 @@ impl Error {
             Error::Params(ParamError::BadName(_)) => (sqlstate::PROTOCOL_VIOLATION, None),
             Error::Params(_) => (sqlstate::FEATURE_NOT_SUPPORTED, None),
             Error::MissingUser => (sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, None),
+            Error::AuthLookup { .. } => (
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                Some(
+                    "check auth_user and the lookup function on the backend (README: \"Passwords stay in PostgreSQL\")",
+                ),
+            ),
             Error::LoginTimeout(_) => (sqlstate::QUERY_CANCELED, None),
             Error::TooManyClients(_) => {
                 (sqlstate::TOO_MANY_CONNECTIONS, Some("retry later, or raise listen.max_client_connections"))

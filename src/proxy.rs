@@ -30,6 +30,8 @@ pub struct Shared {
     /// Seeds the fake SCRAM salts of logins that must fail.
     pub mock_nonce: [u8; 32],
     pub counters: crate::stats::Counters,
+    /// Secrets `auth_query` fetched.
+    pub secrets: crate::auth::lookup::SecretCache,
     clients: AtomicUsize,
     shutdown: watch::Sender<bool>,
 }
@@ -44,6 +46,7 @@ impl Shared {
             cancels: Arc::default(),
             mock_nonce: rand::random(),
             counters: Default::default(),
+            secrets: Default::default(),
             clients: AtomicUsize::new(0),
             shutdown: watch::Sender::new(false),
         }))

@@ -3,7 +3,9 @@
 //! without a password go through the same exchange as real ones and fail the same way, so
 //! a client cannot learn which users exist.
 
+pub mod lookup;
 pub mod md5;
+pub mod passthrough;
 pub mod scram;
 
 use std::net::IpAddr;
@@ -43,12 +45,20 @@ pub enum Plan {
 }
 
 /// Chooses the exchange for `user` (None: not configured) connecting from `peer`;
-/// `mock_nonce` seeds the fake salts of logins that must fail.
-pub fn plan(auth: &Auth, user_name: &str, user: Option<&User>, peer: IpAddr, mock_nonce: &[u8; 32]) -> Plan {
+/// `fetched` is the secret `auth_query` found for an unconfigured user; `mock_nonce` seeds
+/// the fake salts of logins that must fail.
+pub fn plan(
+    auth: &Auth,
+    user_name: &str,
+    user: Option<&User>,
+    fetched: Option<&StoredPassword>,
+    peer: IpAddr,
+    mock_nonce: &[u8; 32],
+) -> Plan {
     if auth.is_trusted(peer) && user.is_some() {
         return Plan::Trust;
     }
-    let secret = user.and_then(|u| u.password.as_ref());
+    let secret = user.and_then(|u| u.password.as_ref()).or(fetched);
     let method = match user.and_then(|u| u.auth) {
         Some(method) => method,
         None if auth.needs_certificate(peer) => AuthMethod::Cert,
@@ -57,7 +67,10 @@ pub fn plan(auth: &Auth, user_name: &str, user: Option<&User>, peer: IpAddr, moc
     match method {
         AuthMethod::Trust => Plan::Refuse(AuthError::NotTrusted(peer)),
         AuthMethod::Cert => Plan::Cert,
-        AuthMethod::ScramSha256 => Plan::Scram(scram_verifier(user, user_name, mock_nonce)),
+        AuthMethod::ScramSha256 => match (user, fetched) {
+            (None, Some(StoredPassword::Scram(v))) => Plan::Scram(v.clone()),
+            _ => Plan::Scram(scram_verifier(user, user_name, mock_nonce)),
+        },
         AuthMethod::Md5 => match secret {
             Some(StoredPassword::Scram(v)) => Plan::Scram(v.clone()),
             Some(StoredPassword::Md5(hash)) => Plan::Md5(md5::Md5Check::new(hash.clone())),

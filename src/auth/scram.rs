@@ -16,6 +16,11 @@ pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
 pub struct ScramExchange {
     waiting: ScramServerAuthWaitingForClientFinal,
     user: String,
+    /// For ClientKey recovery: the client-first message without its gs2 header, the
+    /// server-first message, and the secret's StoredKey.
+    client_first_bare: String,
+    server_first: String,
+    stored_key: Vec<u8>,
 }
 
 impl ScramExchange {
@@ -44,12 +49,34 @@ impl ScramExchange {
         };
         let (server_first, waiting) =
             authenticator.on_client_first_message_with_secret(client_first, secret).map_err(|e| map_error(e, user))?;
-        Ok((Self { waiting, user: user.to_owned() }, server_first))
+        let client_first = String::from_utf8_lossy(client_first);
+        // The gs2 header is "<flag>,<authzid>,"; the bare message follows it.
+        let client_first_bare = client_first.splitn(3, ',').nth(2).unwrap_or_default().to_owned();
+        let exchange = Self {
+            waiting,
+            user: user.to_owned(),
+            client_first_bare,
+            server_first: server_first.clone(),
+            stored_key: verifier.stored_key.clone(),
+        };
+        Ok((exchange, server_first))
     }
 
     /// Checks the client proof; returns the server-final message on success.
     pub fn finish(self, client_final: &[u8]) -> Result<String, AuthError> {
         self.waiting.on_client_final_message(client_final).map_err(|e| map_error(e, &self.user))
+    }
+
+    /// Like [`Self::finish`], also returning the client's ClientKey for passthrough.
+    pub fn finish_with_key(self, client_final: &[u8]) -> Result<(String, Vec<u8>), AuthError> {
+        let text = String::from_utf8_lossy(client_final).into_owned();
+        let (bare, server_first, stored_key) =
+            (self.client_first_bare.clone(), self.server_first.clone(), self.stored_key.clone());
+        let user = self.user.clone();
+        let server_final = self.finish(client_final)?;
+        let key = super::passthrough::recover_client_key(&bare, &server_first, &text, &stored_key)
+            .ok_or(AuthError::PasswordFailed(user))?;
+        Ok((server_final, key))
     }
 }
 

@@ -9,10 +9,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::TlsFacts;
 use super::io::{flush, read_frame};
+use crate::auth::passthrough::Passthrough;
 use crate::auth::scram::{MECHANISM, MECHANISM_PLUS, ScramExchange};
 use crate::auth::{self, AuthError, Plan};
 use crate::cancel::CancelHandle;
-use crate::config::{Snapshot, SslMode, User};
+use crate::config::{Snapshot, SslMode, StoredPassword, User};
 use crate::error::Error;
 use crate::params::{self, Params};
 use crate::pool::{Pool, PoolKey};
@@ -55,21 +56,38 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     check_transport(snapshot, tls, &user_name)?;
     let route = routing::route(snapshot, &database)?;
     let configured = snapshot.users.get(&user_name).cloned();
+    let fetched = match (&configured, &snapshot.auth.lookup) {
+        (None, Some(lookup)) => super::lookup::fetch(shared, &route, lookup, &user_name).await?,
+        _ => None,
+    };
 
-    let plan = auth::plan(&snapshot.auth, &user_name, configured.as_deref(), peer.ip(), &shared.mock_nonce);
+    let plan =
+        auth::plan(&snapshot.auth, &user_name, configured.as_deref(), fetched.as_ref(), peer.ip(), &shared.mock_nonce);
     let by_certificate = matches!(plan, Plan::Cert);
-    authenticate(stream, &mut pending, &mut out, &user_name, plan, tls).await?;
+    let client_key = match authenticate(stream, &mut pending, &mut out, &user_name, plan, tls).await {
+        Ok(key) => key,
+        Err(e) => {
+            if fetched.is_some() {
+                // Maybe the password changed: ask the backend again next time.
+                shared.secrets.forget(&route.backend.name, &user_name);
+            }
+            return Err(e);
+        }
+    };
     let user = match configured {
         Some(user) => user,
-        // A certificate proves who the client is; the server login then needs no password
-        // from the configuration (the backend trusts pgate, or a later passthrough).
-        None if by_certificate => Arc::new(User::implicit(&user_name)),
+        // A certificate or a secret from the backend proves who the client is; the server
+        // login then needs no password from the configuration.
+        None if by_certificate || fetched.is_some() => Arc::new(User::implicit(&user_name)),
         None => return Err(AuthError::PasswordFailed(user_name).into()),
     };
     // AuthenticationOk goes out with the welcome, in one write.
     messages::authentication_ok(&mut out);
 
     let pool = pool_for(shared, snapshot, &route, &user);
+    if let Some(proof) = passthrough(fetched.as_ref(), client_key) {
+        *pool.target().passthrough.lock().unwrap_or_else(|e| e.into_inner()) = Some(proof);
+    }
     let defaults = pool.learn_defaults().await.map_err(Error::LoginServer)?;
     let cancel = shared.cancels.register();
     welcome(&mut out, &defaults, &params, &cancel);
@@ -107,8 +125,21 @@ fn pool_for(shared: &Shared, snapshot: &Snapshot, route: &crate::config::RouteEn
         password: user.server_password.clone(),
         connect_timeout: settings.connect_timeout,
         max_prepared_statements: settings.max_prepared_statements,
+        passthrough: Default::default(),
     };
     shared.pools.get_or_create(key, settings, target)
+}
+
+/// What a login with a fetched secret lets pgate do at the server: SCRAM with the client's
+/// key, or md5 with the stored hash.
+fn passthrough(fetched: Option<&StoredPassword>, client_key: Option<Vec<u8>>) -> Option<Passthrough> {
+    match (fetched?, client_key) {
+        (StoredPassword::Scram(v), Some(client_key)) => {
+            Some(Passthrough::Scram { client_key, server_key: v.server_key.clone() })
+        }
+        (StoredPassword::Md5(hash), _) => Some(Passthrough::Md5(hash.clone())),
+        _ => None,
+    }
 }
 
 /// ParameterStatus as a fresh server reports it, with the client's own startup values.
@@ -121,6 +152,7 @@ fn welcome(out: &mut BytesMut, defaults: &Params, client: &Params, cancel: &Canc
     messages::ready_for_query(out, tx_status::IDLE);
 }
 
+/// Runs the exchange; a SCRAM login also yields the client's ClientKey (for passthrough).
 async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
@@ -128,16 +160,17 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     user: &str,
     plan: Plan,
     tls: Option<&TlsFacts>,
-) -> Result<(), Error> {
+) -> Result<Option<Vec<u8>>, Error> {
     match plan {
-        Plan::Trust => Ok(()),
+        Plan::Trust => Ok(None),
         Plan::Refuse(e) => Err(e.into()),
-        Plan::Cert => Ok(check_certificate(user, tls)?),
+        Plan::Cert => Ok(check_certificate(user, tls).map(|()| None)?),
         Plan::Md5(check) => {
             messages::authentication_md5(out, check.salt());
             flush(stream, out).await?;
             let f = read_frame(stream, buf, frontend::PASSWORD, "md5 authentication").await?;
-            Ok(check.verify(user, messages::decode_password(&f.body)?)?)
+            check.verify(user, messages::decode_password(&f.body)?)?;
+            Ok(None)
         }
         Plan::Scram(verifier) => {
             let bound = tls.and_then(|t| t.tls.scram_plus.as_ref());
@@ -150,9 +183,9 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             messages::authentication_sasl_continue(out, server_first.as_bytes());
             flush(stream, out).await?;
             let f = read_frame(stream, buf, frontend::PASSWORD, "SCRAM authentication").await?;
-            let server_final = exchange.finish(&f.body)?;
+            let (server_final, client_key) = exchange.finish_with_key(&f.body)?;
             messages::authentication_sasl_final(out, server_final.as_bytes());
-            Ok(())
+            Ok(Some(client_key))
         }
     }
 }

@@ -8,6 +8,7 @@ mod forward;
 mod handshake;
 mod io;
 mod login;
+mod lookup;
 mod reply;
 mod session;
 mod start_tls;

@@ -123,11 +123,33 @@ pub struct RawAuth {
     pub trust_networks: Vec<IpNet>,
     /// Clients connecting from these networks authenticate by certificate.
     pub cert_networks: Vec<IpNet>,
+    /// Users not in `[[users]]` are looked up on the route's backend with this query
+    /// (`$1` is the user name; it returns user name and SCRAM or md5 secret) run as
+    /// `auth_user`.
+    pub auth_query: Option<String>,
+    pub auth_user: Option<String>,
+    pub auth_password: Option<String>,
+    pub auth_password_file: Option<PathBuf>,
+    /// The database the lookup runs in; defaults to the client's (server) database.
+    pub auth_dbname: Option<String>,
+    /// How long a looked-up secret is reused (a failed login refetches it sooner).
+    #[serde(with = "humantime_serde")]
+    pub auth_query_ttl: Duration,
 }
 
 impl Default for RawAuth {
     fn default() -> Self {
-        Self { method: AuthMethod::ScramSha256, trust_networks: Vec::new(), cert_networks: Vec::new() }
+        Self {
+            method: AuthMethod::ScramSha256,
+            trust_networks: Vec::new(),
+            cert_networks: Vec::new(),
+            auth_query: None,
+            auth_user: None,
+            auth_password: None,
+            auth_password_file: None,
+            auth_dbname: None,
+            auth_query_ttl: Duration::from_secs(60),
+        }
     }
 }
 

@@ -37,7 +37,28 @@ pub struct Auth {
     pub method: AuthMethod,
     pub trust_networks: Vec<IpNet>,
     pub cert_networks: Vec<IpNet>,
+    /// Looking up users not in the configuration on their backend; `None`: disabled.
+    pub lookup: Option<AuthLookup>,
 }
+
+/// `auth_query`: how secrets of unconfigured users are fetched.
+#[derive(Clone)]
+pub struct AuthLookup {
+    pub query: String,
+    pub user: String,
+    pub password: Option<String>,
+    pub dbname: Option<String>,
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for AuthLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLookup").field("query", &self.query).field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// The lookup query pgate documents; `auth_user` alone turns it on.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT usename, passwd FROM pgate.user_lookup($1)";
 
 impl Auth {
     pub fn is_trusted(&self, addr: std::net::IpAddr) -> bool {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use super::model::{AuthMethod, RawConfig, RawPool, RawTls, RawUser, SslMode};
 use super::secret::{ScramVerifier, StoredPassword, expand_env, read_secret_file};
 use super::snapshot::{
-    Auth, Backend, BackendTlsSettings, Listen, PoolSettings, RouteEntry, RouteTable, Snapshot, TlsSettings, User,
+    Auth, AuthLookup, Backend, BackendTlsSettings, DEFAULT_AUTH_QUERY, Listen, PoolSettings, RouteEntry, RouteTable,
+    Snapshot, TlsSettings, User,
 };
 use super::{ConfigError, Source};
 
@@ -25,6 +26,7 @@ pub(super) fn build(raw: RawConfig, src: &Source) -> Result<Snapshot, ConfigErro
         method: raw.auth.method,
         trust_networks: raw.auth.trust_networks.clone(),
         cert_networks: raw.auth.cert_networks.clone(),
+        lookup: build_lookup(&raw.auth, src)?,
     };
     let tls = build_tls(raw.tls.as_ref(), src)?;
     let backends = build_backends(&raw.backends, src)?;
@@ -65,6 +67,22 @@ fn build_tls(raw: Option<&RawTls>, src: &Source) -> Result<Option<TlsSettings>, 
     };
     crate::tls::ClientTls::load(&settings).map_err(|e| src.invalid(None, format!("tls: {e}")))?;
     Ok(Some(settings))
+}
+
+fn build_lookup(raw: &super::model::RawAuth, src: &Source) -> Result<Option<AuthLookup>, ConfigError> {
+    let Some(user) = raw.auth_user.clone() else {
+        if raw.auth_query.is_some() {
+            return Err(src.invalid(None, "auth.auth_query needs auth.auth_user, the role that runs it"));
+        }
+        return Ok(None);
+    };
+    let query = raw.auth_query.clone().unwrap_or_else(|| DEFAULT_AUTH_QUERY.to_owned());
+    if !query.contains("$1") {
+        return Err(src.invalid(None, "auth.auth_query must take the user name as $1"));
+    }
+    let password =
+        secret(raw.auth_password.as_deref(), raw.auth_password_file.as_deref(), "[auth]", "auth_password", None, src)?;
+    Ok(Some(AuthLookup { query, user, password, dbname: raw.auth_dbname.clone(), ttl: raw.auth_query_ttl }))
 }
 
 /// Certificate authentication needs client certificates to be verified.

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{ServerConn, ServerError, ServerState, ServerStream};
+use crate::auth::passthrough::{KeyedScram, Passthrough};
 use crate::config::{Backend, SslMode};
 use crate::params::Params;
 use crate::protocol::codes::backend;
@@ -34,6 +35,9 @@ pub struct Target {
     pub connect_timeout: Duration,
     /// Capacity of each server's prepared-statement cache.
     pub max_prepared_statements: usize,
+    /// For users without a configured server password: what their last login proved,
+    /// shared by every connection of the pool.
+    pub passthrough: Arc<std::sync::Mutex<Option<Passthrough>>>,
 }
 
 /// Opens and logs in a server connection within `target.connect_timeout`.
@@ -139,7 +143,7 @@ async fn negotiate(
 
 /// Answers authentication requests, then reads the server's welcome up to ReadyForQuery.
 async fn login(conn: &mut ServerConn, target: &Target, binding: Option<Vec<u8>>) -> Result<(), ServerError> {
-    let mut scram: Option<ScramSha256> = None;
+    let mut scram: Option<ScramClient> = None;
     loop {
         let f = next_frame(conn).await?;
         match f.code {
@@ -180,55 +184,90 @@ async fn next_frame(conn: &mut ServerConn) -> Result<frame::Frame, ServerError> 
     }
 }
 
+/// The client side of a SCRAM login to a server: with a password, or with a client's
+/// key (passthrough).
+enum ScramClient {
+    Password(ScramSha256),
+    Keyed(KeyedScram),
+}
+
 async fn answer(
     conn: &mut ServerConn,
     target: &Target,
     request: AuthRequest,
-    scram: &mut Option<ScramSha256>,
+    scram: &mut Option<ScramClient>,
     binding: Option<&[u8]>,
 ) -> Result<(), ServerError> {
     let backend = || target.backend.name.clone();
-    let password = || {
-        target
-            .password
-            .as_deref()
-            .ok_or_else(|| ServerError::NoPassword { backend: backend(), user: target.user.clone() })
-    };
-    let scram_error = |e: std::io::Error| ServerError::Scram { backend: backend(), reason: e.to_string() };
+    let no_password = || ServerError::NoPassword { backend: backend(), user: target.user.clone() };
+    let password = || target.password.as_deref().ok_or_else(no_password);
+    let passthrough = target.passthrough.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let scram_error = |reason: String| ServerError::Scram { backend: backend(), reason };
+    let out_of_turn = |during| ProtocolError::Unexpected { code: backend::AUTHENTICATION, during };
     let mut out = BytesMut::new();
     match request {
         AuthRequest::Ok => return Ok(()),
         AuthRequest::Cleartext => messages::password_message(&mut out, password()?)?,
         AuthRequest::Md5 { salt } => {
-            let hash = md5_hash(target.user.as_bytes(), password()?.as_bytes(), salt);
+            let hash = match (target.password.as_deref(), &passthrough) {
+                (Some(password), _) => md5_hash(target.user.as_bytes(), password.as_bytes(), salt),
+                (None, Some(Passthrough::Md5(stored))) => md5_answer(stored, salt),
+                _ => return Err(no_password()),
+            };
             messages::password_message(&mut out, &hash)?;
         }
         AuthRequest::Sasl { mechanisms } => {
             let offers = |m: &str| mechanisms.iter().any(|o| o == m);
             // Bind the channel when the server can; over TLS without -PLUS say we could
             // have ('y'), over plaintext that we cannot ('n').
-            let (mechanism, channel) = match binding {
-                Some(hash) if offers(SCRAM_PLUS) => (SCRAM_PLUS, ChannelBinding::tls_server_end_point(hash.to_vec())),
-                _ if !offers(SCRAM) => {
-                    let reason = format!("server offers only {mechanisms:?}");
-                    return Err(ServerError::Scram { backend: backend(), reason });
+            let plus = binding.filter(|_| offers(SCRAM_PLUS));
+            if plus.is_none() && !offers(SCRAM) {
+                return Err(scram_error(format!("server offers only {mechanisms:?}")));
+            }
+            let mechanism = if plus.is_some() { SCRAM_PLUS } else { SCRAM };
+            let client = match (target.password.as_deref(), passthrough) {
+                (Some(password), _) => {
+                    let channel = match plus {
+                        Some(hash) => ChannelBinding::tls_server_end_point(hash.to_vec()),
+                        None if conn.stream.is_tls() => ChannelBinding::unrequested(),
+                        None => ChannelBinding::unsupported(),
+                    };
+                    ScramClient::Password(ScramSha256::new(password.as_bytes(), channel))
                 }
-                _ if conn.stream.is_tls() => (SCRAM, ChannelBinding::unrequested()),
-                _ => (SCRAM, ChannelBinding::unsupported()),
+                (None, Some(Passthrough::Scram { client_key, server_key })) => ScramClient::Keyed(KeyedScram::new(
+                    client_key,
+                    server_key,
+                    plus.map(<[u8]>::to_vec),
+                    conn.stream.is_tls(),
+                )),
+                _ => return Err(no_password()),
             };
-            let client = ScramSha256::new(password()?.as_bytes(), channel);
-            messages::sasl_initial_response(&mut out, mechanism, client.message())?;
+            match &client {
+                ScramClient::Password(c) => messages::sasl_initial_response(&mut out, mechanism, c.message())?,
+                ScramClient::Keyed(c) => {
+                    messages::sasl_initial_response(&mut out, mechanism, c.client_first().as_bytes())?
+                }
+            }
             *scram = Some(client);
         }
-        AuthRequest::SaslContinue(data) => {
-            let client = scram.as_mut().ok_or(ProtocolError::Unexpected { code: b'R', during: "SCRAM continue" })?;
-            client.update(&data).map_err(scram_error)?;
-            messages::sasl_response(&mut out, client.message())?;
-        }
+        AuthRequest::SaslContinue(data) => match scram.as_mut().ok_or(out_of_turn("SCRAM continue"))? {
+            ScramClient::Password(c) => {
+                c.update(&data).map_err(|e| scram_error(e.to_string()))?;
+                messages::sasl_response(&mut out, c.message())?;
+            }
+            ScramClient::Keyed(c) => {
+                let reply = c.client_final(&String::from_utf8_lossy(&data)).map_err(|e| scram_error(e.to_string()))?;
+                messages::sasl_response(&mut out, reply.as_bytes())?;
+            }
+        },
         AuthRequest::SaslFinal(data) => {
-            let mut client = scram.take().ok_or(ProtocolError::Unexpected { code: b'R', during: "SCRAM final" })?;
             // Verifies the server's signature: a server that does not know the secret fails here.
-            return client.finish(&data).map_err(scram_error);
+            return match scram.take().ok_or(out_of_turn("SCRAM final"))? {
+                ScramClient::Password(mut c) => c.finish(&data).map_err(|e| scram_error(e.to_string())),
+                ScramClient::Keyed(c) => {
+                    c.verify_server_final(&String::from_utf8_lossy(&data)).map_err(|e| scram_error(e.to_string()))
+                }
+            };
         }
         AuthRequest::Unsupported(method) => {
             return Err(ServerError::UnsupportedAuth { backend: backend(), method });
@@ -236,4 +275,12 @@ async fn answer(
     }
     conn.write_all(&out).await?;
     Ok(())
+}
+
+/// An md5 challenge answered from a stored `md5...` hash: md5(hash || salt).
+fn md5_answer(stored: &str, salt: [u8; 4]) -> String {
+    use md5::{Digest, Md5};
+    let inner = stored.strip_prefix("md5").unwrap_or(stored);
+    let digest = Md5::new().chain_update(inner.as_bytes()).chain_update(salt).finalize();
+    format!("md5{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }

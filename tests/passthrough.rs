@@ -1,0 +1,144 @@
+//! "No passwords in pgate": users not in the configuration are looked up on their
+//! backend with `auth_query` (through `auth_user`), and pgate logs into the backend with the
+//! client's SCRAM ClientKey (or the stored md5 hash), over plaintext and over TLS with
+//! channel binding.
+
+mod common;
+
+use common::certs::make_pki;
+use common::*;
+
+const RITA_PW: &str = "rita-secret";
+const LOOKUP_PW: &str = "lookup-secret";
+
+/// The lookup function README documents, and the roles for these tests.
+fn prepare(cluster: &pgate::demo::cluster::Cluster, db: &str) {
+    cluster
+        .psql(
+            "postgres",
+            &format!(
+                "DO $$BEGIN
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgate_auth') THEN
+                     CREATE ROLE pgate_auth LOGIN PASSWORD '{LOOKUP_PW}';
+                     CREATE ROLE rita LOGIN PASSWORD '{RITA_PW}';
+                     SET password_encryption = 'md5';
+                     CREATE ROLE mona LOGIN PASSWORD 'mona-secret';
+                   END IF;
+                 END$$"
+            ),
+        )
+        .unwrap();
+    cluster
+        .psql(
+            db,
+            "CREATE SCHEMA IF NOT EXISTS pgate;
+             CREATE OR REPLACE FUNCTION pgate.user_lookup(i_username text, OUT usename name, OUT passwd text)
+               RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
+             $$ SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END
+                FROM pg_authid WHERE rolname = i_username AND rolcanlogin $$;
+             REVOKE ALL ON FUNCTION pgate.user_lookup(text) FROM PUBLIC;
+             GRANT USAGE ON SCHEMA pgate TO pgate_auth;
+             GRANT EXECUTE ON FUNCTION pgate.user_lookup(text) TO pgate_auth;
+             GRANT ALL ON SCHEMA public TO rita, mona;",
+        )
+        .unwrap();
+}
+
+fn lookup_config(head: &str, port: u16, tls: &str) -> String {
+    format!(
+        "[listen]\naddress = \"127.0.0.1:0\"\n{head}\n[auth]\nauth_user = \"pgate_auth\"\nauth_password = \"{LOOKUP_PW}\"\n\
+         auth_query_ttl = \"1h\"\n\n[backends.main]\nhost = \"localhost\"\nport = {port}\ndatabases = [\"*\"]\n{tls}\n"
+    )
+}
+
+async fn login(
+    pgate: &Pgate,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    pgate.connect(user, password, db).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_passthrough_with_the_password_nowhere_in_pgate() {
+    fresh_database("pt_scram");
+    let data = &backends().data;
+    prepare(data, "pt_scram");
+    let text = lookup_config("", data.port(), "");
+    assert!(!text.contains(RITA_PW));
+    let pgate = Pgate::start(&text).await;
+
+    let rita = login(&pgate, "rita", RITA_PW, "pt_scram").await.expect("rita logs in with her own password");
+    let row =
+        simple_row(&rita, "SELECT current_user, (SELECT count(*) FROM pg_stat_activity WHERE usename = 'rita')").await;
+    assert_eq!(row[0], "rita", "pgate logged into the backend as rita");
+    // More servers for the same pool: each logs in with the passed-through key.
+    let more: Vec<_> = futures::future::join_all((0..3).map(|_| login(&pgate, "rita", RITA_PW, "pt_scram"))).await;
+    let busy = more.iter().map(|c| c.as_ref().unwrap().batch_execute("BEGIN; SELECT pg_sleep(0.2); COMMIT"));
+    for r in futures::future::join_all(busy).await {
+        r.unwrap();
+    }
+
+    let wrong = login(&pgate, "rita", "not-it", "pt_scram").await.unwrap_err();
+    assert_eq!(sqlstate(&wrong).as_deref(), Some("28P01"));
+    let ghost = login(&pgate, "nobody_here", "x", "pt_scram").await.unwrap_err();
+    assert_eq!(db_message(&ghost), "password authentication failed for user \"nobody_here\"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_password_is_picked_up_after_one_failure() {
+    fresh_database("pt_change");
+    let data = &backends().data;
+    prepare(data, "pt_change");
+    data.psql("postgres", "CREATE ROLE rosa LOGIN PASSWORD 'old-pw'").unwrap();
+    let pgate = Pgate::start(&lookup_config("", data.port(), "")).await;
+    login(&pgate, "rosa", "old-pw", "pt_change").await.expect("old password");
+    data.psql("postgres", "ALTER ROLE rosa PASSWORD 'new-pw'").unwrap();
+    // The cached secret is stale: this attempt fails and drops it; the next one works.
+    assert!(login(&pgate, "rosa", "new-pw", "pt_change").await.is_err());
+    login(&pgate, "rosa", "new-pw", "pt_change").await.expect("new password after the refresh");
+    assert!(login(&pgate, "rosa", "old-pw", "pt_change").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_secrets_pass_through_too() {
+    fresh_database("pt_md5");
+    let data = &backends().data;
+    prepare(data, "pt_md5");
+    let hba = data.data_dir().join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    if !old.contains("mona") {
+        std::fs::write(&hba, format!("host all mona 127.0.0.1/32 md5\n{old}")).unwrap();
+        data.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    }
+    let pgate =
+        Pgate::start(&lookup_config("", data.port(), "").replace("[auth]\n", "[auth]\nmethod = \"md5\"\n")).await;
+    let mona = login(&pgate, "mona", "mona-secret", "pt_md5").await.expect("md5 login");
+    assert_eq!(simple_row(&mona, "SELECT current_user").await, ["mona"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_lookup_function_is_a_clear_error() {
+    fresh_database("pt_nofunc");
+    let pgate = Pgate::start(&lookup_config("", backends().data.port(), "")).await;
+    backends()
+        .data
+        .psql("postgres", &format!("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgate_auth') THEN CREATE ROLE pgate_auth LOGIN PASSWORD '{LOOKUP_PW}'; END IF; END$$"))
+        .unwrap();
+    let err = login(&pgate, "whoever", "x", "pt_nofunc").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("28000"));
+    assert!(db_message(&err).contains("auth_query"), "{}", db_message(&err));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_over_tls_with_channel_binding() {
+    let pki = make_pki();
+    let cluster = tls_cluster("pt_tls", &pki);
+    prepare(&cluster, "akko");
+    let tls = format!("tls = {{ mode = \"verify-full\", root_cert = \"{}\" }}", pki.path("ca.crt").display());
+    let pgate = Pgate::start(&lookup_config("", cluster.port(), &tls)).await;
+    let rita = login(&pgate, "rita", RITA_PW, "akko").await.expect("rita over TLS");
+    let row = simple_row(&rita, "SELECT current_user, ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()").await;
+    assert_eq!(row, ["rita", "true"]);
+}
