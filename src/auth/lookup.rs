@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use crate::config::StoredPassword;
 use crate::params::quote_literal;
 
+/// (backend, user) -> when it was fetched, and what was found.
+type Entries = HashMap<(String, String), (Instant, Option<StoredPassword>)>;
+
 #[derive(Default)]
 pub struct SecretCache {
-    entries: Mutex<HashMap<(String, String), (Instant, Option<StoredPassword>)>>,
+    entries: Mutex<Entries>,
 }
 
 /// What the cache says about a user.

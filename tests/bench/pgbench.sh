@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # pgate vs PgBouncer vs direct PostgreSQL, measured with pgbench. See tests/bench/README.md.
 #
-#   tests/bench/pgbench.sh                          # default: DURATION=10 ROUNDS=2 (~10 minutes)
+#   tests/bench/pgbench.sh                          # default: DURATION=10 ROUNDS=2 (~15 minutes)
 #   DURATION=2 ROUNDS=1 tests/bench/pgbench.sh      # smoke run
+#   WORKLOADS=select-prepared-128 MODES=transaction IDLE_CLIENTS=0 tests/bench/pgbench.sh
 #
 # Environment:
 #   DURATION      seconds per pgbench run (default 10)
 #   ROUNDS        runs per workload and target; the table shows medians (default 2)
-#   WARMUP        seconds of warm-up pgbench per target before measuring (default 2)
-#   IDLE_CLIENTS  idle clients held open for the memory figure (default 1000)
+#   WORKLOADS     workloads or groups to run, separated by commas or spaces (default: default);
+#                 `WORKLOADS=list` prints them
+#   MODES         pool modes to run the proxies in (default "transaction session")
+#   WARMUP        seconds of warm-up pgbench per target before measuring (default 2; 0: none)
+#   IDLE_CLIENTS  idle clients held open for the memory figure (default 1000; 0: skip that test)
 #   JOBS          pgbench threads, -j (default 2)
 #   PGATE_BIN     use this pgate binary instead of running `cargo build --release`
 #   PG_BIN        directory with initdb, pg_ctl, postgres, psql, pgbench
@@ -17,7 +21,7 @@
 #   PGBOUNCER_USERLIST  scram (default): PgBouncer's userlist holds the role's SCRAM secret;
 #                 plain: the plain password (PgBouncer then runs PBKDF2 on every login)
 #
-# One throwaway PostgreSQL cluster; four proxies in front of it, all with pool size 20:
+# One throwaway PostgreSQL cluster; up to four proxies in front of it, all with pool size 20:
 # pgate and PgBouncer, each once in transaction and once in session pool mode. For every
 # workload, the targets take turns (direct, pgate, PgBouncer, ...) for ROUNDS rounds, so
 # that machine drift hits all of them alike.
@@ -31,14 +35,102 @@ JOBS=${JOBS:-2}
 PGBOUNCER=${PGBOUNCER:-/usr/sbin/pgbouncer}
 KEEP_LOGS=${KEEP_LOGS:-}
 PGBOUNCER_USERLIST=${PGBOUNCER_USERLIST:-scram}
+WORKLOADS=${WORKLOADS:-default}
+read -r -a MODES <<<"${MODES:-transaction session}"
 POOL_SIZE=20
 SCALE=10
-MODES=(transaction session)
+# Direct PostgreSQL takes up to 500 pgbench clients at once, and every proxy keeps up to
+# POOL_SIZE server connections open besides.
+MAX_CONNECTIONS=700
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "pgbench.sh: $*"; exit 1; }
+
+# ---------------------------------------------------------------- workloads
+# Every workload is select-only (-S) unless named otherwise; the number is the client count.
+# They run in this order whatever the order in WORKLOADS.
+ALL_WORKLOADS=(select-simple-16 select-simple-128 select-extended-16 select-extended-128
+    select-prepared-16 select-prepared-128 churn-16
+    select-simple-500 select-extended-500 select-prepared-500)
+workload_args() {
+    case $1 in
+    select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
+    select-extended-*) echo "-S -M extended -c ${1##*-}" ;;
+    select-prepared-*) echo "-S -M prepared -c ${1##*-}" ;;
+    churn-16) echo "-S -M simple -C -c 16" ;;
+    esac
+}
+# Groups for WORKLOADS (besides the names above); a workload is in a group when it matches.
+workload_in_group() { # workload group
+    local w=$1
+    case $2 in
+    all) return 0 ;;
+    default) [[ $w != select-prepared-500 ]] ;; # ~15 minutes with DURATION=10 ROUNDS=2
+    earlier) [[ $w == select-simple-16 || $w == select-simple-128 || $w == select-extended-16 ||
+        $w == select-extended-128 || $w == churn-16 ]] ;;
+    targets) [[ $w == select-simple-128 || $w == select-extended-128 || $w == select-prepared-128 ||
+        $w == churn-16 ]] ;;
+    simple | extended | prepared) [[ $w == select-$2-* ]] ;;
+    churn) [[ $w == churn-* ]] ;;
+    16 | 128 | 500) [[ $w == *-$2 ]] ;;
+    *) return 1 ;;
+    esac
+}
+WORKLOAD_GROUPS=(default all earlier targets simple extended prepared churn 16 128 500)
+if [[ $WORKLOADS == list ]]; then
+    for g in "${WORKLOAD_GROUPS[@]}"; do
+        printf '%-9s' "$g"
+        for w in "${ALL_WORKLOADS[@]}"; do workload_in_group "$w" "$g" && printf ' %s' "$w"; done
+        printf '\n'
+    done
+    for w in "${ALL_WORKLOADS[@]}"; do printf '%-20s pgbench -n %s\n' "$w" "$(workload_args "$w")"; done
+    exit 0
+fi
+read -r -a wanted <<<"${WORKLOADS//,/ }"
+SELECTED=()
+for word in "${wanted[@]}"; do
+    known=0
+    for g in "${WORKLOAD_GROUPS[@]}" "${ALL_WORKLOADS[@]}"; do [[ $word == "$g" ]] && known=1; done
+    ((known)) || die "unknown workload or group '$word' (WORKLOADS=list shows them)"
+done
+for w in "${ALL_WORKLOADS[@]}"; do
+    for word in "${wanted[@]}"; do
+        if [[ $w == "$word" ]] || workload_in_group "$w" "$word"; then
+            SELECTED+=("$w")
+            break
+        fi
+    done
+done
+((${#SELECTED[@]})) || die "WORKLOADS selects no workload"
+for m in "${MODES[@]}"; do
+    [[ $m == transaction || $m == session ]] || die "MODES may hold transaction and session, not '$m'"
+done
+
+# PgBouncer 1.18 has no prepared statements in transaction mode: -M prepared fails there every
+# time, so that cell runs in the first round only (and its row still shows the failure).
+rounds_for() { # target workload
+    if [[ $1 == pgbouncer-transaction && $2 == select-prepared-* ]]; then echo 1; else echo "$ROUNDS"; fi
+}
+
+# pgbench's -T includes connecting, and 500 SCRAM logins straight into PostgreSQL take 2-5 s
+# on two cores (its tps leaves that time out): such runs last at least 8 s.
+run_seconds() { # workload
+    local n=${1##*-}
+    if ((n > 128 && DURATION < 8)); then echo 8; else echo "$DURATION"; fi
+}
+
+# Session pooling with more clients than servers: pgbench 15 sends the Parse of -M prepared
+# synchronously (PQprepare), so a client that waits for a server freezes its pgbench thread,
+# and with it the clients of that thread that hold the servers, until query_wait_timeout.
+# Both proxies behave alike; such cells are not run.
+skip_reason() { # target workload -> reason, empty when it runs
+    local n=${2##*-}
+    if [[ $1 == *-session && $2 == select-prepared-* ]] && ((n > POOL_SIZE)); then
+        echo "session mode, -M prepared, $n clients > pool $POOL_SIZE: pgbench stalls until query_wait_timeout"
+    fi
+}
 
 # ---------------------------------------------------------------- tools
 if [[ -z ${PG_BIN:-} ]]; then
@@ -121,7 +213,7 @@ cat >>"$WORK/pg/postgresql.conf" <<EOF
 port = $PG_PORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$WORK'
-max_connections = 300
+max_connections = $MAX_CONNECTIONS
 fsync = off
 synchronous_commit = off
 full_page_writes = off
@@ -287,17 +379,7 @@ for name in "${!PROXY_PID[@]}"; do
     say "  $name: 127.0.0.1:${PORT[$name]}, pid ${PROXY_PID[$name]}"
 done
 
-# ---------------------------------------------------------------- workloads
-WORKLOADS=(select-simple-16 select-simple-128 select-extended-16 select-extended-128 churn-16)
-workload_args() {
-    case $1 in
-    select-simple-16) echo "-S -M simple -c 16" ;;
-    select-simple-128) echo "-S -M simple -c 128" ;;
-    select-extended-16) echo "-S -M extended -c 16" ;;
-    select-extended-128) echo "-S -M extended -c 128" ;;
-    churn-16) echo "-S -M simple -C -c 16" ;;
-    esac
-}
+# ---------------------------------------------------------------- runs
 TARGETS=(direct)
 for m in "${MODES[@]}"; do TARGETS+=("pgate-$m" "pgbouncer-$m"); done
 
@@ -307,7 +389,19 @@ PROBLEMS=$WORK/problems.txt
 : >"$PROBLEMS"
 RUN_NO=0
 
+# What pgbench's errors say, most frequent first: the server's message for aborted clients
+# ("client 3 script 0 aborted in command 1 query 0: ERROR:  ..."), else its own error lines.
+error_lines() { # pgbench output file
+    {
+        sed -n 's/^.*aborted in command [0-9]* query [0-9]*: //p' "$1"
+        grep '^pgbench: error: ' "$1" | grep -v -e 'aborted in command' -e 'Run was aborted' |
+            sed 's/^pgbench: error: //; s/client [0-9][0-9]*/client N/g' || true
+    } | sed 's/[[:space:]]\+/ /g; s/ $//; /^$/d' | sort | uniq -c | sort -rn
+}
+
 # run_pgbench target workload seconds round -> one line in $RESULTS (round 0 = warm-up, not kept)
+# A run with any error (exit status, aborted clients, failed or no transactions) is not used
+# for the figures: with aborted clients, pgbench's tps is that of the survivors.
 run_pgbench() {
     local target=$1 workload=$2 secs=$3 round=$4
     local port=${PORT[$target]} pid args cmd out rc=0 before=-1 after=-1
@@ -322,49 +416,74 @@ run_pgbench() {
     (ulimit -n 8192 && exec "$PGBENCH" -n $args -j "$JOBS" -T "$secs" -h 127.0.0.1 -p "$port" -U bench bench) \
         >"$out" 2>&1 || rc=$?
     [[ -n $pid ]] && after=$(cpu_ticks "$pid")
-    local tps tx failed aborted
+    local tps tx failed aborted clients message
     tps=$(awk '/^tps = / { print $3; exit }' "$out")
     tx=$(awk -F': ' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1]; exit }' "$out")
     failed=$(awk -F': ' '/^number of failed transactions/ { split($2, a, " "); print a[1]; exit }' "$out")
-    aborted=$(grep -c 'aborted' "$out" || true)
+    aborted=$({ grep -o 'client [0-9]* script [0-9]* aborted' "$out" || true; } | sort -u | wc -l)
+    clients=$(awk '{ for (i = 1; i < NF; i++) if ($i == "-c") print $(i + 1) }' <<<"$args")
     tps=${tps:-0} tx=${tx:-0} failed=${failed:-0}
     local cpu=$((after - before))
     ((before < 0 || after < 0)) && cpu=-1
     local status=ok
+    message=
     if ((rc != 0 || failed > 0 || aborted > 0)) || [[ $tx == 0 ]]; then
         status=error
+        message=$(error_lines "$out" | sed -n '1s/^ *[0-9]* //p' | tr -d '\t')
+        [[ -n $message ]] || message="exit status $rc, $tx transactions"
+        local expected=
+        [[ $target == pgbouncer-transaction && $workload == select-prepared-* ]] &&
+            expected="  (expected: PgBouncer 1.18 has no prepared statements in transaction mode)"
         {
-            echo "[$target, $workload, round $round] exit $rc, $tx transactions, $failed failed"
+            echo "[$target, $workload, round $round] exit $rc, $tx transactions, $failed failed, $aborted of $clients clients aborted$expected"
             echo "  PGPASSWORD=bench PGSSLMODE=disable $cmd"
-            grep -v -e '^pgbench (' -e '^transaction type' -e '^scaling factor' -e '^query mode' \
-                -e '^number of clients' -e '^number of threads' -e '^maximum number of tries' \
-                -e '^duration' -e '^latency' -e '^initial connection' -e '^average connection' \
-                -e '^tps' -e '^number of transactions' "$out" | sort | uniq -c | sort -rn |
-                sed -n 's/^/    /; 1,8p' || true
+            error_lines "$out" | sed -n 's/^/    /; 1,8p' || true
         } >>"$PROBLEMS"
     fi
     check_alive "$target" "$cmd"
     local cpu_ms="-"
     if ((cpu >= 0 && tx > 0)); then
-        cpu_ms=$(awk -v c="$cpu" -v h="$CLK_TCK" -v t="$tx" 'BEGIN { printf "%.1f", c / h * 1000 }')
+        cpu_ms=$(awk -v c="$cpu" -v h="$CLK_TCK" 'BEGIN { printf "%.1f", c / h * 1000 }')
     fi
     say "$(printf '  %-20s %-22s %s  %10.0f tps %9d tx  cpu %6s ms  %s' \
-        "$workload" "$target" "$( ((round)) && echo "round $round" || echo "warm-up")" "$tps" "$tx" "$cpu_ms" "$status")"
-    ((round > 0)) && printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-        "$workload" "$target" "$round" "$tps" "$tx" "$cpu" "$status" >>"$RESULTS"
+        "$workload" "$target" "$( ((round)) && echo "round $round" || echo "warm-up")" "$tps" "$tx" "$cpu_ms" \
+        "$status${message:+: $message}")"
+    ((round > 0)) && printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$workload" "$target" "$round" "$tps" "$tx" "$cpu" "$status" "$aborted" "$clients" "$message" >>"$RESULTS"
     return 0
 }
 
-runs=$((${#WORKLOADS[@]} * ${#TARGETS[@]} * ROUNDS))
-say ""
-say "warm-up ($WARMUP s per target), then $runs runs of $DURATION s (about $(((runs * (DURATION + 1) + 60) / 60)) minutes)"
-for target in "${TARGETS[@]}"; do
-    run_pgbench "$target" select-simple-128 "$WARMUP" 0
+runs=0 secs=$((${#TARGETS[@]} * WARMUP))
+for workload in "${SELECTED[@]}"; do
+    for target in "${TARGETS[@]}"; do
+        if [[ -z $(skip_reason "$target" "$workload") ]]; then
+            n=$(rounds_for "$target" "$workload")
+            runs=$((runs + n))
+            secs=$((secs + n * $(run_seconds "$workload")))
+        fi
+    done
 done
-for workload in "${WORKLOADS[@]}"; do
+say ""
+say "workloads: ${SELECTED[*]}"
+say "warm-up ($WARMUP s per target), then $runs runs of $DURATION s (about $(((secs + 59) / 60)) minutes)"
+if ((WARMUP > 0)); then
+    for target in "${TARGETS[@]}"; do
+        run_pgbench "$target" select-simple-128 "$WARMUP" 0
+    done
+fi
+for workload in "${SELECTED[@]}"; do
+    for target in "${TARGETS[@]}"; do
+        reason=$(skip_reason "$target" "$workload")
+        if [[ -n $reason ]]; then
+            say "$(printf '  %-20s %-22s not run: %s' "$workload" "$target" "$reason")"
+            printf '%s\t%s\t0\t0\t0\t-1\tskipped\t0\t0\t%s\n' "$workload" "$target" "$reason" >>"$RESULTS"
+        fi
+    done
     for round in $(seq "$ROUNDS"); do
         for target in "${TARGETS[@]}"; do
-            run_pgbench "$target" "$workload" "$DURATION" "$round"
+            [[ -n $(skip_reason "$target" "$workload") ]] && continue
+            ((round > $(rounds_for "$target" "$workload"))) && continue
+            run_pgbench "$target" "$workload" "$(run_seconds "$workload")" "$round"
         done
     done
 done
@@ -376,9 +495,13 @@ IDLE=$WORK/idle.tsv
 : >"$IDLE"
 printf '\\sleep 1 s\n' >"$WORK/idle.sql"
 established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
-say ""
-say "idle clients: $IDLE_CLIENTS per proxy, transaction mode"
-for name in pgate-transaction pgbouncer-transaction; do
+IDLE_TARGETS=()
+if ((IDLE_CLIENTS > 0)) && [[ " ${MODES[*]} " == *" transaction "* ]]; then
+    IDLE_TARGETS=(pgate-transaction pgbouncer-transaction)
+    say ""
+    say "idle clients: $IDLE_CLIENTS per proxy, transaction mode"
+fi
+for name in "${IDLE_TARGETS[@]}"; do
     check_alive "$name" "the pause before the idle-client test"
     pid=${PROXY_PID[$name]}
     sleep 2
@@ -413,28 +536,41 @@ done
 
 # ---------------------------------------------------------------- report
 for c in "${CRASHES[@]}"; do echo "$c" >>"$PROBLEMS"; done
-python3 - "$RESULTS" "$IDLE" "$PROBLEMS" "$CLK_TCK" "$DURATION" "$ROUNDS" "$POOL_SIZE" <<'EOF'
+python3 - "$RESULTS" "$IDLE" "$PROBLEMS" "$CLK_TCK" "$DURATION" "$ROUNDS" "$POOL_SIZE" "$JOBS" <<'EOF'
 import statistics, sys
 
-results, idle, problems, clk, duration, rounds, pool = sys.argv[1:]
+results, idle, problems, clk, duration, rounds, pool, jobs = sys.argv[1:]
 clk = int(clk)
 
-runs = {}  # (workload, target) -> list of (tps, tx, cpu ticks, status)
+# (workload, target) -> list of dict(tps, tx, cpu ticks, status, aborted, clients, message)
+runs = {}
+workloads = []
 for line in open(results):
-    w, t, _r, tps, tx, cpu, status = line.rstrip("\n").split("\t")
-    runs.setdefault((w, t), []).append((float(tps), int(tx), int(cpu), status))
+    w, t, _r, tps, tx, cpu, status, aborted, clients, message = line.rstrip("\n").split("\t")
+    runs.setdefault((w, t), []).append(dict(tps=float(tps), tx=int(tx), cpu=int(cpu), status=status,
+                                            aborted=int(aborted), clients=int(clients), message=message))
+    if w not in workloads:
+        workloads.append(w)
+
+def ok_runs(w, t):
+    return [r for r in runs.get((w, t), []) if r["status"] == "ok"]
+
+def err_runs(w, t):
+    return [r for r in runs.get((w, t), []) if r["status"] == "error"]
+
+def skipped(w, t):
+    rs = runs.get((w, t), [])
+    return rs[0]["message"] if rs and rs[0]["status"] == "skipped" else None
 
 def tps(w, t):
-    rs = runs.get((w, t))
-    return statistics.median(r[0] for r in rs) if rs else None
+    """Median tps over the runs without errors (None if there is none)."""
+    rs = ok_runs(w, t)
+    return statistics.median(r["tps"] for r in rs) if rs else None
 
 def cpu_ms(w, t):
-    """Proxy CPU (user+system) in ms per 1000 transactions, median over the rounds."""
-    vals = [r[2] / clk * 1000 / (r[1] / 1000) for r in runs.get((w, t), []) if r[2] >= 0 and r[1] > 0]
+    """Proxy CPU (user+system) in ms per 1000 transactions, median over the runs without errors."""
+    vals = [r["cpu"] / clk * 1000 / (r["tx"] / 1000) for r in ok_runs(w, t) if r["cpu"] >= 0 and r["tx"] > 0]
     return statistics.median(vals) if vals else None
-
-def bad(w, t):
-    return any(r[3] != "ok" for r in runs.get((w, t), []))
 
 def ratio(a, b):
     return f"{a / b:.2f}x" if a is not None and b else "-"
@@ -442,60 +578,90 @@ def ratio(a, b):
 def num(v, fmt):
     return "-" if v is None else format(v, fmt)
 
-workloads = []
-for (w, _t) in runs:
-    if w not in workloads:
-        workloads.append(w)
-label = {
-    "select-simple-16": "select-only simple, 16 clients",
-    "select-simple-128": "select-only simple, 128 clients",
-    "select-extended-16": "select-only extended, 16 clients",
-    "select-extended-128": "select-only extended, 128 clients",
-    "churn-16": "connection churn (-C), 16 clients",
-}
+def cell(w, t):
+    if skipped(w, t):
+        return "not run"
+    v, bad = tps(w, t), err_runs(w, t)
+    if v is None:
+        return "fails" if bad else "-"
+    return format(v, ".0f") + ("!" if bad else "")
+
+def most_common(values):
+    return max(set(values), key=values.count) if values else ""
+
+def note(w, t, who):
+    if skipped(w, t):
+        return f"{who} not run: {skipped(w, t)}"
+    bad = err_runs(w, t)
+    if not bad:
+        return None
+    msg = most_common([r["message"] for r in bad])
+    msg = msg[6:].strip() if msg.startswith("ERROR:") else msg
+    if len(msg) > 80:
+        msg = msg[:77] + "..."
+    ab = sorted({r["aborted"] for r in bad})
+    clients = bad[0]["clients"]
+    aborted = f"{ab[0]}" if len(ab) == 1 else f"{ab[0]}-{ab[-1]}"
+    detail = f"{aborted} of {clients} clients aborted" if ab[-1] > 0 else "errors"
+    if ok_runs(w, t):
+        return f"{who}: {len(bad)} of {len(bad) + len(ok_runs(w, t))} runs failed ({detail}): {msg}"
+    return f"{who} fails: {msg} ({detail})"
+
+label = {}
+for w in workloads:
+    n = w.rsplit("-", 1)[1]
+    if w.startswith("churn-"):
+        label[w] = f"connection churn (-C), {n} clients"
+    else:
+        label[w] = f"select-only {w.split('-')[1]}, {n} clients"
 
 cols = [("workload", "<", 34), ("pool mode", "<", 11), ("direct", ">", 8), ("pgate", ">", 8),
         ("PgBouncer", ">", 9), ("pgate/PgB", ">", 9), ("pgate/direct", ">", 12),
-        ("CPU pgate", ">", 9), ("CPU PgB", ">", 8), ("CPU pgate/PgB", ">", 13)]
+        ("CPU pgate", ">", 9), ("CPU PgB", ">", 8), ("CPU pgate/PgB", ">", 13), ("notes", "<", 5)]
 
 def row(values):
     return "  ".join(f"{v:{a}{n}}" for v, (_h, a, n) in zip(values, cols)).rstrip()
 
+modes = [m for m in ("transaction", "session") if any((w, f"pgate-{m}") in runs for w in workloads)]
 print()
-print(f"pgate vs PgBouncer vs direct PostgreSQL: pgbench, {rounds} round(s) of {duration} s per cell, "
-      f"pool size {pool}, medians")
+print(f"pgate vs PgBouncer vs direct PostgreSQL: pgbench -j {jobs}, {rounds} round(s) of {duration} s per cell, "
+      f"pool size {pool} (for every client count), medians")
 print()
 print(row([h for h, _a, _n in cols]))
 print(row(["-" * n for _h, _a, n in cols]))
-any_bad = False
 for w in workloads:
-    for m in ("transaction", "session"):
-        d, g, b = tps(w, "direct"), tps(w, f"pgate-{m}"), tps(w, f"pgbouncer-{m}")
-        cg, cb = cpu_ms(w, f"pgate-{m}"), cpu_ms(w, f"pgbouncer-{m}")
-        mark = lambda t, v: num(v, ".0f") + ("!" if bad(w, t) else "")
-        any_bad |= bad(w, "direct") or bad(w, f"pgate-{m}") or bad(w, f"pgbouncer-{m}")
-        print(row([label.get(w, w), m, mark("direct", d), mark(f"pgate-{m}", g),
-                   mark(f"pgbouncer-{m}", b), ratio(g, b), ratio(g, d),
-                   num(cg, ".1f"), num(cb, ".1f"), ratio(cg, cb)]))
+    for i, m in enumerate(modes):
+        g, b = f"pgate-{m}", f"pgbouncer-{m}"
+        notes = [note(w, "direct", "direct") if i == 0 else None, note(w, g, "pgate"), note(w, b, "PgBouncer")]
+        if skipped(w, g) and skipped(w, g) == skipped(w, b):
+            notes[1:] = [f"pgate, PgBouncer not run: {skipped(w, g)}"]
+        print(row([label[w], m, cell(w, "direct"), cell(w, g), cell(w, b),
+                   ratio(tps(w, g), tps(w, b)), ratio(tps(w, g), tps(w, "direct")),
+                   num(cpu_ms(w, g), ".1f"), num(cpu_ms(w, b), ".1f"), ratio(cpu_ms(w, g), cpu_ms(w, b)),
+                   "; ".join(n for n in notes if n)]))
 print()
 print("direct, pgate, PgBouncer: transactions per second (pgbench tps; the direct runs are the same")
 print("  for both pool modes).  CPU: the proxy process's user+system CPU time, in ms per 1000")
-print("  transactions (from /proc/PID/stat).  '!' = at least one run of that cell had errors, see below.")
+print("  transactions (from /proc/PID/stat).  Runs with errors are left out of every figure:")
+print("  'fails' = every run of that cell had errors (with aborted clients, pgbench's tps is the")
+print("  survivors'), '!' = some did; 'not run' = see notes.  The problems section below has the")
+print("  exact pgbench command of every run with errors.")
 
 idle_rows = []
 for line in open(idle):
     name, n, base, rss = line.rstrip("\n").split("\t")
     n, base, rss = int(n), int(base), int(rss)
     idle_rows.append((name, n, base, rss, (rss - base) / n if n else None))
-print()
-print("idle clients, transaction mode")
-print(f"{'proxy':<10}  {'clients':>7}  {'baseline RSS':>12}  {'RSS with clients':>16}  {'KiB per idle client':>19}")
-print(f"{'-' * 10}  {'-' * 7}  {'-' * 12}  {'-' * 16}  {'-' * 19}")
 per_client = {}
-for name, n, base, rss, per in idle_rows:
-    proxy = "pgate" if name.startswith("pgate") else "PgBouncer"
-    per_client[proxy] = per
-    print(f"{proxy:<10}  {n:>7}  {str(base) + ' KiB':>12}  {str(rss) + ' KiB':>16}  {num(per, '.1f'):>19}")
+if idle_rows:
+    print()
+    print("idle clients, transaction mode")
+    print(f"{'proxy':<10}  {'clients':>7}  {'baseline RSS':>12}  {'RSS with clients':>16}  {'KiB per idle client':>19}")
+    print(f"{'-' * 10}  {'-' * 7}  {'-' * 12}  {'-' * 16}  {'-' * 19}")
+    for name, n, base, rss, per in idle_rows:
+        proxy = "pgate" if name.startswith("pgate") else "PgBouncer"
+        per_client[proxy] = per
+        print(f"{proxy:<10}  {n:>7}  {str(base) + ' KiB':>12}  {str(rss) + ' KiB':>16}  {num(per, '.1f'):>19}")
 
 def verdict(ok):
     return "-" if ok is None else ("met" if ok else "MISSED")
@@ -503,19 +669,28 @@ def verdict(ok):
 def cmp(a, b):
     return None if a is None or not b else a / b
 
-t_sel = cmp(tps("select-simple-128", "pgate-transaction"), tps("select-simple-128", "pgbouncer-transaction"))
-c_sel = cmp(cpu_ms("select-simple-128", "pgate-transaction"), cpu_ms("select-simple-128", "pgbouncer-transaction"))
-t_churn = cmp(tps("churn-16", "pgate-transaction"), tps("churn-16", "pgbouncer-transaction"))
-kib = per_client.get("pgate")
-pgb_kib = per_client.get("PgBouncer")
+def tx_ratio(w, a, b, goal, at_least=True):
+    r = cmp(tps(w, a), tps(w, b))
+    bad = bool(err_runs(w, a) or err_runs(w, b))
+    shown = "-" if r is None else f"{r:.2f}x" + ("!" if bad else "")
+    return (">= " if at_least else "<= ") + f"{goal:.2f}x", shown, None if r is None else r >= goal
+
+T, B = "pgate-transaction", "pgbouncer-transaction"
+c_sel = cmp(cpu_ms("select-simple-128", T), cpu_ms("select-simple-128", B))
+kib, pgb_kib = per_client.get("pgate"), per_client.get("PgBouncer")
 targets = [
-    ("select-only simple, 128 clients: pgate/PgBouncer TPS", ">= 1.00x", num(t_sel, ".2f") + "x", None if t_sel is None else t_sel >= 1.0),
-    ("select-only simple, 128 clients: pgate/PgBouncer CPU per transaction", "<= 1.00x", num(c_sel, ".2f") + "x", None if c_sel is None else c_sel <= 1.0),
-    ("connection churn, 16 clients: pgate/PgBouncer TPS", ">= 0.90x", num(t_churn, ".2f") + "x", None if t_churn is None else t_churn >= 0.9),
-    (f"idle clients: pgate KiB per idle client (PgBouncer: {num(pgb_kib, '.1f')})", "<= 8.0", num(kib, ".1f"), None if kib is None else kib <= 8),
+    ("select-only simple, 128 clients: pgate/PgBouncer TPS", *tx_ratio("select-simple-128", T, B, 1.10)),
+    ("select-only extended, 128 clients: pgate/PgBouncer TPS", *tx_ratio("select-extended-128", T, B, 1.10)),
+    ("select-only prepared, 128 clients: pgate/direct TPS", *tx_ratio("select-prepared-128", T, "direct", 0.90)),
+    ("earlier: select-only simple, 128 clients: pgate/PgBouncer TPS", *tx_ratio("select-simple-128", T, B, 1.00)),
+    ("earlier: select-only simple, 128 clients: pgate/PgBouncer CPU per tx", "<= 1.00x",
+     "-" if c_sel is None else f"{c_sel:.2f}x", None if c_sel is None else c_sel <= 1.0),
+    ("earlier: connection churn, 16 clients: pgate/PgBouncer TPS", *tx_ratio("churn-16", T, B, 0.90)),
+    (f"earlier: pgate KiB per idle client (PgBouncer: {num(pgb_kib, '.1f')})", "<= 8.0",
+     num(kib, ".1f"), None if kib is None else kib <= 8),
 ]
 print()
-print("targets, transaction mode (shown, not enforced)")
+print(f"targets, transaction mode, pool size {pool} (shown, not enforced; '-' = not measured in this run)")
 print(f"{'':<70}  {'target':>8}  {'measured':>8}")
 for name, goal, got, ok in targets:
     print(f"{name:<70}  {goal:>8}  {got:>8}  {verdict(ok)}")
@@ -523,7 +698,7 @@ for name, goal, got, ok in targets:
 text = open(problems).read().strip()
 print()
 if text:
-    print("problems (the exact pgbench command; counted output lines)")
+    print("problems (the exact pgbench command; its error lines, counted)")
     print(text)
 else:
     print("no errors from pgbench, no proxy crashes")
