@@ -119,6 +119,23 @@ fn describe(s: &Snapshot) -> String {
     );
     let trust: Vec<String> = s.auth.trust_networks.iter().map(|n| n.to_string()).collect();
     let _ = writeln!(out, "auth {:?}, trust networks: [{}]", s.auth.method, trust.join(", "));
+    match &s.tls {
+        Some(t) => {
+            let _ = writeln!(
+                out,
+                "tls {:?} (certificate {}, client CA {})",
+                t.mode,
+                t.cert.display(),
+                t.client_ca.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
+            );
+        }
+        None => {
+            let _ = writeln!(out, "tls disabled");
+        }
+    }
+    if let Some(lookup) = &s.auth.lookup {
+        let _ = writeln!(out, "auth_query as {}: {}", lookup.user, lookup.query);
+    }
     let _ = writeln!(out, "routes:");
     for (name, r) in &s.routes.exact {
         let _ = writeln!(
@@ -151,7 +168,7 @@ fn describe(s: &Snapshot) -> String {
         let p = s.pool_settings(&route, &anyone);
         let _ = writeln!(
             out,
-            "  {:<16} mode {:?}, size {}, min_idle {}, query_wait_timeout {:?}, server_idle_timeout {:?}, server_lifetime {:?}, connect_timeout {:?}",
+            "  {:<16} mode {:?}, size {}, min_idle {}, query_wait_timeout {:?}, server_idle_timeout {:?}, server_lifetime {:?}, connect_timeout {:?}, tls {:?}",
             b.name,
             p.mode,
             p.size,
@@ -159,7 +176,8 @@ fn describe(s: &Snapshot) -> String {
             p.query_wait_timeout,
             p.server_idle_timeout,
             p.server_lifetime,
-            p.connect_timeout
+            p.connect_timeout,
+            b.tls.mode
         );
     }
     out
