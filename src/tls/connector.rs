@@ -30,12 +30,15 @@ pub fn build(settings: &BackendTlsSettings) -> Result<Option<Arc<rustls::ClientC
                 v = v.with_crls(load_crls(crl)?).allow_unknown_revocation_status().only_check_end_entity_revocation();
             }
             let webpki = v.build().map_err(|e| TlsError::Config(format!("root certificate: {e}")))?;
-            if settings.mode == SslMode::VerifyFull { webpki } else { Arc::new(ChainOnly(webpki)) }
+            match settings.mode {
+                SslMode::VerifyFull => webpki,
+                _ => Arc::new(LibpqVerifier { chain: Some(webpki), provider: provider() }),
+            }
         }
         (None, SslMode::VerifyCa | SslMode::VerifyFull) => {
             return Err(TlsError::Config(format!("tls mode {:?} needs root_cert", settings.mode)));
         }
-        _ => Arc::new(AnyCertificate(provider())),
+        _ => Arc::new(LibpqVerifier { chain: None, provider: provider() }),
     };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     let config = match (&settings.cert, &settings.key) {
@@ -48,11 +51,16 @@ pub fn build(settings: &BackendTlsSettings) -> Result<Option<Arc<rustls::ClientC
     Ok(Some(Arc::new(config)))
 }
 
-/// `verify-ca`: the chain and its revocation are checked; the name is not.
+/// libpq's weaker modes: `verify-ca` checks the chain and its revocation (`chain`) but not
+/// the name; `require` (and `allow` / `prefer`) encrypts without authenticating the server.
+/// Handshake signatures are checked either way.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct LibpqVerifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for LibpqVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -61,9 +69,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
         // webpki checks the chain and CRLs before the name, so a name error means the
         // rest passed.
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(Error::InvalidCertificate(CertificateError::NotValidForName))
             | Err(Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })) => {
                 Ok(ServerCertVerified::assertion())
@@ -74,63 +83,23 @@ impl ServerCertVerifier for ChainOnly {
 
     fn verify_tls12_signature(
         &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls12_signature(m, c, d)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
         &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls13_signature(m, c, d)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `require` (and `allow` / `prefer`): encryption without authentication of the server,
-/// as libpq does; handshake signatures are still checked.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
