@@ -6,7 +6,7 @@
 //! Decided from statement words only, so it is cheap on every query. It decides when pgate
 //! asks the server for the truth (the probe after the transaction); it is not the truth.
 
-use super::lexer::{Words, statements};
+use super::lexer::{Token, tokens};
 
 /// Session state that pins a client to its server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,65 +86,110 @@ impl Effects {
 /// Scans a query string.
 pub fn effects(sql: &[u8]) -> Effects {
     let mut out = Effects::default();
-    for words in statements(sql) {
-        out.merge(statement_effects(&words));
+    let mut statement = Statement::default();
+    for token in tokens(sql) {
+        match token {
+            Token::Semicolon => out.merge(std::mem::take(&mut statement).finish()),
+            Token::Word(word) => statement.word(word, &mut out),
+            Token::Str(text) => statement.string(text),
+        }
     }
+    out.merge(statement.finish());
     out
 }
 
-fn statement_effects(w: &Words) -> Effects {
-    let mut e = Effects::default();
-    match (w.first().unwrap_or(""), w.nth(1).unwrap_or("")) {
-        ("set", "local" | "transaction") => {}
-        ("set", "session") if w.nth(2) == Some("authorization") => {
+/// What one statement's words say so far; its first three words decide its kind.
+#[derive(Default)]
+struct Statement<'a> {
+    head: [&'a str; 3],
+    words: usize,
+    previous: &'a str,
+    with_hold: bool,
+    set_config: bool,
+    /// String literals with a dot: maybe custom setting names for set_config.
+    dotted: Vec<&'a [u8]>,
+}
+
+fn is(word: &str, keyword: &str) -> bool {
+    word.eq_ignore_ascii_case(keyword)
+}
+
+impl<'a> Statement<'a> {
+    /// Notes a word; effects that words anywhere in a statement have go straight to `out`.
+    fn word(&mut self, word: &'a str, out: &mut Effects) {
+        if self.words < 3 {
+            self.head[self.words] = word;
+        }
+        self.words += 1;
+        self.with_hold |= is(self.previous, "with") && is(word, "hold");
+        self.previous = word;
+        if word.len() > 8 && word[..8].eq_ignore_ascii_case("pg_temp.") {
+            out.creates = out.creates.or(Some(PinReason::TemporaryTable));
+        }
+        let name = word.rsplit('.').next().unwrap_or(word);
+        if is(name, "temp") || is(name, "temporary") {
+            out.creates = out.creates.or(Some(PinReason::TemporaryTable));
+        } else if ["pg_advisory_lock", "pg_try_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock_shared"]
+            .iter()
+            .any(|f| is(name, f))
+        {
+            out.creates = out.creates.or(Some(PinReason::AdvisoryLock));
+        } else if ["pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all"]
+            .iter()
+            .any(|f| is(name, f))
+        {
+            out.releases = true;
+        } else if is(name, "set_config") {
+            self.set_config = true;
+        }
+    }
+
+    fn string(&mut self, text: &'a [u8]) {
+        if text.contains(&b'.') {
+            self.dotted.push(text);
+        }
+    }
+
+    fn finish(self) -> Effects {
+        let mut e = Effects::default();
+        let [first, second, third] = self.head;
+        let kw = |w: &str, k: &str| is(w, k);
+        if kw(first, "set") && (kw(second, "local") || kw(second, "transaction")) {
+        } else if kw(first, "set") && kw(second, "session") && kw(third, "authorization") {
             e.settings = true;
             e.creates = Some(PinReason::SessionAuthorization);
-        }
-        ("set" | "reset", second) => {
+        } else if kw(first, "set") || kw(first, "reset") {
             e.settings = true;
-            let name = if second == "session" { w.nth(2).unwrap_or("") } else { second };
+            let name = if kw(second, "session") { third } else { second };
             if name.contains('.') {
-                e.custom_settings.push(name.to_owned());
+                e.custom_settings.push(name.to_ascii_lowercase());
             }
-        }
-        ("discard", "all") => {
-            e.settings = true;
+        } else if kw(first, "discard") {
             e.releases = true;
-            e.drops_statements = true;
-            e.discard_all = true;
-        }
-        ("discard", _) => e.releases = true,
-        ("deallocate", second) => {
-            e.releases = true;
-            e.drops_statements = second == "all" || w.nth(2) == Some("all");
-        }
-        ("prepare", "transaction") => {}
-        ("prepare", _) => e.creates = Some(PinReason::SqlPrepare),
-        ("listen", _) => e.creates = Some(PinReason::Listen),
-        ("declare", _) if w.contains_pair("with", "hold") => e.creates = Some(PinReason::HoldCursor),
-        ("unlisten" | "close" | "drop", _) => e.releases = true,
-        _ => {}
-    }
-    for word in w.iter() {
-        if word.starts_with("pg_temp.") {
-            e.creates = e.creates.or(Some(PinReason::TemporaryTable));
-        }
-        let word = word.rsplit('.').next().unwrap_or(word);
-        match word {
-            "temp" | "temporary" => e.creates = e.creates.or(Some(PinReason::TemporaryTable)),
-            "pg_advisory_lock" | "pg_try_advisory_lock" | "pg_advisory_lock_shared" | "pg_try_advisory_lock_shared" => {
-                e.creates = e.creates.or(Some(PinReason::AdvisoryLock))
-            }
-            "pg_advisory_unlock" | "pg_advisory_unlock_shared" | "pg_advisory_unlock_all" => e.releases = true,
-            "set_config" => {
+            if kw(second, "all") {
                 e.settings = true;
-                let names = w.strings().filter(|s| s.contains('.')).map(str::to_ascii_lowercase);
-                e.custom_settings.extend(names);
+                e.drops_statements = true;
+                e.discard_all = true;
             }
-            _ => {}
+        } else if kw(first, "deallocate") {
+            e.releases = true;
+            e.drops_statements = kw(second, "all") || kw(third, "all");
+        } else if kw(first, "prepare") && !kw(second, "transaction") {
+            e.creates = Some(PinReason::SqlPrepare);
+        } else if kw(first, "listen") {
+            e.creates = Some(PinReason::Listen);
+        } else if kw(first, "declare") && self.with_hold {
+            e.creates = Some(PinReason::HoldCursor);
+        } else if kw(first, "unlisten") || kw(first, "close") || kw(first, "drop") {
+            e.releases = true;
         }
+        if self.set_config {
+            e.settings = true;
+            let names = self.dotted.iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
+            e.custom_settings.extend(names);
+        }
+        e
     }
-    e
 }
 
 #[cfg(test)]

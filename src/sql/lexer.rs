@@ -1,76 +1,24 @@
-//! A minimal SQL lexer: splits a query string into statements at top-level semicolons and
-//! yields each statement's words (identifiers and keywords outside quotes and comments).
-//! It never builds a syntax tree: it must stay cheap enough to run on every query.
+//! A minimal SQL lexer: the words (keywords and identifiers, a qualified name `a.b` as one
+//! word), string literals and top-level semicolons of a query string, outside comments,
+//! quoted identifiers and dollar quotes. It never builds a syntax tree and never allocates:
+//! it runs on every query.
 
-/// One statement of a query string: its words (keywords and identifiers, lower-cased, a
-/// qualified name `a.b` as one word) and its string literals, in order.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Words {
-    words: Vec<String>,
-    strings: Vec<String>,
-}
-
-impl Words {
-    pub fn first(&self) -> Option<&str> {
-        self.words.first().map(String::as_str)
-    }
-
-    pub fn nth(&self, n: usize) -> Option<&str> {
-        self.words.get(n).map(String::as_str)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.words.iter().map(String::as_str)
-    }
-
-    pub fn contains(&self, word: &str) -> bool {
-        self.iter().any(|w| w == word)
-    }
-
-    /// True when `first` is directly followed by `second` somewhere in the statement.
-    pub fn contains_pair(&self, first: &str, second: &str) -> bool {
-        self.words.windows(2).any(|w| w[0] == first && w[1] == second)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.words.is_empty()
-    }
-
-    /// The contents of the statement's string literals.
-    pub fn strings(&self) -> impl Iterator<Item = &str> {
-        self.strings.iter().map(String::as_str)
-    }
-}
-
-/// Splits `sql` into statements and returns the words of each non-empty one.
-pub fn statements(sql: &[u8]) -> Vec<Words> {
-    let mut lexer = Lexer { sql, pos: 0 };
-    let mut out = Vec::new();
-    let mut current = Words::default();
-    while let Some(token) = lexer.next_token() {
-        match token {
-            Token::Word(w) => current.words.push(w),
-            Token::Str(text) => current.strings.push(text),
-            Token::Semicolon => {
-                if !current.is_empty() {
-                    out.push(std::mem::take(&mut current));
-                }
-            }
-        }
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
-enum Token {
-    Word(String),
-    Str(String),
+/// One token, borrowed from the query text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token<'a> {
+    /// A keyword or identifier in its original case (compare with `eq_ignore_ascii_case`).
+    Word(&'a str),
+    /// The raw content of a single-quoted string (doubled quotes not undone).
+    Str(&'a [u8]),
     Semicolon,
 }
 
-struct Lexer<'a> {
+/// The tokens of `sql`, in order.
+pub fn tokens(sql: &[u8]) -> Tokens<'_> {
+    Tokens { sql, pos: 0 }
+}
+
+pub struct Tokens<'a> {
     sql: &'a [u8],
     pos: usize,
 }
@@ -83,12 +31,10 @@ fn is_ident_char(b: u8) -> bool {
     is_ident_start(b) || b.is_ascii_digit() || b == b'$'
 }
 
-impl Lexer<'_> {
-    fn peek(&self, ahead: usize) -> Option<u8> {
-        self.sql.get(self.pos + ahead).copied()
-    }
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Token<'a>;
 
-    fn next_token(&mut self) -> Option<Token> {
+    fn next(&mut self) -> Option<Token<'a>> {
         while let Some(b) = self.peek(0) {
             match b {
                 b';' => {
@@ -98,7 +44,9 @@ impl Lexer<'_> {
                 b'-' if self.peek(1) == Some(b'-') => self.skip_line_comment(),
                 b'/' if self.peek(1) == Some(b'*') => self.skip_block_comment(),
                 b'\'' => return Some(Token::Str(self.string(false))),
-                b'"' => self.skip_quoted(b'"', false),
+                b'"' => {
+                    self.skip_quoted(b'"', false);
+                }
                 b'e' | b'E' if self.peek(1) == Some(b'\'') => {
                     self.pos += 1;
                     return Some(Token::Str(self.string(true)));
@@ -110,9 +58,15 @@ impl Lexer<'_> {
         }
         None
     }
+}
+
+impl<'a> Tokens<'a> {
+    fn peek(&self, ahead: usize) -> Option<u8> {
+        self.sql.get(self.pos + ahead).copied()
+    }
 
     /// An identifier or keyword; `a.b.c` is read as one qualified name.
-    fn word(&mut self) -> String {
+    fn word(&mut self) -> &'a str {
         let start = self.pos;
         loop {
             while self.peek(0).is_some_and(is_ident_char) {
@@ -124,16 +78,16 @@ impl Lexer<'_> {
                 break;
             }
         }
-        String::from_utf8_lossy(&self.sql[start..self.pos]).to_ascii_lowercase()
+        // Only ASCII letters, digits, `_`, `$`, `.` and bytes >= 0x80 were taken; a
+        // multi-byte character is whole unless the text is not UTF-8 at all.
+        std::str::from_utf8(&self.sql[start..self.pos]).unwrap_or("")
     }
 
-    /// A single-quoted string literal's content (doubled quotes undone; in E'' strings a
-    /// backslash keeps the next byte).
-    fn string(&mut self, backslash_escapes: bool) -> String {
+    fn string(&mut self, backslash_escapes: bool) -> &'a [u8] {
         let start = self.pos + 1;
         self.skip_quoted(b'\'', backslash_escapes);
-        let end = self.pos.saturating_sub(1).max(start);
-        String::from_utf8_lossy(&self.sql[start..end.min(self.sql.len())]).replace("''", "'")
+        let end = self.pos.saturating_sub(1).max(start).min(self.sql.len());
+        &self.sql[start..end]
     }
 
     fn skip_line_comment(&mut self) {
@@ -207,8 +161,21 @@ impl Lexer<'_> {
 mod tests {
     use super::*;
 
+    /// The first word of each statement, lower-cased.
     fn firsts(sql: &str) -> Vec<String> {
-        statements(sql.as_bytes()).iter().map(|w| w.first().unwrap().to_owned()).collect()
+        let mut out = Vec::new();
+        let mut at_start = true;
+        for t in tokens(sql.as_bytes()) {
+            match t {
+                Token::Semicolon => at_start = true,
+                Token::Word(w) if at_start => {
+                    out.push(w.to_ascii_lowercase());
+                    at_start = false;
+                }
+                _ => at_start = false,
+            }
+        }
+        out
     }
 
     #[test]
@@ -221,23 +188,19 @@ mod tests {
     }
 
     #[test]
-    fn words_skip_strings_and_parameters() {
-        let s = statements(b"SELECT pg_advisory_lock($1), 'temp' FROM t WHERE a = $2");
-        assert!(s[0].contains("pg_advisory_lock"));
-        assert!(!s[0].contains("temp"));
-        let s = statements(b"CREATE TEMP TABLE x (a int)");
-        assert!(s[0].contains_pair("create", "temp"));
-        let s = statements(b"SET myapp.Tenant = 'it''s'; SELECT pg_catalog.set_config('a.b', 'c', false)");
-        assert_eq!(s[0].nth(1), Some("myapp.tenant"));
-        assert_eq!(s[0].strings().collect::<Vec<_>>(), ["it's"]);
-        assert!(s[1].contains("pg_catalog.set_config"));
-        assert_eq!(s[1].strings().collect::<Vec<_>>(), ["a.b", "c"]);
+    fn words_strings_and_qualified_names() {
+        let t: Vec<_> = tokens(b"SET myapp.Tenant = 'it''s'; SELECT pg_catalog.set_config('a.b', $1)").collect();
+        assert_eq!(t[1], Token::Word("myapp.Tenant"));
+        assert_eq!(t[2], Token::Str(b"it''s"));
+        assert!(t.contains(&Token::Word("pg_catalog.set_config")));
+        assert!(t.contains(&Token::Str(b"a.b")));
+        assert!(!t.iter().any(|t| matches!(t, Token::Word(w) if w.starts_with('$') || w.is_empty())));
     }
 
     #[test]
     fn unterminated_input_does_not_panic() {
-        for sql in ["SELECT 'abc", "SELECT $x$ abc", "/* never closed", "SELECT E'\\", "$", "\"x"] {
-            statements(sql.as_bytes());
+        for sql in ["SELECT 'abc", "SELECT $x$ abc", "/* never closed", "SELECT E'\\", "$", "\"x", "a.", "é"] {
+            tokens(sql.as_bytes()).count();
         }
     }
 }
