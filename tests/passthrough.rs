@@ -11,23 +11,36 @@ use common::*;
 const RITA_PW: &str = "rita-secret";
 const LOOKUP_PW: &str = "lookup-secret";
 
-/// The lookup function README documents, and the roles for these tests.
-fn prepare(cluster: &pgate::demo::cluster::Cluster, db: &str) {
+/// The roles these tests share, each created once; tests run in parallel, so an advisory
+/// lock serializes the check-then-create.
+fn ensure_roles(cluster: &pgate::demo::cluster::Cluster) {
     cluster
         .psql(
             "postgres",
             &format!(
-                "DO $$BEGIN
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock(4242);
+                 DO $$BEGIN
                    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgate_auth') THEN
                      CREATE ROLE pgate_auth LOGIN PASSWORD '{LOOKUP_PW}';
+                   END IF;
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rita') THEN
                      CREATE ROLE rita LOGIN PASSWORD '{RITA_PW}';
-                     SET password_encryption = 'md5';
+                   END IF;
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mona') THEN
+                     SET LOCAL password_encryption = 'md5';
                      CREATE ROLE mona LOGIN PASSWORD 'mona-secret';
                    END IF;
-                 END$$"
+                 END$$;
+                 COMMIT;"
             ),
         )
         .unwrap();
+}
+
+/// The lookup function README documents, and the roles for these tests.
+fn prepare(cluster: &pgate::demo::cluster::Cluster, db: &str) {
+    ensure_roles(cluster);
     cluster
         .psql(
             db,
@@ -122,10 +135,7 @@ async fn md5_secrets_pass_through_too() {
 async fn a_missing_lookup_function_is_a_clear_error() {
     fresh_database("pt_nofunc");
     let pgate = Pgate::start(&lookup_config("", backends().data.port(), "")).await;
-    backends()
-        .data
-        .psql("postgres", &format!("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgate_auth') THEN CREATE ROLE pgate_auth LOGIN PASSWORD '{LOOKUP_PW}'; END IF; END$$"))
-        .unwrap();
+    ensure_roles(&backends().data);
     let err = login(&pgate, "whoever", "x", "pt_nofunc").await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("28000"));
     assert!(db_message(&err).contains("auth_query"), "{}", db_message(&err));
