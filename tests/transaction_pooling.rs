@@ -332,3 +332,29 @@ async fn pgbench_prepared_in_transaction_pooling() {
     assert!(out.contains("actually processed: 1200/1200"), "{out}");
     assert!(out.contains("number of failed transactions: 0"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_parameters_and_queries_arrive_in_pieces() {
+    let pgate = Pgate::start(&tx_config("tp_large", "[pool]\nsize = 2\n")).await;
+    let client = pgate.alice("tp_large").await;
+    // Far more than one socket read: pgate must wait for the whole Bind (or Query) before
+    // it can rewrite it, and keep the server meanwhile.
+    let blob: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let row =
+        tokio::time::timeout(Duration::from_secs(20), client.query_one("SELECT length($1::bytea), md5($1)", &[&blob]))
+            .await
+            .expect("a large Bind is relayed, not spun on")
+            .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 600_000);
+    let literal = "z".repeat(700_000);
+    let rows =
+        tokio::time::timeout(Duration::from_secs(20), client.simple_query(&format!("SELECT length('{literal}')")))
+            .await
+            .expect("a large Query is relayed")
+            .unwrap();
+    let length = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(length.as_deref(), Some("700000"));
+}

@@ -30,6 +30,11 @@ fn client_interest(code: u8) -> Interest {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// Whether pgate reads (and may rewrite) a message of this code whole before relaying it.
+    pub(super) fn rewrites(&self, code: u8) -> bool {
+        self.tracking() && client_interest(code) == Interest::Whole
+    }
+
     /// Frames newly read client bytes into `to_server`; `Some` when the client is leaving.
     pub(super) fn scan_client(&mut self, server: &mut PooledServer) -> Result<Option<RelayEnd>, Error> {
         loop {

@@ -172,19 +172,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn wait_for_request(&mut self) -> Result<Next, Error> {
         loop {
             let Some((code, total)) = frame::peek_header(&self.cbuf, frame::MAX_FRAME_LEN)? else {
-                flush(&mut self.client, &mut self.out).await?;
-                if self.shutting_down() {
-                    return Err(Error::ShuttingDown);
-                }
-                if self.cbuf.is_empty() && self.cbuf.capacity() > IDLE_BUFFER {
-                    // Give back what a large request needed before waiting, maybe for long.
-                    self.cbuf = BytesMut::new();
-                    self.to_server = BytesMut::new();
-                }
-                let mut shutdown = self.shutdown.clone();
-                tokio::select! {
-                    more = self.read_client() => if !more? { return Ok(Next::Terminate) },
-                    _ = shutdown.changed() => {}
+                if !self.wait_for_client(0).await? {
+                    return Ok(Next::Terminate);
                 }
                 continue;
             };
@@ -199,6 +188,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 frontend::SYNC | frontend::FLUSH | frontend::COPY_DATA | frontend::COPY_DONE | frontend::COPY_FAIL
             );
             if starts_request && !self.skip_until_sync {
+                if self.cbuf.len() < total && self.rewrites(code) {
+                    // No server is held while a client uploads a message pgate must see
+                    // whole.
+                    if !self.wait_for_client(total).await? {
+                        return Ok(Next::Terminate);
+                    }
+                    continue;
+                }
                 if self.answer_parses_locally()? {
                     continue;
                 }
@@ -209,6 +206,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.skip_until_sync = false;
                 messages::ready_for_query(&mut self.out, tx_status::IDLE);
             }
+        }
+    }
+
+    /// Flushes what pgate owes the client and reads more of its bytes, making room for a
+    /// message of `expected` bytes; `false` on EOF.
+    async fn wait_for_client(&mut self, expected: usize) -> Result<bool, Error> {
+        flush(&mut self.client, &mut self.out).await?;
+        if self.shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        if self.cbuf.is_empty() && self.cbuf.capacity() > IDLE_BUFFER {
+            // Give back what a large request needed before waiting, maybe for long.
+            self.cbuf = BytesMut::new();
+            self.to_server = BytesMut::new();
+        }
+        self.cbuf.reserve(expected.saturating_sub(self.cbuf.len()));
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            more = self.read_client() => more,
+            _ = shutdown.changed() => Ok(true),
         }
     }
 
@@ -300,6 +317,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         server.state() == ServerState::Idle
             && self.to_server.is_empty()
             && self.cscan.at_boundary()
+            && self.cbuf.is_empty()
             && self.expect.is_empty()
     }
 
