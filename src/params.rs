@@ -5,6 +5,7 @@
 //! from the backend's defaults and `RESET name` always means "back to the default".
 
 use std::fmt::Write;
+use std::hash::Hasher;
 
 /// Startup parameters that are not session settings.
 const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
@@ -49,6 +50,20 @@ impl Params {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// A hash of the contents, independent of order and of the case of names: equal
+    /// settings give equal fingerprints.
+    pub fn fingerprint(&self) -> u64 {
+        self.0.iter().fold(0u64, |sum, (name, value)| {
+            let mut h = std::hash::DefaultHasher::new();
+            for b in name.bytes() {
+                h.write_u8(b.to_ascii_lowercase());
+            }
+            h.write_u8(0);
+            h.write(value.as_bytes());
+            sum.wrapping_add(h.finish())
+        })
     }
 }
 
@@ -222,5 +237,16 @@ mod tests {
     #[test]
     fn literals_are_escaped() {
         assert_eq!(quote_literal("it's a \\ test"), "E'it''s a \\\\ test'");
+    }
+
+    #[test]
+    fn fingerprints_ignore_order_and_name_case_but_not_values() {
+        let a = params(&[("TimeZone", "UTC"), ("search_path", "a, b")]);
+        let b = params(&[("search_path", "a, b"), ("timezone", "UTC")]);
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), params(&[("TimeZone", "utc"), ("search_path", "a, b")]).fingerprint());
+        assert_ne!(a.fingerprint(), params(&[("TimeZone", "UTC")]).fingerprint());
+        // The name/value boundary is part of what is hashed.
+        assert_ne!(params(&[("ab", "c")]).fingerprint(), params(&[("a", "bc")]).fingerprint());
     }
 }

@@ -83,7 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // Custom settings are asked for by name: those the client named, and those the
         // client or the server is known to have.
         let mut custom: Vec<String> = fx.custom_settings.iter().filter(|n| is_valid_name(n)).cloned().collect();
-        let known = server.params.iter().chain(self.login.params.iter()).map(|(n, _)| n);
+        let known = server.params().iter().chain(self.login.params.iter()).map(|(n, _)| n);
         for name in known.filter(|n| n.contains('.') && is_valid_name(n)) {
             if !custom.iter().any(|c| c.eq_ignore_ascii_case(name)) {
                 custom.push(name.to_owned());
@@ -100,12 +100,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Err(e) => return Err(Error::ServerLost(e)),
         };
-        self.login.params = found.settings.clone();
+        self.set_client_params(found.settings.clone());
         let mut now = (**server.defaults()).clone();
         for (name, value) in found.settings.iter() {
             now.set(name, value);
         }
-        server.params = now;
+        server.set_params(now, None);
         if fx.drops_statements {
             server.statements.rebuild(found.statements);
             self.statements.clear();
@@ -119,7 +119,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// After DISCARD ALL a dedicated connection is back at its startup settings.
     async fn restore_startup_settings(&mut self, server: &mut PooledServer) -> Result<(), Error> {
-        self.login.params = self.startup_params.clone();
+        self.set_client_params(self.startup_params.clone());
         self.apply_params(server).await.map_err(|e| match e {
             ServerError::Query(fields) => Error::StartupSetting(fields),
             e => Error::ServerLost(e),

@@ -136,9 +136,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Seen::Ready(status) => self.on_ready(server, status)?,
             Seen::Param(name, value) => {
                 if params::is_client_reported(&name) {
-                    self.login.params.set(&name, &value);
+                    self.set_client_param(&name, &value);
                 }
-                server.params.set(&name, &value);
+                server.set_param(&name, &value);
                 Action::Relay
             }
             Seen::Error(body) if self.tracking() => self.on_error(server, &body)?,

@@ -86,6 +86,8 @@ pub struct Session<S> {
     pub(super) last_bound: Option<u64>,
     /// Statement pooling: the server ended a statement inside a transaction.
     pub(super) refused_transaction: bool,
+    /// `login.params.fingerprint()`, until the client's settings change.
+    params_fingerprint: Option<u64>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -113,6 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             pin_logged: false,
             last_bound: None,
             refused_transaction: false,
+            params_fingerprint: None,
         }
     }
 
@@ -289,7 +292,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// SET / RESET on the server what differs from the client's settings.
     pub(super) async fn apply_params(&mut self, server: &mut PooledServer) -> Result<(), ServerError> {
-        let Some(sql) = params::sync_statements(&self.login.params, &server.params, server.defaults()) else {
+        let fingerprint = *self.params_fingerprint.get_or_insert_with(|| self.login.params.fingerprint());
+        if server.synced_for() == Some(fingerprint) {
+            return Ok(());
+        }
+        let Some(sql) = params::sync_statements(&self.login.params, server.params(), server.defaults()) else {
+            // Nothing differs: the server has its defaults overlaid with these settings.
+            server.mark_synced(fingerprint);
             return Ok(());
         };
         let changes = Box::pin(server.run_internal(&sql)).await?;
@@ -299,7 +308,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Some(asked) = self.login.params.get(&name)
                 && asked != value
             {
-                self.login.params.set(&name, &value);
+                self.set_client_param(&name, &value);
                 messages::parameter_status(&mut self.out, &name, &value);
             }
         }
@@ -309,8 +318,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         for (name, value) in self.login.params.iter() {
             now.set(name, value);
         }
-        server.params = now;
+        let fingerprint = *self.params_fingerprint.get_or_insert_with(|| self.login.params.fingerprint());
+        server.set_params(now, Some(fingerprint));
         Ok(())
+    }
+
+    pub(super) fn set_client_param(&mut self, name: &str, value: &str) {
+        self.login.params.set(name, value);
+        self.params_fingerprint = None;
+    }
+
+    pub(super) fn set_client_params(&mut self, params: Params) {
+        self.login.params = params;
+        self.params_fingerprint = None;
     }
 
     fn at_rest(&self, server: &PooledServer) -> bool {

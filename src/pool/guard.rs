@@ -127,6 +127,6 @@ async fn reset(conn: &mut ServerConn) -> Result<(), crate::server::ServerError> 
         conn.run_internal("ROLLBACK").await?;
     }
     conn.run_internal("DISCARD ALL").await?;
-    conn.params = (**conn.defaults()).clone();
+    conn.set_params((**conn.defaults()).clone(), None);
     Ok(())
 }

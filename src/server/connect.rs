@@ -95,12 +95,13 @@ async fn open(target: &Target, addr: &str, id: u64, encrypt: Encrypt) -> Result<
         created: Instant::now(),
         last_used: Instant::now(),
         id,
+        synced_for: None,
     };
     let mut out = BytesMut::new();
     messages::startup_message(&mut out, [("user", target.user.as_str()), ("database", target.database.as_str())])?;
     conn.write_all(&out).await?;
     login(&mut conn, target, binding).await?;
-    conn.defaults = Arc::new(conn.params.clone());
+    conn.defaults = Arc::new(conn.params().clone());
     Ok(conn)
 }
 
@@ -153,7 +154,7 @@ async fn login(conn: &mut ServerConn, target: &Target, binding: Option<Vec<u8>>)
             }
             backend::PARAMETER_STATUS => {
                 let (name, value) = messages::decode_parameter_status(&f.body)?;
-                conn.params.set(&name, &value);
+                conn.set_param(&name, &value);
             }
             backend::BACKEND_KEY_DATA => conn.key = messages::decode_backend_key_data(&f.body)?,
             backend::ERROR_RESPONSE => {

@@ -77,7 +77,10 @@ pub struct ServerConn {
     state: ServerState,
     key: CancelKey,
     /// Session parameters as the server has them now.
-    pub(crate) params: Params,
+    params: Params,
+    /// The fingerprint of the client settings last applied, while `params` is exactly the
+    /// defaults overlaid with them: a client with the same settings needs no sync.
+    synced_for: Option<u64>,
     /// Session parameters as the server had them after connecting.
     defaults: Arc<Params>,
     /// Prepared statements the server holds for the pool.
@@ -106,6 +109,30 @@ impl ServerConn {
 
     pub fn defaults(&self) -> &Arc<Params> {
         &self.defaults
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn set_param(&mut self, name: &str, value: &str) {
+        self.params.set(name, value);
+        self.synced_for = None;
+    }
+
+    /// Replaces the parameters; `synced_for` is the fingerprint of the client settings they
+    /// are the defaults overlaid with, if they are.
+    pub fn set_params(&mut self, params: Params, synced_for: Option<u64>) {
+        self.params = params;
+        self.synced_for = synced_for;
+    }
+
+    pub fn synced_for(&self) -> Option<u64> {
+        self.synced_for
+    }
+
+    pub fn mark_synced(&mut self, fingerprint: u64) {
+        self.synced_for = Some(fingerprint);
     }
 
     pub fn age(&self) -> Duration {
@@ -180,7 +207,7 @@ impl ServerConn {
             match f.code {
                 backend::PARAMETER_STATUS => {
                     let (name, value) = messages::decode_parameter_status(&f.body)?;
-                    self.params.set(&name, &value);
+                    self.set_param(&name, &value);
                     answer.changes.push((name, value));
                 }
                 backend::DATA_ROW => answer.rows.push(extended::decode_data_row(&f.body)?),
