@@ -358,3 +358,43 @@ async fn large_parameters_and_queries_arrive_in_pieces() {
     });
     assert_eq!(length.as_deref(), Some("700000"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_returns_to_the_startup_value_in_both_pool_modes() {
+    for mode in ["transaction", "session"] {
+        let db = format!("tp_reset_{mode}");
+        let pgate = Pgate::start(&tx_config(&db, &format!("[pool]\nsize = 2\nmode = \"{mode}\"\n"))).await;
+        let conninfo = format!(
+            "{} application_name=startup_app options='-c work_mem=3000kB'",
+            pgate.conninfo("alice", ALICE_PW, &db)
+        );
+        let client = connect(&conninfo).await.unwrap();
+        let other = pgate.alice(&db).await;
+        let show = "SELECT current_setting('work_mem'), current_setting('application_name')";
+        client.batch_execute("SET work_mem = '5MB'").await.unwrap();
+        client.batch_execute("RESET work_mem").await.unwrap();
+        client.batch_execute("SET application_name = 'other_app'").await.unwrap();
+        client.batch_execute("SET application_name TO DEFAULT").await.unwrap();
+        assert_eq!(simple_row(&client, show).await, ["3000kB", "startup_app"], "{mode}: RESET");
+        assert_eq!(simple_row(&other, show).await, ["4MB", ""], "{mode}: the other client keeps its own");
+        client.batch_execute("SET work_mem = '6MB'; RESET ALL").await.unwrap();
+        assert_eq!(simple_row(&client, show).await, ["3000kB", "startup_app"], "{mode}: RESET ALL");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_set_takes_effect_when_it_is_executed() {
+    let pgate = Pgate::start(&tx_config("tp_prepared_set", "[pool]\nsize = 1\n")).await;
+    let a = pgate.alice("tp_prepared_set").await;
+    let b = pgate.alice("tp_prepared_set").await;
+    // Parse in one round trip, Bind/Execute in the next: the SET happens in the second.
+    let set = a.prepare("SET work_mem TO '3000kB'").await.unwrap();
+    a.execute(&set, &[]).await.unwrap();
+    let show = "SELECT current_setting('work_mem')";
+    assert_eq!(simple_row(&b, show).await, ["4MB"], "the setting must not leak to another client");
+    assert_eq!(simple_row(&a, show).await, ["3000kB"], "and must stay with its client");
+    let config = a.prepare("SELECT set_config('work_mem', '2500kB', false)").await.unwrap();
+    a.query(&config, &[]).await.unwrap();
+    assert_eq!(simple_row(&b, show).await, ["4MB"]);
+    assert_eq!(simple_row(&a, show).await, ["2500kB"]);
+}

@@ -15,7 +15,7 @@ use crate::protocol::codes::tx_status;
 use crate::protocol::messages;
 use crate::server::ServerError;
 use crate::server::statements::parse_global_name;
-use crate::sql::PinReason;
+use crate::sql::{Effects, PinReason};
 
 /// One query with the session's settings (source `session`: every SET, including pgate's
 /// own for the client's startup parameters), its role, its state and its protocol-level
@@ -80,6 +80,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if !(fx.settings || fx.creates.is_some() || fx.drops_statements || (fx.releases && pinned)) {
             return Ok(());
         }
+        let found = match self.probe(server, &fx).await {
+            Ok(found) => found,
+            Err(ServerError::Query(fields)) => {
+                // Cannot tell: keep the client where its state may be.
+                tracing::warn!(error = %fields.message, "session probe failed; keeping the client on its server");
+                self.pin(fx.creates.into_iter().collect());
+                return Ok(());
+            }
+            Err(e) => return Err(Error::ServerLost(e)),
+        };
+        let reset = self.adopt_settings(server, &fx, &found.settings);
+        if fx.drops_statements {
+            server.statements.rebuild(found.statements);
+            self.statements.clear();
+        }
+        if fx.discard_all {
+            self.restore_startup_settings(server).await?;
+        }
+        self.restore_reset_settings(server, reset).await?;
+        self.pin(found.state);
+        Ok(())
+    }
+
+    /// Session pooling after a statement that may have reset a setting: a startup setting
+    /// goes back to the client's value, not the server's default, as on a dedicated
+    /// connection.
+    pub(super) async fn after_reset(&mut self, server: &mut PooledServer) -> Result<(), Error> {
+        let fx = std::mem::take(&mut self.effects);
+        if !fx.resets || fx.discard_all {
+            return Ok(());
+        }
+        let found = match self.probe(server, &fx).await {
+            Ok(found) => found,
+            Err(ServerError::Query(fields)) => {
+                tracing::warn!(error = %fields.message, "session probe failed; startup settings not checked");
+                return Ok(());
+            }
+            Err(e) => return Err(Error::ServerLost(e)),
+        };
+        let reset = self.adopt_settings(server, &fx, &found.settings);
+        self.restore_reset_settings(server, reset).await
+    }
+
+    /// Asks the server what the client's statements did to its session.
+    async fn probe(&mut self, server: &mut PooledServer, fx: &Effects) -> Result<Found, ServerError> {
         // Custom settings are asked for by name: those the client named, and those the
         // client or the server is known to have.
         let mut custom: Vec<String> = fx.custom_settings.iter().filter(|n| is_valid_name(n)).cloned().collect();
@@ -90,31 +135,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let sql = probe_sql(&server.pool().target().user, &custom);
-        let found = match Box::pin(server.query_internal(&sql)).await {
-            Ok(answer) => Found::read(&answer.rows),
-            Err(ServerError::Query(fields)) => {
-                // Cannot tell: keep the client where its state may be.
-                tracing::warn!(error = %fields.message, "session probe failed; keeping the client on its server");
-                self.pin(fx.creates.into_iter().collect());
-                return Ok(());
+        Ok(Found::read(&Box::pin(server.query_internal(&sql)).await?.rows))
+    }
+
+    /// Makes the server's session settings the client's; returns the startup settings the
+    /// client reset (gone from the session though they differ from the server's defaults).
+    fn adopt_settings(&mut self, server: &mut PooledServer, fx: &Effects, session: &Params) -> Params {
+        let mut reset = Params::default();
+        if fx.resets && !fx.discard_all {
+            for (name, value) in self.startup_params.iter() {
+                if session.get(name).is_none() && server.defaults().get(name) != Some(value) {
+                    reset.set(name, value);
+                }
             }
-            Err(e) => return Err(Error::ServerLost(e)),
-        };
-        self.set_client_params(found.settings.clone());
+        }
+        self.set_client_params(session.clone());
         let mut now = (**server.defaults()).clone();
-        for (name, value) in found.settings.iter() {
+        for (name, value) in session.iter() {
             now.set(name, value);
         }
         server.set_params(now, None);
-        if fx.drops_statements {
-            server.statements.rebuild(found.statements);
-            self.statements.clear();
+        reset
+    }
+
+    /// Puts reset startup settings back, and reports those the client is told about.
+    async fn restore_reset_settings(&mut self, server: &mut PooledServer, reset: Params) -> Result<(), Error> {
+        if reset.is_empty() {
+            return Ok(());
         }
-        if fx.discard_all {
-            self.restore_startup_settings(server).await?;
+        let mut params = self.login.params.clone();
+        for (name, value) in reset.iter() {
+            params.set(name, value);
         }
-        self.pin(found.state);
-        Ok(())
+        self.set_client_params(params);
+        self.apply_params(server).await.map_err(|e| match e {
+            ServerError::Query(fields) => Error::StartupSetting(fields),
+            e => Error::ServerLost(e),
+        })?;
+        for (name, value) in reset.iter() {
+            if server.defaults().get(name).is_some() {
+                messages::parameter_status(&mut self.out, name, value);
+            }
+        }
+        flush(&mut self.client, &mut self.out).await
     }
 
     /// After DISCARD ALL a dedicated connection is back at its startup settings.

@@ -149,7 +149,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             frontend::QUERY => self.forward_query(server, frame),
             _ if !self.tracking() => {
                 if code == frontend::PARSE {
-                    self.effects.merge(sql::effects(extended::decode_parse(body)?.query));
+                    let parse = extended::decode_parse(body)?;
+                    let fx = sql::effects(parse.query);
+                    self.statements.note_effects(parse.name, &fx);
+                    self.effects.merge(fx);
+                } else if code == frontend::BIND {
+                    self.note_bound(extended::decode_bind(body)?.statement);
                 }
                 self.send(server, code, &frame);
                 Ok(())
@@ -197,6 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.skip_until_sync = true;
             return Ok(());
         }
+        self.statements.note_effects(parse.name, &fx);
         self.effects.merge(fx);
         if parse.name.is_empty() {
             let definition = Bytes::copy_from_slice(parse.definition);
@@ -272,8 +278,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Some(prepared)
     }
 
+    /// A statement's effects happen when it runs.
+    fn note_bound(&mut self, statement: &[u8]) {
+        if let Some(fx) = self.statements.effects_of(statement) {
+            let fx = (**fx).clone();
+            self.effects.merge(fx);
+        }
+    }
+
     fn forward_bind(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
         let bind = extended::decode_bind(&frame[5..])?;
+        self.note_bound(bind.statement);
         let prepared = self.resolve(server, bind.statement);
         self.last_bound = prepared.as_ref().map(|p| p.id);
         self.expect.push_using(Request::Bind, Fate::Relay, vec![], self.last_bound);

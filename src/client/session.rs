@@ -356,6 +356,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if !self.holds_server() {
                     return Ok(RelayEnd::Released);
                 }
+            } else if self.effects.any() && self.at_rest(server) {
+                self.after_reset(server).await?;
             }
             if self.holds_server() && self.shutting_down() && self.at_rest(server) {
                 return Err(Error::ShuttingDown);

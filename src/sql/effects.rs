@@ -59,6 +59,9 @@ pub struct Effects {
     pub drops_statements: bool,
     /// DISCARD ALL: settings are back to the server's defaults.
     pub discard_all: bool,
+    /// RESET, RESET ALL or SET ... TO DEFAULT: a setting may be back at the server's
+    /// default, where a dedicated connection would be back at the client's startup value.
+    pub resets: bool,
     /// Names of custom settings (`myapp.tenant`) set or reset: PostgreSQL lists these
     /// nowhere, so pgate must ask for them by name.
     pub custom_settings: Vec<String>,
@@ -75,6 +78,7 @@ impl Effects {
         self.releases |= other.releases;
         self.drops_statements |= other.drops_statements;
         self.discard_all |= other.discard_all;
+        self.resets |= other.resets;
         for name in other.custom_settings {
             if !self.custom_settings.contains(&name) {
                 self.custom_settings.push(name);
@@ -105,6 +109,7 @@ struct Statement<'a> {
     words: usize,
     previous: &'a str,
     with_hold: bool,
+    says_default: bool,
     set_config: bool,
     /// String literals with a dot: maybe custom setting names for set_config.
     dotted: Vec<&'a [u8]>,
@@ -122,6 +127,7 @@ impl<'a> Statement<'a> {
         }
         self.words += 1;
         self.with_hold |= is(self.previous, "with") && is(word, "hold");
+        self.says_default |= is(word, "default");
         self.previous = word;
         if word.len() > 8 && word[..8].eq_ignore_ascii_case("pg_temp.") {
             out.creates = out.creates.or(Some(PinReason::TemporaryTable));
@@ -160,6 +166,7 @@ impl<'a> Statement<'a> {
             e.creates = Some(PinReason::SessionAuthorization);
         } else if kw(first, "set") || kw(first, "reset") {
             e.settings = true;
+            e.resets = kw(first, "reset") || self.says_default;
             let name = if kw(second, "session") { third } else { second };
             if name.contains('.') {
                 e.custom_settings.push(name.to_ascii_lowercase());
@@ -218,6 +225,11 @@ mod tests {
     fn settings_and_pins_are_seen() {
         assert!(fx("SET search_path = a").settings);
         assert!(fx("select 1; RESET ALL").settings);
+        assert!(fx("select 1; RESET ALL").resets);
+        assert!(fx("SET work_mem = DEFAULT").resets);
+        assert!(fx("set session work_mem to default").resets);
+        assert!(!fx("SET work_mem = '64MB'").resets);
+        assert!(!fx("SET LOCAL work_mem TO DEFAULT").resets);
         assert!(fx("SELECT set_config('a.b', 'c', false)").settings);
         assert_eq!(fx("SELECT pg_catalog.set_config('App.Tenant', 'x', false)").custom_settings, ["app.tenant"]);
         assert_eq!(fx("SET SESSION myapp.x TO 1; RESET other.y").custom_settings, ["myapp.x", "other.y"]);
