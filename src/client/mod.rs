@@ -137,10 +137,10 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, peer: SocketAddr, error: 
 
 /// A CancelRequest gets no answer, whatever happens (as with PostgreSQL).
 async fn forward_cancel(shared: &Shared, key: crate::protocol::CancelKey) {
-    let Some(target) = shared.cancels.lookup(key) else {
+    let Some(in_flight) = shared.cancels.lookup(key) else {
         return tracing::debug!(pid = key.pid, "cancel request for no running query");
     };
-    if let Err(e) = cancel::forward(&target, CANCEL_TIMEOUT).await {
-        tracing::warn!(server = %target.addr, error = %e, "could not forward a cancel request");
+    if let Err(e) = cancel::forward(&in_flight.target, CANCEL_TIMEOUT).await {
+        tracing::warn!(server = %in_flight.target.addr, error = %e, "could not forward a cancel request");
     }
 }

@@ -153,6 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.login.cancel.set(Some(CancelTarget { addr: server.pool().cancel_addr().clone(), key: server.key() }));
             let end = self.serve_with(&mut server).await;
             self.login.cancel.set(None);
+            self.login.cancel.settle().await;
             match end? {
                 RelayEnd::Released => continue,
                 RelayEnd::ClientGone => return Ok(()),
