@@ -53,9 +53,13 @@ die() { say "pgbench.sh: $*"; exit 1; }
 # They run in this order whatever the order in WORKLOADS.
 ALL_WORKLOADS=(select-simple-16 select-simple-128 select-extended-16 select-extended-128
     select-prepared-16 select-prepared-128 churn-16
-    select-simple-500 select-extended-500 select-prepared-500)
+    select-simple-500 select-extended-500 select-prepared-500 tls-select-simple-128 tls-churn-16)
+# tls-* workloads connect with sslmode=require: pgate, PgBouncer and PostgreSQL terminate
+# TLS (one RSA 2048 certificate, made with openssl, for all three); the others use plaintext.
 workload_args() {
     case $1 in
+    tls-select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
+    tls-churn-16) echo "-S -M simple -C -c 16" ;;
     select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
     select-extended-*) echo "-S -M extended -c ${1##*-}" ;;
     select-prepared-*) echo "-S -M prepared -c ${1##*-}" ;;
@@ -67,18 +71,19 @@ workload_in_group() { # workload group
     local w=$1
     case $2 in
     all) return 0 ;;
-    default) [[ $w != select-prepared-500 ]] ;; # ~15 minutes with DURATION=10 ROUNDS=2
+    default) [[ $w != select-prepared-500 ]] ;; # ~17 minutes with DURATION=10 ROUNDS=2
     earlier) [[ $w == select-simple-16 || $w == select-simple-128 || $w == select-extended-16 ||
         $w == select-extended-128 || $w == churn-16 ]] ;;
     targets) [[ $w == select-simple-128 || $w == select-extended-128 || $w == select-prepared-128 ||
-        $w == churn-16 ]] ;;
+        $w == churn-16 || $w == tls-churn-16 ]] ;;
+    tls) [[ $w == tls-* ]] ;;
     simple | extended | prepared) [[ $w == select-$2-* ]] ;;
-    churn) [[ $w == churn-* ]] ;;
+    churn) [[ $w == *churn-* ]] ;;
     16 | 128 | 500) [[ $w == *-$2 ]] ;;
     *) return 1 ;;
     esac
 }
-WORKLOAD_GROUPS=(default all earlier targets simple extended prepared churn 16 128 500)
+WORKLOAD_GROUPS=(default all earlier targets simple extended prepared churn tls 16 128 500)
 if [[ $WORKLOADS == list ]]; then
     for g in "${WORKLOAD_GROUPS[@]}"; do
         printf '%-9s' "$g"
@@ -209,7 +214,16 @@ say "PostgreSQL: $PG_BIN, port $PG_PORT, data in $WORK/pg"
 as_pg "$PG_BIN/initdb" -D "$WORK/pg" -U postgres -E UTF8 --locale=C \
     --auth-local=trust --auth-host=scram-sha-256 >"$WORK/logs/initdb.log" 2>&1 ||
     { cat "$WORK/logs/initdb.log" >&2; die "initdb failed"; }
+# One certificate for every TLS endpoint, so the TLS rows compare like with like.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.crt" >"$WORK/logs/openssl.log" 2>&1 ||
+    { cat "$WORK/logs/openssl.log" >&2; die "openssl could not make a certificate"; }
+chmod 600 "$WORK/tls.key"
+[[ $(id -u) == 0 ]] && chown postgres: "$WORK/tls.key" "$WORK/tls.crt"
 cat >>"$WORK/pg/postgresql.conf" <<EOF
+ssl = on
+ssl_cert_file = '$WORK/tls.crt'
+ssl_key_file = '$WORK/tls.key'
 port = $PG_PORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$WORK'
@@ -264,6 +278,11 @@ write_pgate_config() { # name mode
 address = "127.0.0.1:${PORT[$1]}"
 max_client_connections = 5000
 
+[tls]
+mode = "allow"
+cert = "$WORK/tls.crt"
+key = "$WORK/tls.key"
+
 [pool]
 mode = "$2"
 size = $POOL_SIZE
@@ -272,6 +291,7 @@ size = $POOL_SIZE
 host = "127.0.0.1"
 port = $PG_PORT
 databases = ["*"]
+tls = { mode = "disable" }
 
 [[users]]
 name = "bench"
@@ -295,6 +315,10 @@ pool_mode = $2
 default_pool_size = $POOL_SIZE
 max_client_conn = 5000
 ignore_startup_parameters = extra_float_digits
+client_tls_sslmode = allow
+client_tls_cert_file = $WORK/tls.crt
+client_tls_key_file = $WORK/tls.key
+server_tls_sslmode = disable
 logfile = $(proxy_log "$1")
 pidfile = $WORK/$1.pid
 log_connections = 0
@@ -408,12 +432,14 @@ run_pgbench() {
     args=$(workload_args "$workload")
     RUN_NO=$((RUN_NO + 1))
     out=$WORK/logs/run-$(printf %03d $RUN_NO)-$target-$workload.txt
-    cmd="pgbench -n $args -j $JOBS -T $secs -h 127.0.0.1 -p $port -U bench bench"
+    local sslmode=disable
+    [[ $workload == tls-* ]] && sslmode=require
+    cmd="PGSSLMODE=$sslmode pgbench -n $args -j $JOBS -T $secs -h 127.0.0.1 -p $port -U bench bench"
     check_alive "$target" "the pause before: $cmd"
     pid=${PROXY_PID[$target]:-}
     [[ -n $pid ]] && before=$(cpu_ticks "$pid")
     # shellcheck disable=SC2086
-    (ulimit -n 8192 && exec "$PGBENCH" -n $args -j "$JOBS" -T "$secs" -h 127.0.0.1 -p "$port" -U bench bench) \
+    (ulimit -n 8192 && PGSSLMODE=$sslmode exec "$PGBENCH" -n $args -j "$JOBS" -T "$secs" -h 127.0.0.1 -p "$port" -U bench bench) \
         >"$out" 2>&1 || rc=$?
     [[ -n $pid ]] && after=$(cpu_ticks "$pid")
     local tps tx failed aborted clients message
@@ -436,7 +462,7 @@ run_pgbench() {
             expected="  (expected: PgBouncer 1.18 has no prepared statements in transaction mode)"
         {
             echo "[$target, $workload, round $round] exit $rc, $tx transactions, $failed failed, $aborted of $clients clients aborted$expected"
-            echo "  PGPASSWORD=bench PGSSLMODE=disable $cmd"
+            echo "  PGPASSWORD=bench $cmd"
             error_lines "$out" | sed -n 's/^/    /; 1,8p' || true
         } >>"$PROBLEMS"
     fi
@@ -612,6 +638,10 @@ for w in workloads:
     n = w.rsplit("-", 1)[1]
     if w.startswith("churn-"):
         label[w] = f"connection churn (-C), {n} clients"
+    elif w.startswith("tls-churn-"):
+        label[w] = f"TLS+SCRAM churn (-C), {n} clients"
+    elif w.startswith("tls-"):
+        label[w] = f"TLS select-only {w.split('-')[2]}, {n} clients"
     else:
         label[w] = f"select-only {w.split('-')[1]}, {n} clients"
 
@@ -685,6 +715,7 @@ targets = [
     ("earlier: select-only simple, 128 clients: pgate/PgBouncer TPS", *tx_ratio("select-simple-128", T, B, 1.00)),
     ("earlier: select-only simple, 128 clients: pgate/PgBouncer CPU per tx", "<= 1.00x",
      "-" if c_sel is None else f"{c_sel:.2f}x", None if c_sel is None else c_sel <= 1.0),
+    ("TLS+SCRAM connection storm (-C), 16 clients: pgate/PgBouncer TPS", *tx_ratio("tls-churn-16", T, B, 1.50)),
     ("earlier: connection churn, 16 clients: pgate/PgBouncer TPS", *tx_ratio("churn-16", T, B, 0.90)),
     (f"earlier: pgate KiB per idle client (PgBouncer: {num(pgb_kib, '.1f')})", "<= 8.0",
      num(kib, ".1f"), None if kib is None else kib <= 8),
