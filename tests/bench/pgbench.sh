@@ -645,7 +645,7 @@ for w in workloads:
     else:
         label[w] = f"select-only {w.split('-')[1]}, {n} clients"
 
-cols = [("workload", "<", 34), ("pool mode", "<", 11), ("direct", ">", 8), ("pgate", ">", 8),
+cols = [("workload", "<", 36), ("pool mode", "<", 11), ("direct", ">", 8), ("pgate", ">", 8),
         ("PgBouncer", ">", 9), ("pgate/PgB", ">", 9), ("pgate/direct", ">", 12),
         ("CPU pgate", ">", 9), ("CPU PgB", ">", 8), ("CPU pgate/PgB", ">", 13), ("notes", "<", 5)]
 
