@@ -103,10 +103,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
-    /// Session pooling after a statement that may have reset a setting: a startup setting
-    /// goes back to the client's value, not the server's default, as on a dedicated
-    /// connection.
-    pub(super) async fn after_reset(&mut self, server: &mut PooledServer) -> Result<(), Error> {
+    /// Session pooling, at rest after statements that may have changed the session: a
+    /// startup setting they reset goes back to the client's value, not the server's
+    /// default, as on a dedicated connection.
+    pub(super) async fn after_session_statements(&mut self, server: &mut PooledServer) -> Result<(), Error> {
         let fx = std::mem::take(&mut self.effects);
         if !fx.resets || fx.discard_all {
             return Ok(());
@@ -158,7 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         reset
     }
 
-    /// Puts reset startup settings back, and reports those the client is told about.
+    /// Puts reset startup settings back.
     async fn restore_reset_settings(&mut self, server: &mut PooledServer, reset: Params) -> Result<(), Error> {
         if reset.is_empty() {
             return Ok(());
@@ -167,27 +167,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         for (name, value) in reset.iter() {
             params.set(name, value);
         }
+        self.reapply_settings(server, params, &reset).await
+    }
+
+    /// After DISCARD ALL a dedicated connection is back at its startup settings.
+    async fn restore_startup_settings(&mut self, server: &mut PooledServer) -> Result<(), Error> {
+        let startup = self.startup_params.clone();
+        self.reapply_settings(server, startup.clone(), &startup).await
+    }
+
+    /// Makes `params` the client's settings, on the server too, and reports those of
+    /// `changed` the client is told about (ParameterStatus).
+    async fn reapply_settings(
+        &mut self,
+        server: &mut PooledServer,
+        params: Params,
+        changed: &Params,
+    ) -> Result<(), Error> {
         self.set_client_params(params);
         self.apply_params(server).await.map_err(|e| match e {
             ServerError::Query(fields) => Error::StartupSetting(fields),
             e => Error::ServerLost(e),
         })?;
-        for (name, value) in reset.iter() {
-            if server.defaults().get(name).is_some() {
-                messages::parameter_status(&mut self.out, name, value);
-            }
-        }
-        flush(&mut self.client, &mut self.out).await
-    }
-
-    /// After DISCARD ALL a dedicated connection is back at its startup settings.
-    async fn restore_startup_settings(&mut self, server: &mut PooledServer) -> Result<(), Error> {
-        self.set_client_params(self.startup_params.clone());
-        self.apply_params(server).await.map_err(|e| match e {
-            ServerError::Query(fields) => Error::StartupSetting(fields),
-            e => Error::ServerLost(e),
-        })?;
-        for (name, value) in self.startup_params.iter() {
+        for (name, value) in changed.iter() {
             if server.defaults().get(name).is_some() {
                 messages::parameter_status(&mut self.out, name, value);
             }

@@ -153,7 +153,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     let fx = sql::effects(parse.query);
                     self.statements.note_effects(parse.name, &fx);
                     self.effects.merge(fx);
-                } else if code == frontend::BIND {
+                } else if code == frontend::BIND && self.statements.any_effects() {
+                    // Session pooling decodes a Bind only when a statement may change the
+                    // session.
                     self.note_bound(extended::decode_bind(body)?.statement);
                 }
                 self.send(server, code, &frame);

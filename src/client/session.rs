@@ -293,7 +293,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// SET / RESET on the server what differs from the client's settings.
     pub(super) async fn apply_params(&mut self, server: &mut PooledServer) -> Result<(), ServerError> {
-        let fingerprint = *self.params_fingerprint.get_or_insert_with(|| self.login.params.fingerprint());
+        let fingerprint = self.client_fingerprint();
         if server.synced_for() == Some(fingerprint) {
             return Ok(());
         }
@@ -319,9 +319,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         for (name, value) in self.login.params.iter() {
             now.set(name, value);
         }
-        let fingerprint = *self.params_fingerprint.get_or_insert_with(|| self.login.params.fingerprint());
+        let fingerprint = self.client_fingerprint();
         server.set_params(now, Some(fingerprint));
         Ok(())
+    }
+
+    fn client_fingerprint(&mut self) -> u64 {
+        *self.params_fingerprint.get_or_insert_with(|| self.login.params.fingerprint())
     }
 
     pub(super) fn set_client_param(&mut self, name: &str, value: &str) {
@@ -352,13 +356,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.out.extend(self.expect.take_ready().into_iter().flatten());
             flush(&mut self.client, &mut self.out).await?;
-            if self.settings.mode != PoolMode::Session && self.at_rest(server) {
-                self.after_transaction(server).await?;
-                if !self.holds_server() {
-                    return Ok(RelayEnd::Released);
+            if self.at_rest(server) {
+                if self.settings.mode != PoolMode::Session {
+                    self.after_transaction(server).await?;
+                    if !self.holds_server() {
+                        return Ok(RelayEnd::Released);
+                    }
+                } else if self.effects.any() {
+                    self.after_session_statements(server).await?;
                 }
-            } else if self.effects.any() && self.at_rest(server) {
-                self.after_reset(server).await?;
             }
             if self.holds_server() && self.shutting_down() && self.at_rest(server) {
                 return Err(Error::ShuttingDown);

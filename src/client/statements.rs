@@ -45,6 +45,11 @@ impl ClientStatements {
         }
     }
 
+    /// True when some statement may do something to the session when it runs.
+    pub fn any_effects(&self) -> bool {
+        !self.effects.is_empty()
+    }
+
     /// What running statement `name` may do to the session.
     pub fn effects_of(&self, name: &[u8]) -> Option<&Arc<Effects>> {
         if self.effects.is_empty() { None } else { self.effects.get(name) }
