@@ -32,6 +32,8 @@ pub struct Shared {
     pub counters: crate::stats::Counters,
     /// Secrets `auth_query` fetched.
     pub secrets: crate::auth::lookup::SecretCache,
+    /// SCRAM keys derived from configured server passwords (memory only, never logged).
+    pub derived_keys: Arc<crate::auth::derived::DerivedKeys>,
     clients: AtomicUsize,
     shutdown: watch::Sender<bool>,
 }
@@ -47,6 +49,7 @@ impl Shared {
             mock_nonce: rand::random(),
             counters: Default::default(),
             secrets: Default::default(),
+            derived_keys: Arc::default(),
             clients: AtomicUsize::new(0),
             shutdown: watch::Sender::new(false),
         }))

@@ -128,7 +128,9 @@ impl Target {
             Target::Session => 60,
             Target::Transaction => 5,
         };
-        let head = format!("[pool]\nmode = \"{}\"\nsize = {size}\n", self.name());
+        // connect_timeout: session pooling opens up to 50 servers at once beside a JVM and
+        // Python drivers on two cores; a real hang still ends at RUN_TIMEOUT.
+        let head = format!("[pool]\nmode = \"{}\"\nsize = {size}\nconnect_timeout = \"20s\"\n", self.name());
         Some(Pgate::start(&single_backend_config(&head, backends().data.port())).await)
     }
 }

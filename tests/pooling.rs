@@ -250,3 +250,29 @@ async fn logins_do_not_wait_for_a_free_server() {
     }
     assert!(served, "the freed server never reached the waiting client");
 }
+
+/// Fifty clients log in at once in session pooling, so fifty server logins start together
+/// on a fresh pool: the SCRAM keys of alice's server password are derived (PBKDF2) once and
+/// every other login reuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_session_logins_derive_the_server_key_once() {
+    fresh_database("pool_derive");
+    let pgate = Pgate::start(&config_with_fallback("[pool]\nmode = \"session\"\nsize = 60\n")).await;
+    assert_eq!(pgate.shared.derived_keys.derivations(), 0);
+    let logins = (0..50).map(|i| {
+        let info = pgate.conninfo("alice", ALICE_PW, "pool_derive");
+        async move {
+            let client = connect(&info).await?;
+            let row = client.query_one("SELECT $1::int, pg_backend_pid()", &[&i]).await?;
+            Ok::<_, tokio_postgres::Error>((client, row.get::<_, i32>(1)))
+        }
+    });
+    let clients: Vec<_> = join_all(logins).await.into_iter().map(|r| r.expect("every login succeeds")).collect();
+    let mut pids: Vec<i32> = clients.iter().map(|(_, pid)| *pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 50, "session pooling gave each client a server of its own");
+    assert_eq!(pgate.shared.derived_keys.derivations(), 1, "one PBKDF2 for fifty server logins");
+    drop(clients);
+    pgate.stop().await;
+}

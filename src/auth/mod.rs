@@ -1,8 +1,10 @@
 //! Client authentication as pure exchanges (the I/O is in `client::login`): which method a
 //! login gets (`plan`), SCRAM-SHA-256 (`scram`) and md5 (`md5`). Unknown users and users
 //! without a password go through the same exchange as real ones and fail the same way, so
-//! a client cannot learn which users exist.
+//! a client cannot learn which users exist. Towards servers: keys derived once from
+//! configured passwords (`derived`) or recovered from clients' logins (`passthrough`).
 
+pub mod derived;
 pub mod lookup;
 pub mod md5;
 pub mod passthrough;

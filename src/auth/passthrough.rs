@@ -8,11 +8,13 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+use super::derived::ScramKeys;
+
 /// What a server login needs instead of a password.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Passthrough {
     /// From a SCRAM login: the client's key, and the secret's ServerKey to check the server.
-    Scram { client_key: Vec<u8>, server_key: Vec<u8> },
+    Scram(ScramKeys),
     /// From an md5 login: the stored `md5...` hash answers md5 challenges by itself.
     Md5(String),
 }
@@ -20,7 +22,7 @@ pub enum Passthrough {
 impl std::fmt::Debug for Passthrough {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Passthrough::Scram { .. } => "Passthrough::Scram(<redacted>)",
+            Passthrough::Scram(_) => "Passthrough::Scram(<redacted>)",
             Passthrough::Md5(_) => "Passthrough::Md5(<redacted>)",
         })
     }
@@ -56,10 +58,10 @@ pub fn recover_client_key(
     (Sha256::digest(&client_key).as_slice() == stored_key).then_some(client_key)
 }
 
-/// The client side of SCRAM-SHA-256(-PLUS) towards a server, with a ClientKey.
+/// The client side of SCRAM-SHA-256(-PLUS) towards a server, with a ClientKey instead of
+/// a password: from a client's login (passthrough) or derived once from a configured
+/// password (see `derived`).
 pub struct KeyedScram {
-    client_key: Vec<u8>,
-    server_key: Vec<u8>,
     gs2_header: String,
     binding_data: Vec<u8>,
     nonce: String,
@@ -68,7 +70,28 @@ pub struct KeyedScram {
 
 enum KeyedState {
     First,
-    Final { auth_message: String },
+    Final { auth_message: String, server_key: Vec<u8> },
+}
+
+/// The parts of a server-first message a client needs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ServerFirst<'a> {
+    pub nonce: &'a str,
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+}
+
+/// Parses `r=<nonce>,s=<salt>,i=<iterations>` (RFC 5802; a mandatory extension `m=` is
+/// refused, as the RFC says).
+pub fn parse_server_first(message: &str) -> Result<ServerFirst<'_>, KeyedScramError> {
+    let fail = |why: &str| KeyedScramError(format!("server-first message {why}"));
+    let mut parts = message.split(',');
+    let mut field =
+        |name: &str| parts.next().and_then(|p| p.strip_prefix(name)).ok_or_else(|| fail(&format!("without {name}")));
+    let nonce = field("r=")?;
+    let salt = STANDARD.decode(field("s=")?).map_err(|_| fail("with a salt that is not base64"))?;
+    let iterations = field("i=")?.parse().map_err(|_| fail("with an iteration count that is not a number"))?;
+    Ok(ServerFirst { nonce, salt, iterations })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +101,7 @@ pub struct KeyedScramError(String);
 impl KeyedScram {
     /// `binding`: the server certificate's tls-server-end-point hash, to use -PLUS; else
     /// `y` (`tls`: on TLS but the server offers no binding) or `n`.
-    pub fn new(client_key: Vec<u8>, server_key: Vec<u8>, binding: Option<Vec<u8>>, tls: bool) -> Self {
+    pub fn new(binding: Option<Vec<u8>>, tls: bool) -> Self {
         let gs2_header = match (&binding, tls) {
             (Some(_), _) => "p=tls-server-end-point,,",
             (None, true) => "y,,",
@@ -87,14 +110,7 @@ impl KeyedScram {
         .to_owned();
         let nonce: String = (0..24).map(|_| char::from(b'!' + rand::random_range(0..90u8)).to_string()).collect();
         let nonce = nonce.replace(',', "~");
-        Self {
-            client_key,
-            server_key,
-            gs2_header,
-            binding_data: binding.unwrap_or_default(),
-            nonce,
-            state: KeyedState::First,
-        }
+        Self { gs2_header, binding_data: binding.unwrap_or_default(), nonce, state: KeyedState::First }
     }
 
     fn client_first_bare(&self) -> String {
@@ -105,36 +121,32 @@ impl KeyedScram {
         format!("{}{}", self.gs2_header, self.client_first_bare())
     }
 
-    /// Answers the server-first message with the client-final one.
-    pub fn client_final(&mut self, server_first: &str) -> Result<String, KeyedScramError> {
-        let fail = |why: &str| KeyedScramError(why.to_owned());
-        let nonce = server_first
-            .split(',')
-            .find_map(|part| part.strip_prefix("r="))
-            .ok_or_else(|| fail("server-first message without nonce"))?;
-        if !nonce.starts_with(&self.nonce) {
-            return Err(fail("server nonce does not extend the client's"));
+    /// Answers the server-first message with the client-final one, proving `keys`.
+    pub fn client_final(&mut self, server_first: &str, keys: &ScramKeys) -> Result<String, KeyedScramError> {
+        let nonce = parse_server_first(server_first)?.nonce;
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err(KeyedScramError("server nonce does not extend the client's".into()));
         }
         let mut channel = self.gs2_header.as_bytes().to_vec();
         channel.extend_from_slice(&self.binding_data);
         let without_proof = format!("c={},r={nonce}", STANDARD.encode(channel));
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare());
-        let stored_key = Sha256::digest(&self.client_key);
-        let proof = xor(&self.client_key, &hmac(&stored_key, auth_message.as_bytes()));
-        self.state = KeyedState::Final { auth_message };
+        let stored_key = Sha256::digest(&keys.client_key);
+        let proof = xor(&keys.client_key, &hmac(&stored_key, auth_message.as_bytes()));
+        self.state = KeyedState::Final { auth_message, server_key: keys.server_key.clone() };
         Ok(format!("{without_proof},p={}", STANDARD.encode(proof)))
     }
 
     /// Checks the server's signature: a server that does not know the secret fails here.
     pub fn verify_server_final(&self, server_final: &str) -> Result<(), KeyedScramError> {
-        let KeyedState::Final { auth_message } = &self.state else {
+        let KeyedState::Final { auth_message, server_key } = &self.state else {
             return Err(KeyedScramError("server-final before server-first".into()));
         };
         let signature = server_final
             .strip_prefix("v=")
             .and_then(|v| STANDARD.decode(v).ok())
             .ok_or_else(|| KeyedScramError(format!("server says: {server_final}")))?;
-        if signature == hmac(&self.server_key, auth_message.as_bytes()) {
+        if signature == hmac(server_key, auth_message.as_bytes()) {
             Ok(())
         } else {
             Err(KeyedScramError("the server's signature does not match the secret".into()))
@@ -164,10 +176,11 @@ mod tests {
         let key = recover_client_key(bare, &server_first, &client_final, &verifier.stored_key).unwrap();
 
         // pgate then answers a server holding the same secret, without the password.
-        let mut keyed = KeyedScram::new(key, verifier.server_key.clone(), None, false);
+        let keys = ScramKeys { client_key: key, server_key: verifier.server_key.clone() };
+        let mut keyed = KeyedScram::new(None, false);
         let (server, server_first) =
             ScramExchange::start(&verifier, "u", MECHANISM, keyed.client_first().as_bytes(), None).unwrap();
-        let client_final = keyed.client_final(&server_first).unwrap();
+        let client_final = keyed.client_final(&server_first, &keys).unwrap();
         let server_final = server.finish(client_final.as_bytes()).unwrap();
         keyed.verify_server_final(&server_final).unwrap();
     }
@@ -175,11 +188,21 @@ mod tests {
     #[test]
     fn a_wrong_key_is_refused_and_a_forged_server_is_caught() {
         let verifier = ScramVerifier::from_password("s3cret");
-        let mut keyed = KeyedScram::new(vec![7; 32], verifier.server_key.clone(), None, false);
+        let keys = ScramKeys { client_key: vec![7; 32], server_key: verifier.server_key.clone() };
+        let mut keyed = KeyedScram::new(None, false);
         let (server, server_first) =
             ScramExchange::start(&verifier, "u", MECHANISM, keyed.client_first().as_bytes(), None).unwrap();
-        let client_final = keyed.client_final(&server_first).unwrap();
+        let client_final = keyed.client_final(&server_first, &keys).unwrap();
         assert!(server.finish(client_final.as_bytes()).is_err());
         assert!(keyed.verify_server_final("v=AAAA").is_err());
+    }
+
+    #[test]
+    fn server_first_messages() {
+        let parsed = parse_server_first("r=abcXYZ,s=c2FsdA==,i=4096").unwrap();
+        assert_eq!(parsed, ServerFirst { nonce: "abcXYZ", salt: b"salt".to_vec(), iterations: 4096 });
+        for bad in ["", "m=ext,r=a,s=c2FsdA==,i=1", "r=a,s=!!,i=1", "r=a,s=c2FsdA==,i=many", "r=a,i=1"] {
+            assert!(parse_server_first(bad).is_err(), "{bad}");
+        }
     }
 }

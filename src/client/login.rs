@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::TlsFacts;
 use super::io::{flush, read_frame};
+use crate::auth::derived::{ScramKeys, ServerPassword};
 use crate::auth::passthrough::Passthrough;
 use crate::auth::scram::{MECHANISM, MECHANISM_PLUS, ScramExchange};
 use crate::auth::{self, AuthError, Plan};
@@ -122,7 +123,8 @@ fn pool_for(shared: &Shared, snapshot: &Snapshot, route: &crate::config::RouteEn
         backend: route.backend.clone(),
         database: route.server_database.clone(),
         user: user.server_user.clone(),
-        password: user.server_password.clone(),
+        password: user.server_password.as_deref().map(|p| ServerPassword::new(p, &user.server_user)),
+        keys: shared.derived_keys.clone(),
         connect_timeout: settings.connect_timeout,
         max_prepared_statements: settings.max_prepared_statements,
         passthrough: Default::default(),
@@ -135,7 +137,7 @@ fn pool_for(shared: &Shared, snapshot: &Snapshot, route: &crate::config::RouteEn
 fn passthrough(fetched: Option<&StoredPassword>, client_key: Option<Vec<u8>>) -> Option<Passthrough> {
     match (fetched?, client_key) {
         (StoredPassword::Scram(v), Some(client_key)) => {
-            Some(Passthrough::Scram { client_key, server_key: v.server_key.clone() })
+            Some(Passthrough::Scram(ScramKeys { client_key, server_key: v.server_key.clone() }))
         }
         (StoredPassword::Md5(hash), _) => Some(Passthrough::Md5(hash.clone())),
         _ => None,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::derived::ServerPassword;
 use crate::auth::lookup::{Cached, query_for, secret_of};
 use crate::config::{AuthLookup, PoolMode, PoolSettings, RouteEntry, StoredPassword};
 use crate::error::Error;
@@ -44,7 +45,8 @@ fn lookup_pool(shared: &Shared, route: &RouteEntry, lookup: &AuthLookup) -> Arc<
         backend: route.backend.clone(),
         database,
         user: lookup.user.clone(),
-        password: lookup.password.clone(),
+        password: lookup.password.as_deref().map(|p| ServerPassword::new(p, &lookup.user)),
+        keys: shared.derived_keys.clone(),
         connect_timeout: settings.connect_timeout,
         max_prepared_statements: settings.max_prepared_statements,
         passthrough: Default::default(),

@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{ServerConn, ServerError, ServerState, ServerStream};
-use crate::auth::passthrough::{KeyedScram, Passthrough};
+use crate::auth::derived::{DerivedKeys, Iterations, ScramKeys, ServerPassword};
+use crate::auth::passthrough::{KeyedScram, Passthrough, parse_server_first};
 use crate::config::{Backend, SslMode};
 use crate::params::Params;
 use crate::protocol::codes::backend;
@@ -31,7 +30,9 @@ pub struct Target {
     pub backend: Arc<Backend>,
     pub database: String,
     pub user: String,
-    pub password: Option<String>,
+    pub password: Option<ServerPassword>,
+    /// SCRAM keys derived from passwords, shared by every pool.
+    pub keys: Arc<DerivedKeys>,
     pub connect_timeout: Duration,
     /// Capacity of each server's prepared-statement cache.
     pub max_prepared_statements: usize,
@@ -144,7 +145,7 @@ async fn negotiate(
 
 /// Answers authentication requests, then reads the server's welcome up to ReadyForQuery.
 async fn login(conn: &mut ServerConn, target: &Target, binding: Option<Vec<u8>>) -> Result<(), ServerError> {
-    let mut scram: Option<ScramClient> = None;
+    let mut scram: Option<ScramLogin> = None;
     loop {
         let f = next_frame(conn).await?;
         match f.code {
@@ -185,37 +186,45 @@ async fn next_frame(conn: &mut ServerConn) -> Result<frame::Frame, ServerError> 
     }
 }
 
-/// The client side of a SCRAM login to a server: with a password, or with a client's
-/// key (passthrough).
-enum ScramClient {
-    Password(ScramSha256),
-    Keyed(KeyedScram),
+/// The client side of a SCRAM login to a server, and where its keys come from.
+struct ScramLogin {
+    client: KeyedScram,
+    keys: KeySource,
+}
+
+enum KeySource {
+    /// Derived from the configured password once the server names salt and iterations.
+    Password(ServerPassword),
+    /// Recovered from a client's login (passthrough).
+    Known(ScramKeys),
 }
 
 async fn answer(
     conn: &mut ServerConn,
     target: &Target,
     request: AuthRequest,
-    scram: &mut Option<ScramClient>,
+    scram: &mut Option<ScramLogin>,
     binding: Option<&[u8]>,
 ) -> Result<(), ServerError> {
     let backend = || target.backend.name.clone();
     let no_password = || ServerError::NoPassword { backend: backend(), user: target.user.clone() };
-    let password = || target.password.as_deref().ok_or_else(no_password);
     let passthrough = target.passthrough.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let scram_error = |reason: String| ServerError::Scram { backend: backend(), reason };
     let out_of_turn = |during| ProtocolError::Unexpected { code: backend::AUTHENTICATION, during };
     let mut out = BytesMut::new();
     match request {
         AuthRequest::Ok => return Ok(()),
-        AuthRequest::Cleartext => messages::password_message(&mut out, password()?)?,
+        AuthRequest::Cleartext => {
+            let password = target.password.as_ref().ok_or_else(no_password)?;
+            messages::password_message(&mut out, password.plain())?
+        }
         AuthRequest::Md5 { salt } => {
-            let hash = match (target.password.as_deref(), &passthrough) {
-                (Some(password), _) => md5_hash(target.user.as_bytes(), password.as_bytes(), salt),
-                (None, Some(Passthrough::Md5(stored))) => md5_answer(stored, salt),
+            let stored = match (&target.password, &passthrough) {
+                (Some(password), _) => password.md5(),
+                (None, Some(Passthrough::Md5(stored))) => stored.as_str(),
                 _ => return Err(no_password()),
             };
-            messages::password_message(&mut out, &hash)?;
+            messages::password_message(&mut out, &md5_answer(stored, salt))?;
         }
         AuthRequest::Sasl { mechanisms } => {
             let offers = |m: &str| mechanisms.iter().any(|o| o == m);
@@ -226,49 +235,33 @@ async fn answer(
                 return Err(scram_error(format!("server offers only {mechanisms:?}")));
             }
             let mechanism = if plus.is_some() { SCRAM_PLUS } else { SCRAM };
-            let client = match (target.password.as_deref(), passthrough) {
-                (Some(password), _) => {
-                    let channel = match plus {
-                        Some(hash) => ChannelBinding::tls_server_end_point(hash.to_vec()),
-                        None if conn.stream.is_tls() => ChannelBinding::unrequested(),
-                        None => ChannelBinding::unsupported(),
-                    };
-                    ScramClient::Password(ScramSha256::new(password.as_bytes(), channel))
-                }
-                (None, Some(Passthrough::Scram { client_key, server_key })) => ScramClient::Keyed(KeyedScram::new(
-                    client_key,
-                    server_key,
-                    plus.map(<[u8]>::to_vec),
-                    conn.stream.is_tls(),
-                )),
+            let keys = match (&target.password, passthrough) {
+                (Some(password), _) => KeySource::Password(password.clone()),
+                (None, Some(Passthrough::Scram(keys))) => KeySource::Known(keys),
                 _ => return Err(no_password()),
             };
-            match &client {
-                ScramClient::Password(c) => messages::sasl_initial_response(&mut out, mechanism, c.message())?,
-                ScramClient::Keyed(c) => {
-                    messages::sasl_initial_response(&mut out, mechanism, c.client_first().as_bytes())?
-                }
-            }
-            *scram = Some(client);
+            let client = KeyedScram::new(plus.map(<[u8]>::to_vec), conn.stream.is_tls());
+            messages::sasl_initial_response(&mut out, mechanism, client.client_first().as_bytes())?;
+            *scram = Some(ScramLogin { client, keys });
         }
-        AuthRequest::SaslContinue(data) => match scram.as_mut().ok_or(out_of_turn("SCRAM continue"))? {
-            ScramClient::Password(c) => {
-                c.update(&data).map_err(|e| scram_error(e.to_string()))?;
-                messages::sasl_response(&mut out, c.message())?;
-            }
-            ScramClient::Keyed(c) => {
-                let reply = c.client_final(&String::from_utf8_lossy(&data)).map_err(|e| scram_error(e.to_string()))?;
-                messages::sasl_response(&mut out, reply.as_bytes())?;
-            }
-        },
+        AuthRequest::SaslContinue(data) => {
+            let login = scram.as_mut().ok_or(out_of_turn("SCRAM continue"))?;
+            let server_first =
+                std::str::from_utf8(&data).map_err(|_| scram_error("server-first is not UTF-8".into()))?;
+            let keys = match &login.keys {
+                KeySource::Known(keys) => keys.clone(),
+                KeySource::Password(password) => derive_keys(target, password, server_first).await?,
+            };
+            let reply = login.client.client_final(server_first, &keys).map_err(|e| scram_error(e.to_string()))?;
+            messages::sasl_response(&mut out, reply.as_bytes())?;
+        }
         AuthRequest::SaslFinal(data) => {
             // Verifies the server's signature: a server that does not know the secret fails here.
-            return match scram.take().ok_or(out_of_turn("SCRAM final"))? {
-                ScramClient::Password(mut c) => c.finish(&data).map_err(|e| scram_error(e.to_string())),
-                ScramClient::Keyed(c) => {
-                    c.verify_server_final(&String::from_utf8_lossy(&data)).map_err(|e| scram_error(e.to_string()))
-                }
-            };
+            let login = scram.take().ok_or(out_of_turn("SCRAM final"))?;
+            return login
+                .client
+                .verify_server_final(&String::from_utf8_lossy(&data))
+                .map_err(|e| scram_error(e.to_string()));
         }
         AuthRequest::Unsupported(method) => {
             return Err(ServerError::UnsupportedAuth { backend: backend(), method });
@@ -276,6 +269,25 @@ async fn answer(
     }
     conn.write_all(&out).await?;
     Ok(())
+}
+
+/// The keys for the salt and iteration count the server named: from memory after the
+/// first login of this role, else derived once off the relay threads.
+async fn derive_keys(target: &Target, password: &ServerPassword, server_first: &str) -> Result<ScramKeys, ServerError> {
+    let scram_error = |reason: String| ServerError::Scram { backend: target.backend.name.clone(), reason };
+    let first = parse_server_first(server_first).map_err(|e| scram_error(e.to_string()))?;
+    let iterations = Iterations::new(first.iterations).ok_or_else(|| {
+        scram_error(format!(
+            "the server asks for {} PBKDF2 iterations; pgate accepts 1 to {}",
+            first.iterations,
+            crate::auth::derived::MAX_ITERATIONS
+        ))
+    })?;
+    target
+        .keys
+        .scram(&target.backend.name, &target.user, password.plain(), &first.salt, iterations)
+        .await
+        .map_err(|e| scram_error(e.to_string()))
 }
 
 /// An md5 challenge answered from a stored `md5...` hash: md5(hash || salt).

@@ -13,6 +13,10 @@
 #   MODES         pool modes to run the proxies in (default "transaction session")
 #   WARMUP        seconds of warm-up pgbench per target before measuring (default 2; 0: none)
 #   IDLE_CLIENTS  idle clients held open for the memory figure (default 1000; 0: skip that test)
+#   SERVER_LOGINS concurrent session clients against a fresh pool, for the CPU per server
+#                 login (default 50; 0: skip that test)
+#   PGATE_BASELINE_BIN  a second pgate binary (e.g. an older commit) measured beside PGATE_BIN
+#                 in the server-login test
 #   JOBS          pgbench threads, -j (default 2)
 #   PGATE_BIN     use this pgate binary instead of running `cargo build --release`
 #   PG_BIN        directory with initdb, pg_ctl, postgres, psql, pgbench
@@ -31,6 +35,8 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-2}
 WARMUP=${WARMUP:-2}
 IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
+SERVER_LOGINS=${SERVER_LOGINS:-50}
+PGATE_BASELINE_BIN=${PGATE_BASELINE_BIN:-}
 JOBS=${JOBS:-2}
 PGBOUNCER=${PGBOUNCER:-/usr/sbin/pgbouncer}
 KEEP_LOGS=${KEEP_LOGS:-}
@@ -272,7 +278,7 @@ done
 
 proxy_log() { echo "$WORK/logs/$1.log"; }
 
-write_pgate_config() { # name mode
+write_pgate_config() { # name mode [pool size]
     cat >"$WORK/$1.toml" <<EOF
 [listen]
 address = "127.0.0.1:${PORT[$1]}"
@@ -285,7 +291,7 @@ key = "$WORK/tls.key"
 
 [pool]
 mode = "$2"
-size = $POOL_SIZE
+size = ${3:-$POOL_SIZE}
 
 [backends.main]
 host = "127.0.0.1"
@@ -299,7 +305,7 @@ password = "bench"
 EOF
 }
 
-write_pgbouncer_config() { # name mode
+write_pgbouncer_config() { # name mode [pool size]
     printf '"bench" "%s"\n' "$PGBOUNCER_USERLIST_SECRET" >"$WORK/$1.users"
     cat >"$WORK/$1.ini" <<EOF
 [databases]
@@ -312,7 +318,7 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $WORK/$1.users
 pool_mode = $2
-default_pool_size = $POOL_SIZE
+default_pool_size = ${3:-$POOL_SIZE}
 max_client_conn = 5000
 ignore_startup_parameters = extra_float_digits
 client_tls_sslmode = allow
@@ -514,6 +520,85 @@ for workload in "${SELECTED[@]}"; do
     done
 done
 
+# ---------------------------------------------------------------- server logins
+# SERVER_LOGINS clients connect at once to a proxy that has just started, in session
+# pooling with room for all of them: every client login is also a server login (SCRAM to
+# PostgreSQL). A fresh process per round, so no earlier login has warmed anything; its
+# readiness is checked by its listening socket alone, which opens no server. CPU is the sum
+# of the process's threads' run time (/proc/PID/task/*/schedstat, nanoseconds: the clock
+# ticks of /proc/PID/stat are too coarse for a few milliseconds).
+LOGINS=$WORK/logins.tsv
+: >"$LOGINS"
+run_ns() { # pid -> run time of all its threads, ns
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'
+}
+listening() { ss -Hltn "( sport = :$1 )" | grep -q .; }
+LOGIN_TARGETS=()
+if ((SERVER_LOGINS > 0)); then
+    LOGIN_TARGETS=(pgate-logins pgbouncer-logins)
+    [[ -n $PGATE_BASELINE_BIN ]] && LOGIN_TARGETS+=(baseline-logins)
+    say ""
+    say "server logins: $SERVER_LOGINS concurrent session clients, fresh process, $ROUNDS round(s)"
+fi
+for round in $(seq "$ROUNDS"); do
+    for name in "${LOGIN_TARGETS[@]}"; do
+        PORT[$name]=$(free_port)
+        case $name in
+        pgate-logins | baseline-logins)
+            bin=$PGATE_BIN
+            [[ $name == baseline-* ]] && bin=$PGATE_BASELINE_BIN
+            write_pgate_config "$name" session $((SERVER_LOGINS + 10))
+            (ulimit -n 8192 && PGATE_LOG=warn exec "$bin" run --config "$WORK/$name.toml") \
+                >>"$(proxy_log "$name")" 2>&1 &
+            WAIT_PID[$name]=$!
+            PROXY_PID[$name]=$!
+            ;;
+        pgbouncer-logins)
+            write_pgbouncer_config "$name" session $((SERVER_LOGINS + 10))
+            rm -f "$WORK/$name.pid"
+            "${AS_PG[@]}" sh -c 'ulimit -n 8192 && exec "$0" "$1"' "$PGBOUNCER" "$WORK/$name.ini" \
+                >>"$WORK/logs/$name.stdout" 2>&1 &
+            WAIT_PID[$name]=$!
+            for i in $(seq 100); do [[ -s $WORK/$name.pid ]] && break; sleep 0.1; done
+            PROXY_PID[$name]=$(cat "$WORK/$name.pid" 2>/dev/null || echo "${WAIT_PID[$name]}")
+            ;;
+        esac
+        for i in $(seq 300); do listening "${PORT[$name]}" && break; sleep 0.1; done
+        pid=${PROXY_PID[$name]}
+        sleep 0.5
+        before=$(run_ns "$pid")
+        out=$WORK/logs/logins-$name-$round.txt
+        rc=0
+        "$PGBENCH" -n -S -c "$SERVER_LOGINS" -j "$JOBS" -t 1 -h 127.0.0.1 -p "${PORT[$name]}" -U bench bench \
+            >"$out" 2>&1 || rc=$?
+        after=$(run_ns "$pid")
+        tx=$(awk -F': ' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1]; exit }' "$out")
+        servers=$("$PSQL" -X -qAt -h "$WORK" -p "$PG_PORT" -U postgres -d postgres \
+            -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'")
+        if ((rc != 0)) || [[ ${tx:-0} != "$SERVER_LOGINS" ]]; then
+            {
+                echo "[$name, server logins, round $round] exit $rc, ${tx:-0} of $SERVER_LOGINS transactions"
+                error_lines "$out" | sed -n 's/^/    /; 1,5p' || true
+            } >>"$PROBLEMS"
+        fi
+        say "$(printf '  %-18s round %s: %s ms CPU for %s clients, %s server connections open' "$name" "$round" \
+            "$(awk -v n=$((after - before)) 'BEGIN { printf "%.1f", n / 1e6 }')" "${tx:-0}" "$servers")"
+        printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$((after - before))" "${tx:-0}" "$servers" >>"$LOGINS"
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "${WAIT_PID[$name]}" 2>/dev/null || true
+        unset "PROXY_PID[$name]" "WAIT_PID[$name]"
+        # PostgreSQL ends the backends of the closed servers a moment later.
+        for i in $(seq 50); do
+            n=$("$PSQL" -X -qAt -h "$WORK" -p "$PG_PORT" -U postgres -d postgres \
+                -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'")
+            ((n == 0)) && break
+            sleep 0.1
+        done
+    done
+done
+
 # ---------------------------------------------------------------- idle clients
 # IDLE_CLIENTS clients log in (SCRAM) through one proxy in transaction mode and stay idle:
 # a pgbench script that only sleeps sends no query at all.
@@ -562,10 +647,10 @@ done
 
 # ---------------------------------------------------------------- report
 for c in "${CRASHES[@]}"; do echo "$c" >>"$PROBLEMS"; done
-python3 - "$RESULTS" "$IDLE" "$PROBLEMS" "$CLK_TCK" "$DURATION" "$ROUNDS" "$POOL_SIZE" "$JOBS" <<'EOF'
+python3 - "$RESULTS" "$IDLE" "$PROBLEMS" "$CLK_TCK" "$DURATION" "$ROUNDS" "$POOL_SIZE" "$JOBS" "$LOGINS" <<'EOF'
 import statistics, sys
 
-results, idle, problems, clk, duration, rounds, pool, jobs = sys.argv[1:]
+results, idle, problems, clk, duration, rounds, pool, jobs, logins = sys.argv[1:]
 clk = int(clk)
 
 # (workload, target) -> list of dict(tps, tx, cpu ticks, status, aborted, clients, message)
@@ -692,6 +777,26 @@ if idle_rows:
         proxy = "pgate" if name.startswith("pgate") else "PgBouncer"
         per_client[proxy] = per
         print(f"{proxy:<10}  {n:>7}  {str(base) + ' KiB':>12}  {str(rss) + ' KiB':>16}  {num(per, '.1f'):>19}")
+
+login_rows = {}
+for line in open(logins):
+    name, _round, ns, tx, servers = line.rstrip("\n").split("\t")
+    login_rows.setdefault(name, []).append((int(ns), int(tx), int(servers)))
+if login_rows:
+    print()
+    print("server logins: concurrent session clients against a fresh pool (each one a SCRAM login to PostgreSQL)")
+    print(f"{'proxy':<26}  {'clients':>7}  {'rounds':>6}  {'CPU ms median':>13}  {'CPU ms worst':>12}  {'us per login':>12}")
+    print(f"{'-' * 26}  {'-' * 7}  {'-' * 6}  {'-' * 13}  {'-' * 12}  {'-' * 12}")
+    names = {"pgate-logins": "pgate", "baseline-logins": "pgate (PGATE_BASELINE_BIN)", "pgbouncer-logins": "PgBouncer"}
+    for name in ("pgate-logins", "baseline-logins", "pgbouncer-logins"):
+        rs = login_rows.get(name)
+        if not rs:
+            continue
+        ms = [ns / 1e6 for ns, _tx, _s in rs]
+        clients = max(tx for _ns, tx, _s in rs)
+        med = statistics.median(ms)
+        per = med * 1000 / clients if clients else None
+        print(f"{names[name]:<26}  {clients:>7}  {len(rs):>6}  {med:>13.1f}  {max(ms):>12.1f}  {num(per, '.0f'):>12}")
 
 def verdict(ok):
     return "-" if ok is None else ("met" if ok else "MISSED")
