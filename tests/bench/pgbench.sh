@@ -532,6 +532,10 @@ LOGINS=$WORK/logins.tsv
 run_ns() { # pid -> run time of all its threads, ns
     cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'
 }
+bench_servers() {
+    "$PSQL" -X -qAt -h "$WORK" -p "$PG_PORT" -U postgres -d postgres \
+        -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'"
+}
 listening() { ss -Hltn "( sport = :$1 )" | grep -q .; }
 LOGIN_TARGETS=()
 if ((SERVER_LOGINS > 0)); then
@@ -566,6 +570,7 @@ for round in $(seq "$ROUNDS"); do
         for i in $(seq 300); do listening "${PORT[$name]}" && break; sleep 0.1; done
         pid=${PROXY_PID[$name]}
         sleep 0.5
+        open_before=$(bench_servers)
         before=$(run_ns "$pid")
         out=$WORK/logs/logins-$name-$round.txt
         rc=0
@@ -573,15 +578,16 @@ for round in $(seq "$ROUNDS"); do
             >"$out" 2>&1 || rc=$?
         after=$(run_ns "$pid")
         tx=$(awk -F': ' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1]; exit }' "$out")
-        servers=$("$PSQL" -X -qAt -h "$WORK" -p "$PG_PORT" -U postgres -d postgres \
-            -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'")
+        # Servers this proxy opened (it closes none meanwhile): PgBouncer opens them a few at
+        # a time and lets clients that came later reuse them, pgate opens them as asked.
+        servers=$(($(bench_servers) - open_before))
         if ((rc != 0)) || [[ ${tx:-0} != "$SERVER_LOGINS" ]]; then
             {
                 echo "[$name, server logins, round $round] exit $rc, ${tx:-0} of $SERVER_LOGINS transactions"
                 error_lines "$out" | sed -n 's/^/    /; 1,5p' || true
             } >>"$PROBLEMS"
         fi
-        say "$(printf '  %-18s round %s: %s ms CPU for %s clients, %s server connections open' "$name" "$round" \
+        say "$(printf '  %-18s round %s: %s ms CPU for %s clients, %s server logins' "$name" "$round" \
             "$(awk -v n=$((after - before)) 'BEGIN { printf "%.1f", n / 1e6 }')" "${tx:-0}" "$servers")"
         printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$((after - before))" "${tx:-0}" "$servers" >>"$LOGINS"
         kill -TERM "$pid" 2>/dev/null || true
@@ -591,9 +597,7 @@ for round in $(seq "$ROUNDS"); do
         unset "PROXY_PID[$name]" "WAIT_PID[$name]"
         # PostgreSQL ends the backends of the closed servers a moment later.
         for i in $(seq 50); do
-            n=$("$PSQL" -X -qAt -h "$WORK" -p "$PG_PORT" -U postgres -d postgres \
-                -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'")
-            ((n == 0)) && break
+            (($(bench_servers) <= open_before)) && break
             sleep 0.1
         done
     done
@@ -785,8 +789,8 @@ for line in open(logins):
 if login_rows:
     print()
     print("server logins: concurrent session clients against a fresh pool (each one a SCRAM login to PostgreSQL)")
-    print(f"{'proxy':<26}  {'clients':>7}  {'rounds':>6}  {'CPU ms median':>13}  {'CPU ms worst':>12}  {'us per login':>12}")
-    print(f"{'-' * 26}  {'-' * 7}  {'-' * 6}  {'-' * 13}  {'-' * 12}  {'-' * 12}")
+    print(f"{'proxy':<26}  {'clients':>7}  {'server logins':>13}  {'rounds':>6}  {'CPU ms median':>13}  {'CPU ms worst':>12}  {'us per client':>13}")
+    print(f"{'-' * 26}  {'-' * 7}  {'-' * 13}  {'-' * 6}  {'-' * 13}  {'-' * 12}  {'-' * 13}")
     names = {"pgate-logins": "pgate", "baseline-logins": "pgate (PGATE_BASELINE_BIN)", "pgbouncer-logins": "PgBouncer"}
     for name in ("pgate-logins", "baseline-logins", "pgbouncer-logins"):
         rs = login_rows.get(name)
@@ -794,9 +798,12 @@ if login_rows:
             continue
         ms = [ns / 1e6 for ns, _tx, _s in rs]
         clients = max(tx for _ns, tx, _s in rs)
+        servers = statistics.median(s for _ns, _tx, s in rs)
         med = statistics.median(ms)
         per = med * 1000 / clients if clients else None
-        print(f"{names[name]:<26}  {clients:>7}  {len(rs):>6}  {med:>13.1f}  {max(ms):>12.1f}  {num(per, '.0f'):>12}")
+        print(f"{names[name]:<26}  {clients:>7}  {servers:>13.0f}  {len(rs):>6}  {med:>13.1f}  {max(ms):>12.1f}  {num(per, '.0f'):>13}")
+    print("CPU: the proxy's threads' run time for the whole burst (client logins, server logins, one")
+    print("  transaction each, the resets); server logins: connections PostgreSQL saw the proxy open.")
 
 def verdict(ok):
     return "-" if ok is None else ("met" if ok else "MISSED")
