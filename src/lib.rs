@@ -2,6 +2,7 @@
 //!
 //! # Map of the crate
 //! - [`proxy`]: listener, accept loop, shared state, client limit, janitor, shutdown.
+//! - [`access`]: workspaces: who may reach which database, what each statement may do.
 //! - [`client`]: one client connection: startup packets, login, the session loop.
 //! - [`auth`]: client authentication exchanges (SCRAM-SHA-256(-PLUS), md5, cert, trust).
 //! - [`tls`]: TLS towards clients and backends, certificate identities, channel binding.
@@ -33,6 +34,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod auth;
 pub mod cancel;
 pub mod client;
