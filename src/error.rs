@@ -1,6 +1,7 @@
 //! The errors a client can be told about, and the ONE mapping from them to an
 //! ErrorResponse: severity, SQLSTATE, message, hint.
 
+use crate::access::LoginDenial;
 use crate::auth::AuthError;
 use crate::params::ParamError;
 use crate::pool::PoolError;
@@ -19,6 +20,9 @@ pub enum Error {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// No workspace admits the login.
+    #[error(transparent)]
+    Access(#[from] LoginDenial),
     #[error(transparent)]
     Params(#[from] ParamError),
     #[error("no PostgreSQL user name specified in startup packet")]
@@ -79,6 +83,13 @@ impl Error {
             Error::Params(ParamError::BadName(_)) => (sqlstate::PROTOCOL_VIOLATION, None),
             Error::Params(_) => (sqlstate::FEATURE_NOT_SUPPORTED, None),
             Error::MissingUser => (sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, None),
+            Error::Access(LoginDenial::TooManyClients { .. }) => {
+                (sqlstate::TOO_MANY_CONNECTIONS, Some("retry later, or ask the operator to raise the workspace's max_client_connections"))
+            }
+            Error::Access(_) => (
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                Some("ask the operator for a [[workspaces]] grant, or pick a workspace with options=-c pgate.workspace=NAME"),
+            ),
             Error::AuthLookup { .. } => (
                 sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
                 Some(

@@ -16,6 +16,12 @@ use crate::config::Snapshot;
 use crate::pool::Pools;
 use crate::tls::{ClientTls, TlsError};
 
+/// Query texts whose classification is kept (prepared statements classify once).
+const CLASSIFIER_CACHE: usize = 10_000;
+
+/// How long a shutdown waits for the audit log to be written out.
+const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often the janitor looks at the pools.
 const JANITOR_PERIOD: Duration = Duration::from_secs(1);
 
@@ -34,13 +40,21 @@ pub struct Shared {
     pub secrets: crate::auth::lookup::SecretCache,
     /// SCRAM keys derived from configured server passwords (memory only, never logged).
     pub derived_keys: Arc<crate::auth::derived::DerivedKeys>,
+    /// Statement classifications by text, for workspace rules and the audit log.
+    pub classifier: crate::sql::classify::ClassifierCache,
+    /// The audit log, when `[audit]` is configured.
+    pub auditor: Option<Arc<crate::audit::Auditor>>,
+    /// Clients per workspace, for their max_client_connections.
+    pub workspace_clients: crate::access::WorkspaceClients,
     clients: AtomicUsize,
     shutdown: watch::Sender<bool>,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot) -> Result<Arc<Self>, TlsError> {
+    /// Builds the shared state; the audit log's writer starts on the current runtime.
+    pub fn new(snapshot: Snapshot) -> Result<Arc<Self>, ProxyError> {
         let tls = snapshot.tls.as_ref().map(ClientTls::load).transpose()?.map(Arc::new);
+        let auditor = snapshot.audit.clone().map(crate::audit::Auditor::start).transpose()?;
         Ok(Arc::new(Self {
             tls: ArcSwapOption::new(tls),
             config: ArcSwap::from_pointee(snapshot),
@@ -50,6 +64,9 @@ impl Shared {
             counters: Default::default(),
             secrets: Default::default(),
             derived_keys: Arc::default(),
+            classifier: crate::sql::classify::ClassifierCache::new(CLASSIFIER_CACHE),
+            auditor,
+            workspace_clients: Default::default(),
             clients: AtomicUsize::new(0),
             shutdown: watch::Sender::new(false),
         }))
@@ -58,6 +75,16 @@ impl Shared {
     /// The client-facing TLS in force now (`None`: TLS is disabled).
     pub fn client_tls(&self) -> Option<Arc<ClientTls>> {
         self.tls.load_full()
+    }
+
+    /// Makes a new, validated configuration the one in force. Workspaces' rules and pinned
+    /// settings apply to every session's next statement and transaction, users and routes to
+    /// the next login; existing pools keep their settings and servers, and the audit log its
+    /// settings, until pgate restarts.
+    pub fn apply_config(&self, snapshot: Snapshot) {
+        self.derived_keys.clear();
+        self.config.store(Arc::new(snapshot));
+        tracing::info!("configuration reloaded");
     }
 
     /// Reads the certificate files again; new handshakes use them, established connections
@@ -111,6 +138,8 @@ pub enum ProxyError {
     Bind { address: String, source: std::io::Error },
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 pub struct Proxy {
@@ -159,6 +188,9 @@ impl Proxy {
         drain(&shared).await;
         janitor.abort();
         shared.pools.close_all();
+        if let Some(auditor) = &shared.auditor {
+            auditor.flush_and_close(AUDIT_FLUSH_TIMEOUT).await;
+        }
     }
 
     fn spawn_client(&self, stream: tokio::net::TcpStream, peer: SocketAddr) {
@@ -197,15 +229,36 @@ async fn janitor(shared: Arc<Shared>) {
     }
 }
 
-/// Reloads the TLS certificates on every SIGHUP, for as long as the process runs.
-pub async fn reload_on_sighup(shared: Arc<Shared>) {
+/// On every SIGHUP, for as long as the process runs: reads the configuration file again
+/// and, when it is valid, makes it the one in force (see [`Shared::apply_config`]); then
+/// reloads the TLS certificates.
+pub async fn reload_on_sighup(shared: Arc<Shared>, path: std::path::PathBuf) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        return tracing::error!("cannot watch SIGHUP; certificates will not be reloaded");
+        return tracing::error!("cannot watch SIGHUP; the configuration will not be reloaded");
     };
     while hup.recv().await.is_some() {
+        // Validation derives SCRAM secrets of plain passwords: off the relay threads.
+        let file = path.clone();
+        match tokio::task::spawn_blocking(move || crate::config::load(&file)).await {
+            Ok(Ok(snapshot)) => shared.apply_config(snapshot),
+            Ok(Err(e)) => tracing::error!(error = %e, "configuration reload failed; keeping the running configuration"),
+            Err(e) => tracing::error!(error = %e, "configuration reload failed; keeping the running configuration"),
+        }
         if let Err(e) = shared.reload_tls() {
             tracing::error!(error = %e, "TLS reload failed; keeping the previous certificates");
         }
+    }
+}
+
+/// Reopens the audit log file on every SIGUSR1 (after logrotate moved it away).
+pub async fn reopen_audit_on_sigusr1(shared: Arc<Shared>) {
+    let Some(auditor) = shared.auditor.clone() else { return };
+    let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) else {
+        return tracing::error!("cannot watch SIGUSR1; the audit log will not be reopened on request");
+    };
+    while usr1.recv().await.is_some() {
+        tracing::info!("reopening the audit log (SIGUSR1)");
+        auditor.reopen();
     }
 }
 

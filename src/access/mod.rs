@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub use builtins::{Builtins, SENSITIVE_CATALOGS};
+pub use builtins::{Builtins, SENSITIVE_CATALOGS, is_catalog_schema};
 pub use check::{Denial, Rule, Scope, check};
 pub use pattern::Pattern;
 pub use workspace::{RawWorkspace, Rules, UnparsedPolicy, Workspace, build};

@@ -46,6 +46,19 @@ pub enum Plan {
     Refuse(AuthError),
 }
 
+impl Plan {
+    /// The method's name in the audit log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Plan::Trust => "trust",
+            Plan::Scram(_) => "scram-sha-256",
+            Plan::Md5(_) => "md5",
+            Plan::Cert => "cert",
+            Plan::Refuse(_) => "refused",
+        }
+    }
+}
+
 /// Chooses the exchange for `user` (None: not configured) connecting from `peer`;
 /// `fetched` is the secret `auth_query` found for an unconfigured user; `mock_nonce` seeds
 /// the fake salts of logins that must fail.

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use super::ticket::Ticket;
 use crate::protocol::codes::backend;
 
 /// The client message an entry stands for.
@@ -52,13 +53,15 @@ pub enum Undo {
     ServerUnnamed,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Entry {
     request: Request,
     fate: Fate,
     undo: Vec<Undo>,
     /// The pool statement it uses (Bind, Describe, Execute), to blame when it fails.
     statement: Option<u64>,
+    /// The audit records of what it runs.
+    ticket: Option<Box<Ticket>>,
 }
 
 /// What to do with one server message.
@@ -89,6 +92,9 @@ pub struct Expectations {
     ignored_syncs: usize,
     /// Pool statements whose Parse the server accepted.
     confirmed: Vec<u64>,
+    /// Tickets of entries that are gone (answered, skipped by the server, or never sent
+    /// because it was skipping), for the inspector to close.
+    retired: Vec<Box<Ticket>>,
 }
 
 impl Expectations {
@@ -119,13 +125,40 @@ impl Expectations {
 
     /// Like [`Self::push`], for a message that uses pool statement `statement`.
     pub fn push_using(&mut self, request: Request, fate: Fate, undo: Vec<Undo>, statement: Option<u64>) {
-        if self.server_skipping && !matches!(request, Request::Sync | Request::CopyEnd) {
+        self.push_entry(Entry { request, fate, undo, statement, ticket: None });
+    }
+
+    /// A message the server answers, carrying the audit records of what it runs.
+    pub fn push_ticketed(&mut self, request: Request, statement: Option<u64>, ticket: Option<Ticket>) {
+        self.push_entry(Entry { request, fate: Fate::Relay, undo: vec![], statement, ticket: ticket.map(Box::new) });
+    }
+
+    fn push_entry(&mut self, entry: Entry) {
+        if self.server_skipping && !matches!(entry.request, Request::Sync | Request::CopyEnd) {
             // The server ignores it; a real server would not have answered or done it.
-            self.undone.extend(undo);
+            self.undone.extend(entry.undo);
+            self.retired.extend(entry.ticket);
             return;
         }
-        self.queue.push_back(Entry { request, fate, undo, statement });
+        self.queue.push_back(entry);
         self.release_answers();
+    }
+
+    /// The ticket of the request the next server message answers.
+    pub fn head_ticket(&mut self) -> Option<&mut Ticket> {
+        self.queue.front_mut().and_then(|e| e.ticket.as_deref_mut())
+    }
+
+    /// Tickets whose entries are gone since the last call.
+    pub fn take_retired(&mut self) -> Vec<Box<Ticket>> {
+        std::mem::take(&mut self.retired)
+    }
+
+    /// Every ticket still waiting for an answer (the connection is ending).
+    pub fn drain_tickets(&mut self) -> Vec<Box<Ticket>> {
+        let mut tickets = self.take_retired();
+        tickets.extend(self.queue.iter_mut().filter_map(|e| e.ticket.take()));
+        tickets
     }
 
     /// The pool statement of the entry the last error answered, once.
@@ -215,9 +248,10 @@ impl Expectations {
     }
 
     fn finish(&mut self, failed: bool) -> Verdict {
-        let Some(entry) = self.queue.pop_front() else {
+        let Some(mut entry) = self.queue.pop_front() else {
             return Verdict::Relay;
         };
+        self.retired.extend(entry.ticket.take());
         if failed {
             self.failed_statement = entry.statement;
             self.undone.extend(entry.undo);
@@ -243,6 +277,7 @@ impl Expectations {
             }
             let entry = self.queue.pop_front().expect("front exists");
             self.undone.extend(entry.undo);
+            self.retired.extend(entry.ticket);
         }
         self.server_skipping = true;
     }

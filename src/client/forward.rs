@@ -8,6 +8,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::expect::{Fate, Request, Undo};
+use super::inspect::{Decision, marker_query};
 use super::session::{RelayEnd, Session, is_frontend_message};
 use super::statements::Prepared;
 use crate::config::OnSessionState;
@@ -29,16 +30,33 @@ fn client_interest(code: u8) -> Interest {
     }
 }
 
+/// With statement rules or audit, Execute (its portal) and FunctionCall are read too.
+fn inspect_interest(code: u8) -> Interest {
+    use frontend::*;
+    match code {
+        EXECUTE | FUNCTION_CALL => Interest::Whole,
+        _ => client_interest(code),
+    }
+}
+
+/// A Bind body after the names with no parameters and no result formats.
+const EMPTY_BIND: &[u8] = &[0, 0, 0, 0, 0, 0];
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Whether pgate reads (and may rewrite) a message of this code whole before relaying it.
     pub(super) fn rewrites(&self, code: u8) -> bool {
-        self.tracking() && client_interest(code) == Interest::Whole
+        self.tracks_replies() && self.interest()(code) == Interest::Whole
+    }
+
+    fn interest(&self) -> fn(u8) -> Interest {
+        if self.inspect.is_some() { inspect_interest } else { client_interest }
     }
 
     /// Frames newly read client bytes into `to_server`; `Some` when the client is leaving.
     pub(super) fn scan_client(&mut self, server: &mut PooledServer) -> Result<Option<RelayEnd>, Error> {
+        let interest = self.interest();
         loop {
-            match self.cscan.next(&self.cbuf, client_interest)? {
+            match self.cscan.next(&self.cbuf, interest)? {
                 Scan::Pass(n) => {
                     if !self.dropping_frame {
                         self.to_server.extend_from_slice(&self.cbuf[..n]);
@@ -99,6 +117,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     if parse.name.is_empty() || taken || sql::effects(parse.query).any() {
                         return Ok(false);
                     }
+                    if let Some(inspect) = self.inspect.as_mut()
+                        && !inspect.would_allow_parse(parse.query)
+                    {
+                        // A refusal goes through a server, like any other.
+                        return Ok(false);
+                    }
                     let id = self.login.pool.statement_id(parse.definition);
                     if !self.login.pool.statement_confirmed(id) {
                         return Ok(false);
@@ -106,6 +130,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     parsed.push((Bytes::copy_from_slice(parse.name), Prepared::new(id, parse.definition)));
                 }
                 frontend::SYNC if !parsed.is_empty() => {
+                    if let Some(inspect) = self.inspect.as_mut() {
+                        let mut at = 0;
+                        while at < pos {
+                            let (_, len) = crate::protocol::frame::peek_header(&self.cbuf[at..], usize::MAX)?
+                                .ok_or(ProtocolError::MalformedMessage { what: "Parse" })?;
+                            let parse = extended::decode_parse(&self.cbuf[at + 5..at + len])?;
+                            // Checked just above: kept for its Binds.
+                            let _ = inspect.parse(parse.name, parse.query);
+                            at += len;
+                        }
+                    }
                     self.cbuf.advance(pos + total);
                     for (name, prepared) in parsed {
                         self.statements.insert(name, prepared);
@@ -122,7 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Notes the reply a message calls for; `false` when the server will ignore it.
     fn expect_reply(&mut self, code: u8) -> bool {
-        if !self.tracking() {
+        if !self.tracks_replies() {
             return true;
         }
         match code {
@@ -144,23 +179,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn forward_whole(&mut self, server: &mut PooledServer, code: u8, frame: Bytes) -> Result<(), Error> {
-        let body = &frame[5..];
         match code {
             frontend::QUERY => self.forward_query(server, frame),
-            _ if !self.tracking() => {
-                if code == frontend::PARSE {
-                    let parse = extended::decode_parse(body)?;
-                    let fx = sql::effects(parse.query);
-                    self.statements.note_effects(parse.name, &fx);
-                    self.effects.merge(fx);
-                } else if code == frontend::BIND && self.statements.any_effects() {
-                    // Session pooling decodes a Bind only when a statement may change the
-                    // session.
-                    self.note_bound(extended::decode_bind(body)?.statement);
-                }
-                self.send(server, code, &frame);
-                Ok(())
-            }
+            frontend::EXECUTE => self.forward_execute(server, &frame),
+            frontend::FUNCTION_CALL => self.forward_function_call(server, frame),
+            _ if !self.tracking() => self.forward_as_is(server, code, &frame),
             frontend::PARSE => self.forward_parse(server, &frame),
             frontend::BIND => self.forward_bind(server, &frame),
             frontend::DESCRIBE => self.forward_describe(server, &frame),
@@ -168,14 +191,76 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// Session pooling: statement names stay the client's; with an inspector, every
+    /// message is checked and its reply followed.
+    fn forward_as_is(&mut self, server: &mut PooledServer, code: u8, frame: &[u8]) -> Result<(), Error> {
+        let body = &frame[5..];
+        match code {
+            frontend::PARSE => {
+                let parse = extended::decode_parse(body)?;
+                if let Some(inspect) = self.inspect.as_mut()
+                    && let Err((marker, ticket)) = inspect.parse(parse.name, parse.query)
+                {
+                    self.expect.push_ticketed(Request::Parse, None, Some(ticket));
+                    self.send(server, code, &marker_parse(parse.name, &marker)?);
+                    return Ok(());
+                }
+                let fx = sql::effects(parse.query);
+                self.statements.note_effects(parse.name, &fx);
+                self.effects.merge(fx);
+                if self.tracks_replies() {
+                    self.expect.push(Request::Parse, Fate::Relay, vec![]);
+                }
+            }
+            frontend::BIND if self.inspect.is_some() || self.statements.any_effects() => {
+                // Session pooling decodes a Bind only when a statement may change the
+                // session, or for the inspector.
+                let bind = extended::decode_bind(body)?;
+                self.note_bound(bind.statement);
+                if let Some(inspect) = self.inspect.as_mut() {
+                    if let Err((marker, ticket)) = inspect.bind(bind.portal, bind.statement, bind.rest) {
+                        self.expect.push_ticketed(Request::Bind, None, Some(ticket));
+                        self.send(server, code, &extended::bind_frame(bind.portal, marker.as_bytes(), EMPTY_BIND));
+                        return Ok(());
+                    }
+                    self.expect.push(Request::Bind, Fate::Relay, vec![]);
+                }
+            }
+            frontend::DESCRIBE | frontend::CLOSE if self.tracks_replies() => {
+                let what = if code == frontend::CLOSE { "Close" } else { "Describe" };
+                let (kind, name) = extended::decode_target(body, what)?;
+                let request = match (code, kind) {
+                    (frontend::CLOSE, _) => Request::Close,
+                    (_, PORTAL) => Request::DescribePortal,
+                    _ => Request::DescribeStatement,
+                };
+                if let (frontend::CLOSE, Some(inspect)) = (code, self.inspect.as_mut()) {
+                    if kind == PORTAL { inspect.close_portal(name) } else { inspect.close_statement(name) }
+                }
+                self.expect.push(request, Fate::Relay, vec![]);
+            }
+            _ => {}
+        }
+        self.send(server, code, frame);
+        Ok(())
+    }
+
     fn forward_query(&mut self, server: &mut PooledServer, frame: Bytes) -> Result<(), Error> {
         let text = frame[5..].strip_suffix(b"\0").unwrap_or(&frame[5..]);
-        let mut fx = sql::effects(text);
+        let mut ticket = None;
         let mut frame = frame.clone();
+        let mut fx = sql::effects(text);
+        match self.inspect.as_mut().map(|i| i.query(text)) {
+            Some(Decision::Refuse { marker, ticket: refused }) => {
+                ticket = Some(refused);
+                frame = query_frame(&marker_query(&marker))?;
+                fx = sql::Effects::default();
+            }
+            Some(Decision::Run(t)) => ticket = t,
+            None => {}
+        }
         if let Some(reason) = fx.creates.filter(|_| self.refuses_state()) {
-            let mut out = bytes::BytesMut::new();
-            messages::query(&mut out, &refusal_sql(reason))?;
-            frame = out.freeze();
+            frame = query_frame(&refusal_sql(reason))?;
             fx = sql::Effects::default();
         }
         self.effects.merge(fx);
@@ -183,9 +268,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // A simple Query destroys the unnamed statement.
             self.statements.unnamed = None;
             server.statements.unnamed = None;
-            self.expect.push(Request::Query, Fate::Relay, vec![]);
+        }
+        if self.tracks_replies() {
+            self.expect.push_ticketed(Request::Query, None, ticket);
         }
         self.send(server, frontend::QUERY, &frame);
+        Ok(())
+    }
+
+    /// Execute is read whole only for the inspector: its portal names the statement.
+    fn forward_execute(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
+        let portal = extended::decode_execute(&frame[5..])?;
+        let ticket = self.inspect.as_mut().and_then(|i| i.execute(portal));
+        self.expect.push_ticketed(Request::Execute, self.last_bound, ticket);
+        self.send(server, frontend::EXECUTE, frame);
+        Ok(())
+    }
+
+    /// FunctionCall is read whole only for the inspector.
+    fn forward_function_call(&mut self, server: &mut PooledServer, frame: Bytes) -> Result<(), Error> {
+        let decision = self.inspect.as_mut().map(|i| i.function_call());
+        let (frame, ticket) = match decision {
+            Some(Decision::Refuse { marker, ticket }) => (query_frame(&marker_query(&marker))?, Some(ticket)),
+            Some(Decision::Run(ticket)) => (frame, ticket),
+            None => (frame, None),
+        };
+        self.expect.push_ticketed(Request::Query, None, ticket);
+        let code = frame[0];
+        self.send(server, code, &frame);
         Ok(())
     }
 
@@ -195,6 +305,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn forward_parse(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
         let parse = extended::decode_parse(&frame[5..])?;
+        if let Some(inspect) = self.inspect.as_mut()
+            && let Err((marker, ticket)) = inspect.parse(parse.name, parse.query)
+        {
+            // The marker goes as the unnamed statement (the server knows the client's
+            // statements by pool names only); the server's unnamed one is gone with it,
+            // and so is the client's when that is the one it parsed.
+            server.statements.unnamed = None;
+            if parse.name.is_empty() {
+                self.statements.unnamed = None;
+            }
+            self.expect.push_ticketed(Request::Parse, None, Some(ticket));
+            self.send(server, frontend::PARSE, &marker_parse(b"", &marker)?);
+            return Ok(());
+        }
         let fx = sql::effects(parse.query);
         if let Some(reason) = fx.creates.filter(|_| self.refuses_state()) {
             // Refused before the server sees it; the rest of the pipeline is skipped, as a
@@ -290,6 +414,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn forward_bind(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
         let bind = extended::decode_bind(&frame[5..])?;
+        if let Some(inspect) = self.inspect.as_mut()
+            && let Err((marker, ticket)) = inspect.bind(bind.portal, bind.statement, bind.rest)
+        {
+            // A Bind of a statement that does not exist fails on the server; its error
+            // carries the marker.
+            self.last_bound = None;
+            self.expect.push_ticketed(Request::Bind, None, Some(ticket));
+            self.send(server, frontend::BIND, &extended::bind_frame(bind.portal, marker.as_bytes(), EMPTY_BIND));
+            return Ok(());
+        }
         self.note_bound(bind.statement);
         let prepared = self.resolve(server, bind.statement);
         self.last_bound = prepared.as_ref().map(|p| p.id);
@@ -327,6 +461,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn forward_close(&mut self, server: &mut PooledServer, frame: &[u8]) -> Result<(), Error> {
         let (kind, name) = extended::decode_target(&frame[5..], "Close")?;
+        if let Some(inspect) = self.inspect.as_mut() {
+            if kind == PORTAL { inspect.close_portal(name) } else { inspect.close_statement(name) }
+        }
         if kind == PORTAL {
             self.expect.push(Request::Close, Fate::Relay, vec![]);
             self.send(server, frontend::CLOSE, frame);
@@ -341,6 +478,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.expect.push(Request::Close, Fate::Answer(extended::close_complete()), vec![]);
         Ok(())
     }
+}
+
+fn query_frame(sql: &str) -> Result<Bytes, Error> {
+    let mut out = bytes::BytesMut::new();
+    messages::query(&mut out, sql)?;
+    Ok(out.freeze())
+}
+
+/// A Parse of the marker statement under `name`.
+fn marker_parse(name: &[u8], marker: &str) -> Result<Bytes, Error> {
+    let mut definition = marker_query(marker).into_bytes();
+    definition.extend_from_slice(&[0, 0, 0]);
+    Ok(extended::parse_frame(name, &definition))
 }
 
 fn refusal_message(reason: PinReason) -> (String, &'static str) {

@@ -9,6 +9,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::TlsFacts;
 use super::io::{flush, read_frame};
+use super::inspect::Inspector;
+use crate::access::{Identity, Permit, WORKSPACE_SETTING, WorkspaceSlot};
+use crate::audit::SessionContext;
 use crate::auth::derived::{ScramKeys, ServerPassword};
 use crate::auth::passthrough::Passthrough;
 use crate::auth::scram::{MECHANISM, MECHANISM_PLUS, ScramExchange};
@@ -33,6 +36,12 @@ pub struct LoggedIn {
     pub pool: Arc<Pool>,
     pub params: Params,
     pub cancel: CancelHandle,
+    /// Statement rules and audit, when a workspace has rules or the audit log is on.
+    pub inspect: Option<Box<Inspector>>,
+    /// The client's place under its workspace's max_client_connections.
+    pub workspace_slot: Option<WorkspaceSlot>,
+    /// How the client proved who it is, as the audit log names it.
+    pub method: &'static str,
 }
 
 /// Logs a client in; `pending` holds what the client sent after its StartupMessage, `tls`
@@ -42,7 +51,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     mut pending: BytesMut,
     peer: SocketAddr,
     startup: StartupMessage,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     snapshot: &Snapshot,
     tls: Option<&TlsFacts>,
 ) -> Result<LoggedIn, Error> {
@@ -53,7 +62,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let user_name = startup.get("user").filter(|u| !u.is_empty()).ok_or(Error::MissingUser)?.to_owned();
     let database = startup.get("database").filter(|d| !d.is_empty()).unwrap_or(&user_name).to_owned();
-    let params = params::from_startup(startup.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let mut params = params::from_startup(startup.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     check_transport(snapshot, tls, &user_name)?;
     let route = routing::route(snapshot, &database)?;
     let configured = snapshot.users.get(&user_name).cloned();
@@ -65,6 +74,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     let plan =
         auth::plan(&snapshot.auth, &user_name, configured.as_deref(), fetched.as_ref(), peer.ip(), &shared.mock_nonce);
     let by_certificate = matches!(plan, Plan::Cert);
+    let method = plan.name();
     let client_key = match authenticate(stream, &mut pending, &mut out, &user_name, plan, tls).await {
         Ok(key) => key,
         Err(e) => {
@@ -82,6 +92,13 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         None if by_certificate || fetched.is_some() => Arc::new(User::implicit(&user_name)),
         None => return Err(AuthError::PasswordFailed(user_name).into()),
     };
+    let certificate = tls.and_then(|t| t.peer.as_ref());
+    let who = Identity { user: &user_name, certificate, database: &database, requested: params.get(WORKSPACE_SETTING) };
+    let permit = snapshot.workspaces.authorize(who)?;
+    let workspace_slot = permit.as_ref().map(|p| shared.workspace_clients.admit(&p.workspace)).transpose()?;
+    if let Some(permit) = &permit {
+        pin_settings(&mut params, permit);
+    }
     // AuthenticationOk goes out with the welcome, in one write.
     messages::authentication_ok(&mut out);
 
@@ -92,8 +109,56 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     let defaults = pool.learn_defaults().await.map_err(Error::LoginServer)?;
     let cancel = shared.cancels.register();
     welcome(&mut out, &defaults, &params, &cancel);
+    let facts = Facts { peer, user: &user_name, database: &database, tls, cancel: &cancel };
+    let inspect = inspector(shared, &facts, permit, &pool, &params);
     flush(stream, &mut out).await?;
-    Ok(LoggedIn { pending, user: user_name, database, pool, params, cancel })
+    Ok(LoggedIn { pending, user: user_name, database, pool, params, cancel, inspect, workspace_slot, method })
+}
+
+/// What the audit context of a session is made of.
+struct Facts<'a> {
+    peer: SocketAddr,
+    user: &'a str,
+    database: &'a str,
+    tls: Option<&'a TlsFacts>,
+    cancel: &'a CancelHandle,
+}
+
+/// The workspace's settings win over the client's: they are what row-level security and
+/// the rules rely on. A workspace with rules also fixes the search_path it checks names on.
+fn pin_settings(params: &mut Params, permit: &Permit) {
+    let ws = &permit.workspace;
+    for (name, value) in &ws.session {
+        params.set(name, value);
+    }
+    if ws.has_statement_rules() && params.get("search_path").is_none() {
+        params.set("search_path", super::inspect::DEFAULT_SEARCH_PATH);
+    }
+}
+
+fn inspector(
+    shared: &Arc<Shared>,
+    facts: &Facts<'_>,
+    permit: Option<Permit>,
+    pool: &Pool,
+    params: &Params,
+) -> Option<Box<Inspector>> {
+    if permit.is_none() && shared.auditor.is_none() {
+        return None;
+    }
+    let context = Arc::new(SessionContext {
+        client: facts.peer,
+        user: facts.user.to_owned(),
+        database: facts.database.to_owned(),
+        workspace: permit.as_ref().map(|p| p.workspace.name.clone()),
+        backend: pool.key().backend.clone(),
+        session_id: format!("{:x}", facts.cancel.key().pid),
+        tls: facts.tls.map(|t| t.version.to_owned()),
+        identity: facts.tls.and_then(|t| t.peer.as_ref()).and_then(|p| p.common_name().map(str::to_owned)),
+    });
+    let search_path = params.get("search_path").unwrap_or(super::inspect::DEFAULT_SEARCH_PATH);
+    let workspace = permit.map(|p| p.workspace);
+    Some(Box::new(Inspector::new(shared.clone(), workspace, context, &pool.key().user, search_path)))
 }
 
 /// What `[tls] mode` demands of the connection itself, before any password.

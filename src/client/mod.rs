@@ -3,9 +3,11 @@
 //! under the pool mode of its pool.
 
 mod after;
+mod audit_log;
 mod expect;
 mod forward;
 mod handshake;
+mod inspect;
 mod io;
 mod login;
 mod lookup;
@@ -13,6 +15,7 @@ mod reply;
 mod session;
 mod start_tls;
 mod statements;
+mod ticket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,7 +73,7 @@ pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, ad
             Some(tls) => start_tls::upgrade(tcp, pending, tls, conn).await,
             None => unreachable_tls(peer),
         },
-        Ok(Ok(Opening::Cancel(key))) => forward_cancel(&conn.shared, key).await,
+        Ok(Ok(Opening::Cancel(key))) => forward_cancel(&conn.shared, key, peer).await,
         Ok(Ok(Opening::Nothing)) => {}
         Ok(Err(e)) => refuse(&mut tcp, peer, e).await,
         Err(_) => tracing::debug!(%peer, "closed: no startup packet within login_timeout"),
@@ -97,15 +100,24 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
         return refuse(&mut stream, peer, Error::ShuttingDown).await;
     }
     let snapshot = shared.config.load_full();
+    let claimed = shared.auditor.is_some().then(|| audit_log::Claimed::of(&startup, peer, tls.as_ref()));
     // Boxed: the login's state is large and lives only until the session starts; the
     // task of an idle client should not carry it.
     let login = Box::pin(login::login(&mut stream, pending, peer, startup, &shared, &snapshot, tls.as_ref()));
     let logged_in = match tokio::time::timeout_at(deadline, login).await {
         Ok(Ok(logged_in)) => logged_in,
-        Ok(Err(e)) => return refuse(&mut stream, peer, e).await,
-        Err(_) => return refuse(&mut stream, peer, Error::LoginTimeout(snapshot.listen.login_timeout)).await,
+        Ok(Err(e)) => {
+            audit_log::login_failed(&shared, claimed, &e).await;
+            return refuse(&mut stream, peer, e).await;
+        }
+        Err(_) => {
+            let e = Error::LoginTimeout(snapshot.listen.login_timeout);
+            audit_log::login_failed(&shared, claimed, &e).await;
+            return refuse(&mut stream, peer, e).await;
+        }
     };
     drop(snapshot);
+    audit_log::login_ok(&shared, &logged_in).await;
     let tls_version = tls.as_ref().map(|t| t.version).unwrap_or("none");
     let span =
         tracing::debug_span!("client", %peer, user = %logged_in.user, db = %logged_in.database, tls = tls_version);
@@ -115,7 +127,9 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
 async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, logged_in: login::LoggedIn, shared: Arc<Shared>) {
     tracing::debug!("logged in");
     let mut session = Session::new(stream, logged_in, shared);
-    match session.run().await {
+    let ended = session.run().await;
+    session.finish_audit().await;
+    match ended {
         Ok(()) => tracing::debug!("session ended"),
         Err(e) => {
             if matches!(e, Error::ClientIo(_) | Error::ShuttingDown) {
@@ -136,10 +150,12 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, peer: SocketAddr, error: 
 }
 
 /// A CancelRequest gets no answer, whatever happens (as with PostgreSQL).
-async fn forward_cancel(shared: &Shared, key: crate::protocol::CancelKey) {
+async fn forward_cancel(shared: &Shared, key: crate::protocol::CancelKey, peer: SocketAddr) {
     let Some(in_flight) = shared.cancels.lookup(key) else {
+        audit_log::cancel(shared, peer, key, false).await;
         return tracing::debug!(pid = key.pid, "cancel request for no running query");
     };
+    audit_log::cancel(shared, peer, key, true).await;
     if let Err(e) = cancel::forward(&in_flight.target, CANCEL_TIMEOUT).await {
         tracing::warn!(server = %in_flight.target.addr, error = %e, "could not forward a cancel request");
     }

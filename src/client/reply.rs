@@ -72,7 +72,7 @@ enum Action {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Relays what the server sent, in order, with pgate's changes.
     pub(super) async fn relay_server(&mut self, server: &mut PooledServer) -> Result<(), Error> {
-        let interest = if self.tracking() { tracking_interest } else { plain_interest };
+        let interest = if self.tracks_replies() { tracking_interest } else { plain_interest };
         let (mut from, mut pos) = (0, 0);
         loop {
             match self.sscan.next(&server.buf[pos..], interest).map_err(server_desync)? {
@@ -87,7 +87,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
                 Scan::Whole { code, total } => {
-                    let seen = Seen::read(code, &server.buf[pos + frame::HEADER_LEN..pos + total])?;
+                    let body = &server.buf[pos + frame::HEADER_LEN..pos + total];
+                    let seen = Seen::read(code, body)?;
+                    if let Some(inspect) = self.inspect.as_mut()
+                        && let Some(ticket) = self.expect.head_ticket()
+                    {
+                        ticket.on_reply(code, body, inspect.done_mut());
+                    }
                     let action = self.on_whole(server, code, seen)?;
                     let answers = self.expect.take_ready();
                     if matches!(action, Action::Relay) && answers.is_empty() {
@@ -119,8 +125,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn on_whole(&mut self, server: &mut PooledServer, code: u8, seen: Seen) -> Result<Action, Error> {
-        // Session pooling tracks no replies; `code` matters only to the tracker.
-        let verdict = if self.tracking() {
+        // Session pooling tracks no replies (unless inspecting); `code` matters only to the
+        // tracker.
+        let verdict = if self.tracks_replies() {
             let v = self.expect.on_server_message(code).map_err(unexpected)?;
             for undo in self.expect.take_undone() {
                 self.undo(server, undo);
@@ -141,7 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 server.set_param(&name, &value);
                 Action::Relay
             }
-            Seen::Error(body) if self.tracking() => self.on_error(server, &body)?,
+            Seen::Error(body) if self.tracks_replies() => self.on_error(server, &body)?,
             _ => Action::Relay,
         };
         Ok(if verdict == Verdict::Drop { Action::Drop } else { action })
@@ -168,6 +175,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// cached plan went stale (DDL changed its result type) is closed before its next use.
     fn on_error(&mut self, server: &mut PooledServer, body: &Bytes) -> Result<Action, Error> {
         let failed = self.expect.take_failed_statement();
+        if let Some(refusal) = self.inspect.as_mut().and_then(|i| i.refusal_for(body)) {
+            return Ok(Action::Replace(refusal));
+        }
         if let Some(id) = failed
             && body.windows(STALE_PLAN.len()).any(|w| w == STALE_PLAN)
         {

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
 use super::expect::Expectations;
+use super::inspect::Inspector;
 use super::io::flush;
 use super::login::LoggedIn;
 use super::statements::ClientStatements;
@@ -88,6 +89,8 @@ pub struct Session<S> {
     pub(super) refused_transaction: bool,
     /// `login.params.fingerprint()`, until the client's settings change.
     params_fingerprint: Option<u64>,
+    /// Statement rules and audit tickets (`None`: no workspace rules, no audit log).
+    pub(super) inspect: Option<Box<Inspector>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -116,6 +119,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             last_bound: None,
             refused_transaction: false,
             params_fingerprint: None,
+            inspect: login.inspect.take(),
         }
     }
 
@@ -128,6 +132,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// pooling relays as it is.
     pub(super) fn tracking(&self) -> bool {
         self.settings.mode != PoolMode::Session
+    }
+
+    /// Replies are followed message by message: to rename statements (transaction and
+    /// statement pooling), or to end audit records and replace refusals (any mode).
+    pub(super) fn tracks_replies(&self) -> bool {
+        self.tracking() || self.inspect.is_some()
+    }
+
+    /// Hands finished audit records to the auditor; with `on_full = "block"` this waits
+    /// for room, so the client's next results wait too and nothing is lost.
+    pub(super) async fn flush_audit(&mut self) {
+        let Some(inspect) = self.inspect.as_mut() else { return };
+        for ticket in self.expect.take_retired() {
+            ticket.skipped(inspect.done_mut());
+        }
+        let records = inspect.take_done();
+        if let Some(auditor) = inspect.auditor() {
+            for record in records {
+                // A sink that is failing keeps what it was given (on_error = "deny") or
+                // counts it as lost (on_error = "continue"); either way the auditor says so.
+                let _ = auditor.record(record).await;
+            }
+        }
+    }
+
+    /// The session is over: statements still waiting for an answer are recorded as lost.
+    pub async fn finish_audit(&mut self) {
+        let Some(inspect) = self.inspect.as_mut() else { return };
+        for ticket in self.expect.drain_tickets() {
+            ticket.abandon(inspect.done_mut());
+        }
+        let logout = crate::audit::Record {
+            time: std::time::SystemTime::now(),
+            context: inspect.context().clone(),
+            event: crate::audit::Event::Logout,
+        };
+        self.flush_audit().await;
+        if let Some(auditor) = self.inspect.as_ref().and_then(|i| i.auditor()) {
+            let _ = auditor.record(logout).await;
+        }
     }
 
     /// True while the client keeps its server between transactions.
@@ -351,7 +395,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// can never deadlock against pgate blocked on sending it requests.
     async fn relay(&mut self, server: &mut PooledServer) -> Result<RelayEnd, Error> {
         loop {
-            if let Some(end) = self.scan_client(server)? {
+            let end = self.scan_client(server)?;
+            self.flush_audit().await;
+            if let Some(end) = end {
                 return Ok(end);
             }
             self.out.extend(self.expect.take_ready().into_iter().flatten());
@@ -380,6 +426,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 RelayEvent::ServerRead(Ok(_)) => {
                     self.relay_server(server).await?;
+                    self.flush_audit().await;
                     if self.refused_transaction {
                         self.end_refused_transaction(server).await?;
                     }

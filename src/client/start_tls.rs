@@ -84,7 +84,7 @@ async fn inside(mut stream: TlsStream<TcpStream>, tls: Arc<ClientTls>, conn: Con
             .await;
     match opened {
         Ok(Ok(Opening::Startup(startup))) => after_startup(stream, pending, startup, Some(facts), conn).await,
-        Ok(Ok(Opening::Cancel(key))) => forward_cancel(&conn.shared, key).await,
+        Ok(Ok(Opening::Cancel(key))) => forward_cancel(&conn.shared, key, conn.peer).await,
         Ok(Ok(Opening::Nothing | Opening::StartTls)) => {}
         Ok(Err(e)) => refuse(&mut stream, conn.peer, e).await,
         Err(_) => {

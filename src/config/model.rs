@@ -19,6 +19,9 @@ pub struct RawConfig {
     pub backends: BTreeMap<String, RawBackend>,
     pub databases: BTreeMap<String, Spanned<RawDatabase>>,
     pub users: Vec<Spanned<RawUser>>,
+    pub workspaces: Vec<Spanned<crate::access::RawWorkspace>>,
+    /// `[audit]`; absent: no audit log.
+    pub audit: Option<crate::audit::RawAudit>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,10 @@ pub struct Snapshot {
     pub backends: BTreeMap<String, Arc<Backend>>,
     pub routes: RouteTable,
     pub users: HashMap<String, Arc<User>>,
+    /// `[[workspaces]]`; empty: every login is admitted and no statement is checked.
+    pub workspaces: Arc<crate::access::Workspaces>,
+    /// `[audit]`; `None`: no audit log.
+    pub audit: Option<crate::audit::AuditSettings>,
     pub(super) pool_defaults: RawPool,
 }
 

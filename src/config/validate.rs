@@ -33,8 +33,20 @@ pub(super) fn build(raw: RawConfig, src: &Source) -> Result<Snapshot, ConfigErro
     let routes = build_routes(&raw, &backends, src)?;
     let users = build_users(raw.users, &auth, src)?;
     check_cert_auth(&auth, &users, tls.as_ref(), src)?;
-    let snapshot =
-        Snapshot { source: src.path.clone(), listen, auth, tls, backends, routes, users, pool_defaults: raw.pool };
+    let workspaces = Arc::new(build_workspaces(&raw.workspaces, &routes, src)?);
+    let audit = raw.audit.as_ref().map(crate::audit::build).transpose().map_err(|e| src.invalid(None, format!("[audit] {e}")))?;
+    let snapshot = Snapshot {
+        source: src.path.clone(),
+        listen,
+        auth,
+        tls,
+        backends,
+        routes,
+        users,
+        workspaces,
+        audit,
+        pool_defaults: raw.pool,
+    };
     check_effective_pools(&snapshot, src)?;
     Ok(snapshot)
 }
@@ -263,6 +275,31 @@ fn build_users(
         }
     }
     Ok(users)
+}
+
+fn build_workspaces(
+    raw: &[toml::Spanned<crate::access::RawWorkspace>],
+    routes: &RouteTable,
+    src: &Source,
+) -> Result<crate::access::Workspaces, ConfigError> {
+    let mut workspaces = crate::access::Workspaces::default();
+    for spanned in raw {
+        let line = Some(spanned.span().start);
+        let ws = crate::access::build(spanned.get_ref()).map_err(|e| src.invalid(line, e))?;
+        if workspaces.get(&ws.name).is_some() {
+            return Err(src.invalid(line, format!("workspace \"{}\" is defined twice", ws.name)));
+        }
+        for db in ws.databases.iter().flatten() {
+            if routes.fallback.is_none() && !routes.exact.contains_key(db) {
+                return Err(src.invalid(
+                    line,
+                    format!("workspace \"{}\" grants database \"{db}\", which no backend routes", ws.name),
+                ));
+            }
+        }
+        workspaces.list.push(Arc::new(ws));
+    }
+    Ok(workspaces)
 }
 
 /// A secret given inline (with `${ENV}` expansion) or by file; not both.

@@ -95,4 +95,8 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const CONNECTION_EXCEPTION: &str = "08000";
     pub const INTERNAL_ERROR: &str = "XX000";
+    /// A workspace rule refused the statement.
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    /// The audit log cannot be written (audit.on_error = "deny").
+    pub const IO_ERROR: &str = "58030";
 }

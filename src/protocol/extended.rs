@@ -64,6 +64,48 @@ pub fn bind_frame(portal: &[u8], statement: &[u8], rest: &[u8]) -> Bytes {
     frame(frontend::BIND, &[portal, b"\0", statement, b"\0", rest])
 }
 
+/// One bound parameter value as text: text-format values as they are, binary ones as
+/// `\x` hex (what the audit log shows); NULL as `None`.
+pub fn bind_parameters(rest: &[u8]) -> Result<Vec<Option<String>>, ProtocolError> {
+    let mut r = BodyReader::new(rest, "Bind");
+    let formats: Vec<i16> = (0..r.i16()?.max(0)).map(|_| r.i16()).collect::<Result<_, _>>()?;
+    let count = r.i16()?.max(0) as usize;
+    let mut values = Vec::with_capacity(count);
+    for i in 0..count {
+        let len = r.i32()?;
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let bytes = r.bytes(len as usize)?;
+        let binary = match formats.as_slice() {
+            [] => false,
+            [one] => *one == 1,
+            all => all.get(i).copied() == Some(1),
+        };
+        values.push(Some(if binary {
+            let mut hex = String::with_capacity(2 + 2 * bytes.len());
+            hex.push_str("\\x");
+            for b in bytes {
+                hex.push_str(&format!("{b:02x}"));
+            }
+            hex
+        } else {
+            String::from_utf8_lossy(bytes).into_owned()
+        }));
+    }
+    Ok(values)
+}
+
+/// An Execute body: the portal and the row limit.
+pub fn decode_execute(body: &[u8]) -> Result<&[u8], ProtocolError> {
+    let mut r = BodyReader::new(body, "Execute");
+    let portal = r.cstr()?;
+    r.i32()?;
+    r.finish()?;
+    Ok(portal)
+}
+
 /// The body of a Describe or Close: `S` or `P` and a name.
 pub fn decode_target<'a>(body: &'a [u8], what: &'static str) -> Result<(u8, &'a [u8]), ProtocolError> {
     let mut r = BodyReader::new(body, what);
@@ -154,6 +196,18 @@ mod tests {
         assert_eq!(decode_bind(&f[5..]).unwrap().statement, b"pgate_s9");
         assert_eq!(decode_target(b"Ss1\0", "Close").unwrap(), (STATEMENT, &b"s1"[..]));
         assert!(decode_target(b"Xs1\0", "Close").is_err());
+    }
+
+    #[test]
+    fn bound_parameters_as_text() {
+        // formats: one code (binary) for all; two values: 2 bytes, NULL.
+        let rest = b"\0\x01\0\x01\0\x02\0\0\0\x02\x01\xff\xff\xff\xff\xff\0\0";
+        assert_eq!(bind_parameters(rest).unwrap(), vec![Some("\\x01ff".to_owned()), None]);
+        let text = b"\0\0\0\x01\0\0\0\x03abc\0\0";
+        assert_eq!(bind_parameters(text).unwrap(), vec![Some("abc".to_owned())]);
+        assert!(bind_parameters(b"\0\0\0\x01\0\0\0\x09ab").is_err());
+        assert_eq!(decode_execute(b"p1\0\0\0\0\0").unwrap(), b"p1");
+        assert!(decode_execute(b"p1\0\0").is_err());
     }
 
     #[test]

@@ -1,0 +1,470 @@
+//! What pgate reads of a client's statements when its workspace has rules or the audit log
+//! is on: every statement is classified, checked against the workspace, and given an audit
+//! ticket. A refused message still goes to the server, as a marker statement that fails
+//! there, so a transaction block fails exactly as PostgreSQL would fail it; the server's
+//! error is then replaced by the refusal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+
+use super::ticket::{Ticket, TicketKind};
+use crate::access::{Denial, Rule, Scope, Workspace, Workspaces, check};
+use crate::audit::{Auditor, Event, Outcome, Parameters, Record, SessionContext, StatementRecord};
+use crate::protocol::codes::sqlstate;
+use crate::protocol::extended;
+use crate::protocol::messages::ErrorFields;
+use crate::proxy::Shared;
+use crate::sql::statement::{AuditClass, Classified, Kind, SettingChange, Statement};
+
+/// A statement's text and classification, kept by name for its Binds (protocol) or
+/// EXECUTEs (SQL PREPARE).
+#[derive(Debug)]
+pub struct Prepared {
+    text: Arc<str>,
+    classified: Arc<Classified>,
+}
+
+/// A bound portal: what it runs, with what.
+#[derive(Debug)]
+struct Portal {
+    prepared: Arc<Prepared>,
+    parameters: Parameters,
+}
+
+/// What to do with a client message.
+pub enum Decision {
+    /// Send it; the ticket (if any) rides on its reply entry.
+    Run(Option<Ticket>),
+    /// Send the marker instead; the ticket carries the denial's record.
+    Refuse { marker: String, ticket: Ticket },
+}
+
+pub struct Inspector {
+    shared: Arc<Shared>,
+    /// The configuration's workspaces when `workspace` was looked up.
+    workspaces: Arc<Workspaces>,
+    workspace_name: Option<String>,
+    workspace: Option<Arc<Workspace>>,
+    auditor: Option<Arc<Auditor>>,
+    context: Arc<SessionContext>,
+    server_user: String,
+    /// Every schema that may be on the search_path, in order.
+    search_path: Vec<String>,
+    protocol: HashMap<Bytes, Arc<Prepared>>,
+    sql_prepared: HashMap<String, Arc<Prepared>>,
+    portals: HashMap<Bytes, Portal>,
+    /// Refusals waiting for their marker's error, by marker.
+    refusals: HashMap<String, Bytes>,
+    marker_prefix: String,
+    next_marker: u64,
+    next_statement: u64,
+    /// Finished records, for the session to hand to the auditor.
+    done: Vec<StatementRecord>,
+}
+
+const MARKER_TAG: &str = "pgate-refused-";
+
+impl Inspector {
+    pub fn new(
+        shared: Arc<Shared>,
+        workspace: Option<Arc<Workspace>>,
+        context: Arc<SessionContext>,
+        server_user: &str,
+        search_path: &str,
+    ) -> Self {
+        let workspaces = shared.config.load().workspaces.clone();
+        let auditor = shared.auditor.clone();
+        let mut inspector = Self {
+            shared,
+            workspaces,
+            workspace_name: workspace.as_ref().map(|w| w.name.clone()),
+            workspace,
+            auditor,
+            context,
+            server_user: server_user.to_owned(),
+            search_path: Vec::new(),
+            protocol: HashMap::new(),
+            sql_prepared: HashMap::new(),
+            portals: HashMap::new(),
+            refusals: HashMap::new(),
+            marker_prefix: format!("{MARKER_TAG}{:016x}-", rand::random::<u64>()),
+            next_marker: 0,
+            next_statement: 0,
+        done: Vec::new(),
+        };
+        inspector.add_search_path(search_path);
+        inspector
+    }
+
+    pub fn context(&self) -> &Arc<SessionContext> {
+        &self.context
+    }
+
+    pub fn auditor(&self) -> Option<&Arc<Auditor>> {
+        self.auditor.as_ref()
+    }
+
+    /// A simple Query string.
+    pub fn query(&mut self, text: &[u8]) -> Decision {
+        let text: Arc<str> = String::from_utf8_lossy(text).into();
+        let classified = self.shared.classifier.classify(&text);
+        self.decide(TicketKind::Query, &text, &classified, Parameters::NotLogged)
+    }
+
+    /// A Parse: checked now (even when pgate answers it itself), kept for its Binds.
+    pub fn parse(&mut self, name: &[u8], query: &[u8]) -> Result<(), (String, Ticket)> {
+        let text: Arc<str> = String::from_utf8_lossy(query).into();
+        let classified = self.shared.classifier.classify(&text);
+        let prepared = Arc::new(Prepared { text, classified });
+        if let Some((marker, ticket)) = self.refusal_of(&prepared, Parameters::NotLogged) {
+            self.protocol.remove(name);
+            return Err((marker, ticket));
+        }
+        self.protocol.insert(Bytes::copy_from_slice(name), prepared);
+        Ok(())
+    }
+
+    /// A Parse that would pass, without keeping anything (pgate answering Parses locally
+    /// asks first).
+    pub fn would_allow_parse(&mut self, query: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(query);
+        let classified = self.shared.classifier.classify(&text);
+        self.refresh();
+        self.audit_unavailable().is_none() && self.first_denial(&classified).is_none()
+    }
+
+    /// A Bind: the statement is checked again (the rules or the search_path may have
+    /// changed since its Parse); the portal remembers it for the Execute.
+    pub fn bind(&mut self, portal: &[u8], statement: &[u8], rest: &[u8]) -> Result<(), (String, Ticket)> {
+        self.portals.remove(portal);
+        let Some(prepared) = self.protocol.get(statement).cloned() else {
+            // Never parsed through pgate: the server will say it does not exist.
+            return Ok(());
+        };
+        let parameters = self.parameters(rest);
+        if let Some(refused) = self.refusal_of(&prepared, Parameters::NotLogged) {
+            return Err(refused);
+        }
+        self.portals.insert(Bytes::copy_from_slice(portal), Portal { prepared, parameters });
+        Ok(())
+    }
+
+    /// An Execute: the ticket for the portal's statement (which now takes effect, so its
+    /// settings count from here).
+    pub fn execute(&mut self, portal: &[u8]) -> Option<Ticket> {
+        let portal = self.portals.get(portal)?;
+        let (prepared, parameters) = (portal.prepared.clone(), portal.parameters.clone());
+        for statement in &prepared.classified.statements {
+            self.after_allowed(statement, &prepared);
+        }
+        self.auditor.as_ref()?;
+        let records = self.records_for(&prepared.text, &prepared.classified, &parameters);
+        Some(Ticket::new(TicketKind::Execute, records))
+    }
+
+    /// A FunctionCall names a function by oid, which no rule can check.
+    pub fn function_call(&mut self) -> Decision {
+        self.refresh();
+        let text: Arc<str> = "<function call protocol>".into();
+        let mut statement = Statement::new(AuditClass::Function, "FUNCTION CALL");
+        statement.unparsed =
+            Some(crate::sql::statement::Unparsed::Syntax("the function-call protocol names functions by oid".into()));
+        let classified = Arc::new(Classified { statements: vec![statement] });
+        self.decide(TicketKind::FunctionCall, &text, &classified, Parameters::NotLogged)
+    }
+
+    pub fn close_statement(&mut self, name: &[u8]) {
+        self.protocol.remove(name);
+    }
+
+    pub fn close_portal(&mut self, name: &[u8]) {
+        self.portals.remove(name);
+    }
+
+    /// The refusal an error from the server stands for, if it is one of pgate's markers.
+    pub fn refusal_for(&mut self, error_body: &[u8]) -> Option<Bytes> {
+        let at = error_body.windows(MARKER_TAG.len()).position(|w| w == MARKER_TAG.as_bytes())?;
+        let tail = &error_body[at..];
+        let end = tail.iter().position(|&b| !(b.is_ascii_alphanumeric() || b == b'-')).unwrap_or(tail.len());
+        let marker = std::str::from_utf8(&tail[..end]).ok()?;
+        self.refusals.remove(marker)
+    }
+
+    /// Records finished since the last call.
+    pub fn take_done(&mut self) -> Vec<Record> {
+        let context = &self.context;
+        self.done
+            .drain(..)
+            .map(|r| Record { time: SystemTime::now(), context: context.clone(), event: Event::Statement(r) })
+            .collect()
+    }
+
+    pub fn done_mut(&mut self) -> &mut Vec<StatementRecord> {
+        &mut self.done
+    }
+
+    fn decide(&mut self, kind: TicketKind, text: &Arc<str>, classified: &Arc<Classified>, parameters: Parameters) -> Decision {
+        let prepared = Arc::new(Prepared { text: text.clone(), classified: classified.clone() });
+        if let Some((marker, ticket)) = self.refusal_of(&prepared, parameters.clone()) {
+            return Decision::Refuse { marker, ticket };
+        }
+        for statement in &classified.statements {
+            self.after_allowed(statement, &prepared);
+        }
+        let records = self.records_for(text, classified, &parameters);
+        Decision::Run(Some(Ticket::new(kind, records)).filter(|_| self.auditor.is_some()))
+    }
+
+    /// The marker and denial ticket when `prepared` may not run now, else `None` (and the
+    /// search_path learns what its statements set).
+    fn refusal_of(&mut self, prepared: &Arc<Prepared>, parameters: Parameters) -> Option<(String, Ticket)> {
+        self.refresh();
+        if let Some(unavailable) = self.audit_unavailable() {
+            let fields = refusal_fields(sqlstate::IO_ERROR, unavailable, None);
+            return Some(self.refuse(fields, prepared, None, parameters));
+        }
+        let (index, denial) = self.first_denial(&prepared.classified)?;
+        let fields = refusal_fields(sqlstate::INSUFFICIENT_PRIVILEGE, denial.message(), Some(denial.hint.clone()));
+        tracing::info!(user = %self.context.user, workspace = %denial.workspace, rule = denial.rule.name(), "statement refused: {}", denial.message());
+        Some(self.refuse(fields, prepared, Some((index, denial)), parameters))
+    }
+
+    /// Checks each statement in order, following the search_path as earlier statements of
+    /// the same string set it. Returns the first denial.
+    fn first_denial(&mut self, classified: &Classified) -> Option<(usize, Denial)> {
+        let ws = self.workspace.clone();
+        let Some(ws) = ws else {
+            return self.workspace_name.as_ref().map(|name| (0, removed_workspace(name)));
+        };
+        let saved = self.search_path.clone();
+        let mut result = None;
+        for (i, statement) in classified.statements.iter().enumerate() {
+            let effective = self.effective(statement);
+            let verdict = match &effective {
+                Some(s) => check(&ws, &self.workspaces.builtins, s, Scope { search_path: &self.search_path }),
+                None => Err(unknown_prepared(&ws, statement)),
+            };
+            if let Err(denial) = verdict {
+                result = Some((i, denial));
+                break;
+            }
+            if let Some(s) = &effective {
+                self.follow_settings(s);
+            }
+        }
+        self.search_path = saved;
+        result
+    }
+
+    /// What a statement runs: itself, or for EXECUTE the statement prepared under its name
+    /// (`None`: not prepared through pgate, and the workspace has rules).
+    fn effective(&self, statement: &Statement) -> Option<Statement> {
+        let Kind::Execute { name } = &statement.kind else { return Some(statement.clone()) };
+        match self.sql_prepared.get(name).and_then(|p| p.classified.statements.first()) {
+            Some(prepared) => Some(prepared.clone()),
+            None if self.workspace.as_ref().is_some_and(|w| w.has_statement_rules()) => None,
+            None => Some(statement.clone()),
+        }
+    }
+
+    /// Bookkeeping for an allowed statement that is being sent.
+    fn after_allowed(&mut self, statement: &Statement, prepared: &Arc<Prepared>) {
+        self.follow_settings(statement);
+        match &statement.kind {
+            Kind::Prepare { name } => {
+                let own = Classified { statements: vec![statement.clone()] };
+                let entry = Arc::new(Prepared { text: prepared.text.clone(), classified: Arc::new(own) });
+                self.sql_prepared.insert(name.clone(), entry);
+            }
+            _ if statement.command.eq_ignore_ascii_case("DEALLOCATE") || statement.command == "DISCARD ALL" => {
+                // Which one went is not worth guessing: forget all (an EXECUTE of a
+                // statement pgate does not know is refused where rules exist).
+                self.sql_prepared.clear();
+            }
+            _ => {}
+        }
+    }
+
+    /// The search_path may now also hold what the statement sets (never shrinks: fail closed).
+    fn follow_settings(&mut self, statement: &Statement) {
+        for change in &statement.settings {
+            match change {
+                SettingChange::Set { name, value: Some(value), .. } if name == "search_path" => {
+                    self.add_search_path(value)
+                }
+                SettingChange::Reset { name } if name == "search_path" => self.add_search_path(DEFAULT_SEARCH_PATH),
+                SettingChange::ResetAll => self.add_search_path(DEFAULT_SEARCH_PATH),
+                _ => {}
+            }
+        }
+    }
+
+    fn add_search_path(&mut self, value: &str) {
+        for schema in parse_search_path(value, &self.server_user) {
+            if !self.search_path.contains(&schema) {
+                self.search_path.push(schema);
+            }
+        }
+    }
+
+    /// Takes up the reloaded workspace of the same name, if the configuration changed.
+    fn refresh(&mut self) {
+        let current = self.shared.config.load().workspaces.clone();
+        if Arc::ptr_eq(&current, &self.workspaces) {
+            return;
+        }
+        self.workspace = self.workspace_name.as_ref().and_then(|name| current.get(name).cloned());
+        self.workspaces = current;
+    }
+
+    fn audit_unavailable(&self) -> Option<String> {
+        let auditor = self.auditor.as_ref()?;
+        auditor.check_available().err().map(|e| e.to_string())
+    }
+
+    fn refuse(
+        &mut self,
+        fields: ErrorFields,
+        prepared: &Arc<Prepared>,
+        denial: Option<(usize, Denial)>,
+        parameters: Parameters,
+    ) -> (String, Ticket) {
+        self.next_marker += 1;
+        let marker = format!("{}{}", self.marker_prefix, self.next_marker);
+        let mut frame = BytesMut::new();
+        fields.encode(&mut frame);
+        self.refusals.insert(marker.clone(), frame.freeze());
+        let rule = denial.as_ref().map_or_else(|| "audit_unavailable".to_owned(), |(_, d)| d.rule.name().to_owned());
+        let index = denial.as_ref().map_or(0, |(i, _)| *i);
+        let records = match prepared.classified.statements.get(index) {
+            Some(statement) => {
+                let mut record = self.record(&prepared.text, statement, &parameters);
+                record.outcome = Outcome::Denied { rule };
+                vec![Some(record)]
+            }
+            None => vec![],
+        };
+        (marker, Ticket::new(TicketKind::Refused, records))
+    }
+
+    fn records_for(
+        &mut self,
+        text: &Arc<str>,
+        classified: &Classified,
+        parameters: &Parameters,
+    ) -> Vec<Option<StatementRecord>> {
+        let Some(auditor) = self.auditor.clone() else { return vec![] };
+        classified
+            .statements
+            .iter()
+            .map(|s| {
+                let s = self.effective(s).unwrap_or_else(|| s.clone());
+                auditor.logs(s.class).then(|| self.record(text, &s, parameters))
+            })
+            .collect()
+    }
+
+    fn record(&mut self, text: &Arc<str>, statement: &Statement, parameters: &Parameters) -> StatementRecord {
+        self.next_statement += 1;
+        let objects = statement.relations.iter().map(|r| ("TABLE".to_owned(), qualified(&r.name))).collect();
+        let catalog_only = !statement.relations.is_empty()
+            && statement.relations.iter().all(|r| match r.name.schema.as_deref() {
+                Some(schema) => crate::access::is_catalog_schema(schema),
+                None => r.name.name.starts_with("pg_"),
+            });
+        StatementRecord {
+            statement_id: self.next_statement,
+            substatement_id: 1,
+            class: statement.class,
+            command: statement.command.clone(),
+            objects,
+            text: text.clone(),
+            parameters: parameters.clone(),
+            outcome: Outcome::Ok,
+            rows: None,
+            duration: None,
+            catalog_only,
+        }
+    }
+
+    fn parameters(&self, rest: &[u8]) -> Parameters {
+        let Some(auditor) = &self.auditor else { return Parameters::NotLogged };
+        if !auditor.settings().log_parameter {
+            return Parameters::NotLogged;
+        }
+        match extended::bind_parameters(rest) {
+            Ok(values) if values.is_empty() => Parameters::None,
+            Ok(values) => Parameters::Values(values),
+            Err(_) => Parameters::NotLogged,
+        }
+    }
+}
+
+/// PostgreSQL's default search_path.
+pub const DEFAULT_SEARCH_PATH: &str = "\"$user\", public";
+
+fn qualified(name: &crate::sql::statement::ObjectName) -> String {
+    name.to_string()
+}
+
+/// The schemas of a search_path value, folded as PostgreSQL folds them, `$user` replaced.
+pub fn parse_search_path(value: &str, user: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => s.to_lowercase(),
+        })
+        .map(|s| if s == "$user" { user.to_owned() } else { s })
+        .collect()
+}
+
+fn refusal_fields(code: &str, message: String, hint: Option<String>) -> ErrorFields {
+    ErrorFields { severity: crate::error::ERROR.into(), code: code.into(), message, detail: None, hint }
+}
+
+fn removed_workspace(name: &str) -> Denial {
+    Denial {
+        workspace: name.to_owned(),
+        rule: Rule::UnknownStatement,
+        what: "run statements any more: a configuration reload removed it".into(),
+        hint: "reconnect; the login will pick a workspace that exists".into(),
+    }
+}
+
+fn unknown_prepared(ws: &Workspace, statement: &Statement) -> Denial {
+    let name = match &statement.kind {
+        Kind::Execute { name } => name.as_str(),
+        _ => "?",
+    };
+    Denial {
+        workspace: ws.name.clone(),
+        rule: Rule::UnknownStatement,
+        what: format!("EXECUTE {name}, which was not prepared through pgate in this session"),
+        hint: "PREPARE it in this session first".into(),
+    }
+}
+
+/// The marker statement a refused Query or Parse becomes: it fails on the server at parse
+/// time with an error that carries the marker.
+pub fn marker_query(marker: &str) -> String {
+    format!("SELECT '{marker}'::pg_catalog.int4")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_paths_fold_and_expand_user() {
+        assert_eq!(parse_search_path("\"$user\", public", "alice"), ["alice", "public"]);
+        assert_eq!(parse_search_path("Alpha, \"Beta\"", "u"), ["alpha", "Beta"]);
+        assert_eq!(parse_search_path("ag_catalog, \"$user\", public", "bob"), ["ag_catalog", "bob", "public"]);
+        assert!(marker_query("pgate-refused-00ff-1").contains("'pgate-refused-00ff-1'"));
+    }
+}
