@@ -68,7 +68,10 @@ impl Writer {
         loop {
             let retry_at = self.retry_at.unwrap_or_else(far);
             let deadline = closing.as_ref().map_or_else(far, |(deadline, _)| *deadline);
+            // Control first: a reopen is done before the next batch is taken, so records
+            // queued after `reopen()` returned go to the new file.
             tokio::select! {
+                biased;
                 message = control.recv(), if closing.is_none() => {
                     match message {
                         Some(Control::Reopen) => self.reopen().await,
@@ -80,16 +83,16 @@ impl Writer {
                         queue.close();
                     }
                 }
+                () = sleep_until(deadline), if closing.is_some() => {
+                    self.give_up(&mut queue);
+                    break;
+                }
                 () = sleep_until(retry_at), if self.retry_at.is_some() => self.retry().await,
                 received = queue.recv_many(&mut batch, MAX_BATCH), if self.held.is_none() => {
                     if received == 0 {
                         break;
                     }
                     self.write_batch(&mut batch).await;
-                }
-                () = sleep_until(deadline), if closing.is_some() => {
-                    self.give_up(&mut queue);
-                    break;
                 }
                 _ = fsync_tick.tick() => self.sync_if_dirty().await,
             }
