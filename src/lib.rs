@@ -11,6 +11,7 @@
 //! - [`server`]: one server connection: connect and log in, protocol state, reset.
 //! - [`params`]: session parameters a client asked for and their sync onto servers.
 //! - [`sql`]: the SQL lexer and what a query may do to its server session.
+//! - [`audit`]: the audit log: records, pgaudit and JSON lines, redaction, queue and writer.
 //! - [`stats`]: counters for operators.
 //! - [`cancel`]: pgate's own cancel keys and forwarding of CancelRequests.
 //! - [`protocol`]: message codes, header-only framing, startup packets, messages.
@@ -35,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod cancel;
 pub mod client;
