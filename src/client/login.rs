@@ -38,7 +38,9 @@ pub struct LoggedIn {
     pub cancel: CancelHandle,
     /// Statement rules and audit, when a workspace has rules or the audit log is on.
     pub inspect: Option<Box<Inspector>>,
-    /// The client's place under its workspace's max_client_connections.
+    /// The client's place under its workspace's max_client_connections: held, never read;
+    /// the session's end gives it back.
+    #[allow(dead_code)]
     pub workspace_slot: Option<WorkspaceSlot>,
     /// How the client proved who it is, as the audit log names it.
     pub method: &'static str,

@@ -96,6 +96,7 @@ pub struct Session<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(client: S, mut login: LoggedIn, shared: Arc<Shared>) -> Self {
         let settings = login.pool.settings().clone();
+        let inspect = login.inspect.take();
         Self {
             client,
             cbuf: std::mem::take(&mut login.pending),
@@ -119,7 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             last_bound: None,
             refused_transaction: false,
             params_fingerprint: None,
-            inspect: login.inspect.take(),
+            inspect,
         }
     }
 
