@@ -337,3 +337,9 @@ fn starting_outside_a_runtime_is_an_error() {
     let error = Auditor::start(settings(&dir.path().join("audit.log"), |_| {})).err().unwrap();
     assert!(matches!(error, AuditError::NoRuntime));
 }
+
+#[test]
+fn the_auditor_is_shared_across_sessions() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Auditor>();
+}
