@@ -8,8 +8,13 @@
 //! SESSION,<statement id>,<substatement id>,<class>,<command>,<object type>,<object name>,<statement>,<parameters>[,<rows>]
 //! LOGIN,ok,<method>        LOGIN,failed,<method>,<reason>        LOGOUT        CANCEL,forwarded|ignored
 //! ```
-//! `outcome=error sqlstate=<code>` or `outcome=denied rule=<rule>` is written before
-//! `AUDIT:` for a statement that did not succeed, and nothing for one that did.
+//! Every context key is always there, so the prefix parses by position too: an absent
+//! workspace, TLS version or certificate identity is `-`. `identity` follows `tls` because
+//! it comes from the TLS handshake. `outcome=error sqlstate=<code>` or
+//! `outcome=denied rule=<rule>` is added before `AUDIT:` for a statement that did not
+//! succeed, outside pgaudit's fields so that pgaudit parsers still read them. Class
+//! `MISC_SET` is written `MISC`, as pgaudit writes SET statements; with `log_rows` a
+//! statement without a row count shows 0, as pgaudit does.
 
 use std::fmt::Write;
 

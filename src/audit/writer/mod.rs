@@ -160,9 +160,9 @@ impl Auditor {
             let became_failing = self.shared.became_failing.notified();
             tokio::pin!(became_failing);
             became_failing.as_mut().enable();
-            if let Err(unavailable) = self.check_available() {
+            if self.settings.on_error == OnError::Deny && self.shared.failing.load(Ordering::Acquire) {
                 self.shared.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(unavailable);
+                return Err(self.failing_sink());
             }
             tokio::select! {
                 permit = self.queue.reserve() => {
@@ -206,13 +206,16 @@ impl Auditor {
             return Ok(());
         }
         if self.shared.failing.load(Ordering::Acquire) {
-            let reason = self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            return Err(AuditUnavailable::new(&reason));
+            return Err(self.failing_sink());
         }
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(AuditUnavailable::new("it has been closed: pgate is shutting down"));
         }
         Ok(())
+    }
+
+    fn failing_sink(&self) -> AuditUnavailable {
+        AuditUnavailable::new(&self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Reopens the file (after logrotate moved it): later batches go to a new file at the

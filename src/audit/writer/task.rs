@@ -24,6 +24,13 @@ const RETRY: Duration = Duration::from_millis(500);
 /// How long the writer keeps draining when the `Auditor` is dropped without closing.
 const DRAIN_ON_DROP: Duration = Duration::from_secs(5);
 
+/// Closing: draining until the queue is empty or the deadline passes.
+struct Closing {
+    deadline: Instant,
+    /// Told when the writer has ended.
+    done: Option<oneshot::Sender<()>>,
+}
+
 pub(super) struct Writer {
     settings: AuditSettings,
     /// `None` only while a blocking call has it.
@@ -63,21 +70,17 @@ impl Writer {
         let mut fsync_tick = tokio::time::interval(period);
         fsync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut closing: Option<(Instant, Option<oneshot::Sender<()>>)> = None;
+        let mut closing: Option<Closing> = None;
         let far = || Instant::now() + Duration::from_secs(86_400 * 365);
         loop {
             let retry_at = self.retry_at.unwrap_or_else(far);
-            let deadline = closing.as_ref().map_or_else(far, |(deadline, _)| *deadline);
+            let deadline = closing.as_ref().map_or_else(far, |c| c.deadline);
             // Control first: a reopen is done before the next batch is taken, so records
             // queued after `reopen()` returned go to the new file.
             tokio::select! {
                 biased;
                 message = control.recv(), if closing.is_none() => {
-                    match message {
-                        Some(Control::Reopen) => self.reopen().await,
-                        Some(Control::Close { deadline, done }) => closing = Some((deadline, Some(done))),
-                        None => closing = Some((Instant::now() + DRAIN_ON_DROP, None)),
-                    }
+                    closing = self.control(message).await;
                     if closing.is_some() {
                         // Senders now fail; what is already queued is still received.
                         queue.close();
@@ -98,8 +101,20 @@ impl Writer {
             }
         }
         self.finish().await;
-        if let Some((_, Some(done))) = closing {
+        if let Some(done) = closing.and_then(|c| c.done) {
             let _ = done.send(());
+        }
+    }
+
+    /// Reopens, or starts closing (also when the `Auditor` is gone: `message` is `None`).
+    async fn control(&mut self, message: Option<Control>) -> Option<Closing> {
+        match message {
+            Some(Control::Reopen) => {
+                self.reopen().await;
+                None
+            }
+            Some(Control::Close { deadline, done }) => Some(Closing { deadline, done: Some(done) }),
+            None => Some(Closing { deadline: Instant::now() + DRAIN_ON_DROP, done: None }),
         }
     }
 
