@@ -83,12 +83,15 @@ impl Error {
             Error::Params(ParamError::BadName(_)) => (sqlstate::PROTOCOL_VIOLATION, None),
             Error::Params(_) => (sqlstate::FEATURE_NOT_SUPPORTED, None),
             Error::MissingUser => (sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, None),
-            Error::Access(LoginDenial::TooManyClients { .. }) => {
-                (sqlstate::TOO_MANY_CONNECTIONS, Some("retry later, or ask the operator to raise the workspace's max_client_connections"))
-            }
+            Error::Access(LoginDenial::TooManyClients { .. }) => (
+                sqlstate::TOO_MANY_CONNECTIONS,
+                Some("retry later, or ask the operator to raise the workspace's max_client_connections"),
+            ),
             Error::Access(_) => (
                 sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
-                Some("ask the operator for a [[workspaces]] grant, or pick a workspace with options=-c pgate.workspace=NAME"),
+                Some(
+                    "ask the operator for a [[workspaces]] grant, or pick a workspace with options=-c pgate.workspace=NAME",
+                ),
             ),
             Error::AuthLookup { .. } => (
                 sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,

@@ -93,7 +93,7 @@ impl Inspector {
             marker_prefix: format!("{MARKER_TAG}{:016x}-", rand::random::<u64>()),
             next_marker: 0,
             next_statement: 0,
-        done: Vec::new(),
+            done: Vec::new(),
         };
         inspector.add_search_path(search_path);
         inspector
@@ -206,7 +206,13 @@ impl Inspector {
         &mut self.done
     }
 
-    fn decide(&mut self, kind: TicketKind, text: &Arc<str>, classified: &Arc<Classified>, parameters: Parameters) -> Decision {
+    fn decide(
+        &mut self,
+        kind: TicketKind,
+        text: &Arc<str>,
+        classified: &Arc<Classified>,
+        parameters: Parameters,
+    ) -> Decision {
         let prepared = Arc::new(Prepared { text: text.clone(), classified: classified.clone() });
         if let Some((marker, ticket)) = self.refusal_of(&prepared, parameters.clone()) {
             return Decision::Refuse { marker, ticket };

@@ -8,8 +8,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::TlsFacts;
-use super::io::{flush, read_frame};
 use super::inspect::Inspector;
+use super::io::{flush, read_frame};
 use crate::access::{Identity, Permit, WORKSPACE_SETTING, WorkspaceSlot};
 use crate::audit::SessionContext;
 use crate::auth::derived::{ScramKeys, ServerPassword};

@@ -88,7 +88,13 @@ impl Ticket {
         }
     }
 
-    fn push(&self, slot: Option<StatementRecord>, outcome: Outcome, rows: Option<u64>, done: &mut Vec<StatementRecord>) {
+    fn push(
+        &self,
+        slot: Option<StatementRecord>,
+        outcome: Outcome,
+        rows: Option<u64>,
+        done: &mut Vec<StatementRecord>,
+    ) {
         if let Some(mut record) = slot {
             record.outcome = outcome;
             record.rows = rows;

@@ -34,7 +34,12 @@ pub(super) fn build(raw: RawConfig, src: &Source) -> Result<Snapshot, ConfigErro
     let users = build_users(raw.users, &auth, src)?;
     check_cert_auth(&auth, &users, tls.as_ref(), src)?;
     let workspaces = Arc::new(build_workspaces(&raw.workspaces, &routes, src)?);
-    let audit = raw.audit.as_ref().map(crate::audit::build).transpose().map_err(|e| src.invalid(None, format!("[audit] {e}")))?;
+    let audit = raw
+        .audit
+        .as_ref()
+        .map(crate::audit::build)
+        .transpose()
+        .map_err(|e| src.invalid(None, format!("[audit] {e}")))?;
     let snapshot = Snapshot {
         source: src.path.clone(),
         listen,
