@@ -1,0 +1,140 @@
+//! The `pgate` binary as a child process: SIGUSR1 reopens the audit file after it was moved
+//! away, SIGTERM writes out every record before exiting.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::support::*;
+
+/// Runs psql against the pgate binary; each `-c` is one simple query.
+fn psql_binary(port: u16, statements: &[&str]) {
+    let mut psql = tool("psql");
+    psql.arg(format!("host=127.0.0.1 port={port} user=alice password={ALICE_PW} dbname=akko")).args(["-X", "-A", "-t"]);
+    for sql in statements {
+        psql.args(["-c", sql]);
+    }
+    let out = psql.output().unwrap();
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `pgate run` as a child process, with its standard error collected by a thread.
+struct Child {
+    process: std::process::Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Child {
+    fn start(config: &Path) -> Child {
+        use std::io::{BufRead, BufReader};
+        let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_pgate"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(process.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        assert!(first.contains("pgate listening"), "{first}");
+        let stderr = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+            first + &rest
+        });
+        Child { process, stderr }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.process.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits for the exit that SIGTERM asked for; returns the logs.
+    fn wait(mut self) -> String {
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                break status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "pgate did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let logs = self.stderr.join().unwrap();
+        assert!(status.success(), "{status}\n{logs}");
+        logs
+    }
+}
+
+/// The statements of JSON lines, and how many LOGIN / LOGOUT lines they hold.
+fn statements_and_edges(lines: &[Value]) -> (Vec<String>, usize, usize) {
+    let statements = lines.iter().filter(|l| l["kind"] == "SESSION").map(|l| l["statement"].to_string()).collect();
+    let count = |kind: &str| lines.iter().filter(|l| l["kind"] == kind).count();
+    (statements, count("LOGIN"), count("LOGOUT"))
+}
+
+/// The binary: SIGUSR1 after the file was moved away makes a new file (old + new hold
+/// every record once); SIGTERM writes out the records of everything that ran, including
+/// the logout of a client still connected when it came.
+#[test]
+fn binary_reopens_on_sigusr1_and_flushes_on_sigterm() {
+    use std::io::{BufRead, BufReader, Write};
+    let b = backends();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, moved) = (dir.path().join("audit.log"), dir.path().join("audit.log.1"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "[listen]\naddress = \"127.0.0.1:{port}\"\n[audit]\n{}\nformat = \"json\"\n{}",
+        sink_line(&path),
+        routes_and_users(b.infra.port(), b.data.port())
+    );
+    let config_path = dir.path().join("pgate.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let pgate = Child::start(&config_path);
+
+    psql_binary(port, &["SELECT 'before-1'", "SELECT 'before-2'"]);
+    std::fs::rename(&path, &moved).unwrap();
+    pgate.signal("USR1");
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no new audit file after SIGUSR1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    psql_binary(port, &["SELECT 'after-1'", "SELECT 'after-2'"]);
+
+    // A client that stays connected across SIGTERM, and one more that ran and left.
+    let mut open = tool("psql")
+        .arg(format!("host=127.0.0.1 port={port} user=alice password={ALICE_PW} dbname=akko"))
+        .args(["-X", "-A", "-t", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = open.stdin.take().unwrap();
+    writeln!(stdin, "SELECT 'term-1';").unwrap();
+    let mut answer = String::new();
+    BufReader::new(open.stdout.take().unwrap()).read_line(&mut answer).unwrap();
+    assert_eq!(answer.trim(), "term-1");
+    psql_binary(port, &["SELECT 'term-2'"]);
+    pgate.signal("TERM");
+    let logs = pgate.wait();
+    drop(stdin);
+    let _ = open.wait();
+
+    let (old, old_logins, old_logouts) = statements_and_edges(&read_json(&moved));
+    let (new, new_logins, new_logouts) = statements_and_edges(&read_json(&path));
+    assert_eq!(old, ["\"SELECT 'before-1'\"", "\"SELECT 'before-2'\""], "{logs}");
+    assert_eq!(new, ["\"SELECT 'after-1'\"", "\"SELECT 'after-2'\"", "\"SELECT 'term-1'\"", "\"SELECT 'term-2'\""]);
+    // Four sessions; the first one's logout may land in either file (it is written as
+    // its session ends, around the rotation), but nowhere twice.
+    assert_eq!((old_logins, new_logins), (1, 3));
+    assert_eq!(old_logouts + new_logouts, 4, "{logs}");
+}
