@@ -155,10 +155,14 @@ pub enum Kind {
     Harmless,
     /// `PREPARE name AS <statement>`: the statement's own classification is this one's
     /// (class, relations, functions); the name is noted so EXECUTE finds it.
-    Prepare { name: String },
+    Prepare {
+        name: String,
+    },
     /// `EXECUTE name`: classified as the statement prepared under that name, which only the
     /// session knows.
-    Execute { name: String },
+    Execute {
+        name: String,
+    },
 }
 
 /// One statement of a query string.
