@@ -62,16 +62,3 @@ fn classify_statement(sql: &str) -> Vec<Statement> {
         ],
     }
 }
-
-/// Placeholder cache (the classifier lands with its own).
-pub struct ClassifierCache;
-
-impl ClassifierCache {
-    pub fn new(_capacity: usize) -> Self {
-        ClassifierCache
-    }
-
-    pub fn classify(&self, sql: &str) -> std::sync::Arc<Classified> {
-        std::sync::Arc::new(classify(sql))
-    }
-}
