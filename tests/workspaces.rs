@@ -271,7 +271,9 @@ async fn the_workspace_can_still_work() {
     assert_eq!(ids, [2, 3]);
     client.batch_execute("PREPARE ok_sql AS SELECT count(*) FROM alpha.orders").await.unwrap();
     assert_eq!(one("EXECUTE ok_sql").await, ["3"]);
-    client.batch_execute("DEALLOCATE ALL; DISCARD ALL; RESET ALL").await.unwrap();
+    for sql in ["DEALLOCATE ALL", "DISCARD ALL", "RESET ALL"] {
+        client.batch_execute(sql).await.unwrap();
+    }
     assert_eq!(one("SHOW search_path").await, ["alpha"], "pinned settings come back after DISCARD ALL / RESET ALL");
     assert_eq!(one("SELECT current_setting('pgate.workspace')").await, ["alpha"]);
 }
