@@ -163,6 +163,19 @@ fn describe(s: &Snapshot) -> String {
             u.name, u.server_user
         );
     }
+    describe_workspaces(&mut out, s);
+    match &s.audit {
+        Some(a) => {
+            let _ = writeln!(
+                out,
+                "audit: {:?} in {:?} format, on_full {:?}, on_error {:?}",
+                a.sink, a.format, a.on_full, a.on_error
+            );
+        }
+        None => {
+            let _ = writeln!(out, "audit: off");
+        }
+    }
     let _ = writeln!(out, "pools (per backend, before database and user overrides):");
     for b in s.backends.values() {
         let route = config::RouteEntry { backend: b.clone(), server_database: String::new(), pool: Default::default() };
@@ -183,6 +196,50 @@ fn describe(s: &Snapshot) -> String {
         );
     }
     out
+}
+
+/// Each workspace's grants: members, databases, classes, rules, pinned settings.
+fn describe_workspaces(out: &mut String, s: &Snapshot) {
+    use std::fmt::Write;
+    if s.workspaces.is_empty() {
+        let _ = writeln!(out, "workspaces: none (every authenticated login is admitted; no statement rules)");
+        return;
+    }
+    let _ = writeln!(out, "workspaces (a login no workspace grants is refused):");
+    for w in &s.workspaces.list {
+        let patterns = |p: &[pgate::access::Pattern]| p.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(out, "  {}", w.name);
+        let _ = writeln!(
+            out,
+            "    members: users [{}], certificate identities [{}]",
+            w.users.join(", "),
+            w.identities.join(", ")
+        );
+        let _ = writeln!(out, "    databases: {}", w.describe_databases());
+        let rules = if w.has_statement_rules() { "" } else { " (no statement rules)" };
+        let _ = writeln!(
+            out,
+            "    classes: {}{rules}{}",
+            w.describe_classes(),
+            if w.read_only { ", read-only" } else { "" }
+        );
+        let _ = writeln!(
+            out,
+            "    relations: allow [{}], deny [{}]",
+            patterns(&w.relations.allow),
+            patterns(&w.relations.deny)
+        );
+        let _ = writeln!(
+            out,
+            "    functions: allow [{}], deny [{}]",
+            patterns(&w.functions.allow),
+            patterns(&w.functions.deny)
+        );
+        let pinned: Vec<String> = w.session.iter().map(|(n, v)| format!("{n} = {v:?}")).collect();
+        let _ = writeln!(out, "    pinned settings: {}", pinned.join(", "));
+        let limit = w.max_client_connections.map_or("none".to_owned(), |n| n.to_string());
+        let _ = writeln!(out, "    max clients: {limit}; unparsed statements: {:?}", w.unparsed);
+    }
 }
 
 fn scram_secret() -> anyhow::Result<()> {

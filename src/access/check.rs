@@ -114,7 +114,7 @@ pub fn check(ws: &Workspace, builtins: &Builtins, statement: &Statement, scope: 
         return deny(Rule::Outside, what.into(), "use COPY ... FROM STDIN / TO STDOUT".into());
     }
     for relation in &statement.relations {
-        for candidate in candidates(&relation.name, scope, |n| n.starts_with("pg_")) {
+        for candidate in relation_candidates(&relation.name, scope) {
             check_relation(ws, &relation.name, &candidate, relation.access, scope)?;
         }
     }
@@ -163,20 +163,35 @@ fn is_on(value: &str) -> bool {
     ["on", "true", "yes", "1", "t", "y"].contains(&v.as_str())
 }
 
-/// The schema-qualified names an object name may stand for: itself when qualified, else
-/// pg_catalog (for names `in_catalog` says it may hold) and every schema of the path.
-fn candidates(name: &ObjectName, scope: Scope<'_>, in_catalog: impl Fn(&str) -> bool) -> Vec<ObjectName> {
+/// The relations a name may stand for: itself when qualified, else pg_catalog's (PostgreSQL
+/// searches it first, and all its relations are named `pg_*`) and every schema of the path
+/// (the relation may exist in any of them).
+fn relation_candidates(name: &ObjectName, scope: Scope<'_>) -> Vec<ObjectName> {
     if name.schema.is_some() {
         return vec![name.clone()];
     }
     let mut out = Vec::new();
-    if in_catalog(&name.name) {
+    if name.name.starts_with("pg_") {
         out.push(ObjectName::new(Some("pg_catalog"), &name.name));
     }
-    for schema in scope.search_path.iter().filter(|s| !matches!(s.as_str(), "pg_catalog" | "pg_temp")) {
-        out.push(ObjectName::new(Some(schema), &name.name));
-    }
+    out.extend(path_candidates(name, scope));
     out
+}
+
+/// The functions a name may stand for: itself when qualified; a built-in's name resolves to
+/// pg_catalog, which PostgreSQL searches first (a look-alike elsewhere would need CREATE
+/// FUNCTION, a DDL statement); any other name, through every schema of the path.
+fn function_candidates(name: &ObjectName, scope: Scope<'_>, builtins: &Builtins) -> Vec<ObjectName> {
+    match &name.schema {
+        Some(_) => vec![name.clone()],
+        None if builtins.is_builtin(&name.name) => vec![ObjectName::new(Some("pg_catalog"), &name.name)],
+        None => path_candidates(name, scope),
+    }
+}
+
+fn path_candidates(name: &ObjectName, scope: Scope<'_>) -> Vec<ObjectName> {
+    let schemas = scope.search_path.iter().filter(|s| !matches!(s.as_str(), "pg_catalog" | "pg_temp"));
+    schemas.map(|schema| ObjectName::new(Some(schema), &name.name)).collect()
 }
 
 fn verb(access: Access) -> &'static str {
@@ -269,7 +284,7 @@ fn check_function(ws: &Workspace, builtins: &Builtins, function: &ObjectName, sc
             hint: hint.to_owned(),
         })
     };
-    for name in candidates(function, scope, |n| builtins.is_builtin(n)) {
+    for name in function_candidates(function, scope, builtins) {
         if let Some(why) = denied_function(&name.name)
             && !explicitly_allowed(&name)
         {

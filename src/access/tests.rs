@@ -91,7 +91,8 @@ fn classes_outside_and_functions() {
     copy.relations = vec![rel(Some("alpha"), "orders", Access::Read)];
     copy.outside = vec![Outside::CopyProgram];
     assert_eq!(run(&ws, &copy, p), Err(Rule::Outside));
-    let functions: Vec<(&[(&str, &str)], Result<(), Rule>)> = vec![
+    type Calls = &'static [(&'static str, &'static str)];
+    let functions: Vec<(Calls, Result<(), Rule>)> = vec![
         (&[("", "lower"), ("", "now")], Ok(())),
         (&[("alpha", "my_func")], Ok(())),
         (&[("", "my_func")], Ok(())),

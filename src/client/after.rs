@@ -108,7 +108,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// default, as on a dedicated connection.
     pub(super) async fn after_session_statements(&mut self, server: &mut PooledServer) -> Result<(), Error> {
         let fx = std::mem::take(&mut self.effects);
-        if !fx.resets || fx.discard_all {
+        if fx.discard_all {
+            // A dedicated connection keeps its startup settings through DISCARD ALL (they
+            // are its defaults); this server's defaults are the backend's, so they are set
+            // again, the workspace's pinned settings among them.
+            let defaults = (**server.defaults()).clone();
+            server.set_params(defaults, None);
+            return self.restore_startup_settings(server).await;
+        }
+        if !fx.resets {
             return Ok(());
         }
         let found = match self.probe(server, &fx).await {

@@ -94,7 +94,7 @@ pub struct Expectations {
     confirmed: Vec<u64>,
     /// Tickets of entries that are gone (answered, skipped by the server, or never sent
     /// because it was skipping), for the inspector to close.
-    retired: Vec<Box<Ticket>>,
+    retired: Vec<Ticket>,
 }
 
 impl Expectations {
@@ -137,7 +137,7 @@ impl Expectations {
         if self.server_skipping && !matches!(entry.request, Request::Sync | Request::CopyEnd) {
             // The server ignores it; a real server would not have answered or done it.
             self.undone.extend(entry.undo);
-            self.retired.extend(entry.ticket);
+            self.retired.extend(entry.ticket.map(|t| *t));
             return;
         }
         self.queue.push_back(entry);
@@ -150,14 +150,14 @@ impl Expectations {
     }
 
     /// Tickets whose entries are gone since the last call.
-    pub fn take_retired(&mut self) -> Vec<Box<Ticket>> {
+    pub fn take_retired(&mut self) -> Vec<Ticket> {
         std::mem::take(&mut self.retired)
     }
 
     /// Every ticket still waiting for an answer (the connection is ending).
-    pub fn drain_tickets(&mut self) -> Vec<Box<Ticket>> {
+    pub fn drain_tickets(&mut self) -> Vec<Ticket> {
         let mut tickets = self.take_retired();
-        tickets.extend(self.queue.iter_mut().filter_map(|e| e.ticket.take()));
+        tickets.extend(self.queue.iter_mut().filter_map(|e| e.ticket.take()).map(|t| *t));
         tickets
     }
 
@@ -251,7 +251,7 @@ impl Expectations {
         let Some(mut entry) = self.queue.pop_front() else {
             return Verdict::Relay;
         };
-        self.retired.extend(entry.ticket.take());
+        self.retired.extend(entry.ticket.take().map(|t| *t));
         if failed {
             self.failed_statement = entry.statement;
             self.undone.extend(entry.undo);
@@ -277,7 +277,7 @@ impl Expectations {
             }
             let entry = self.queue.pop_front().expect("front exists");
             self.undone.extend(entry.undo);
-            self.retired.extend(entry.ticket);
+            self.retired.extend(entry.ticket.map(|t| *t));
         }
         self.server_skipping = true;
     }

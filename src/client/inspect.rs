@@ -258,7 +258,7 @@ impl Inspector {
                 break;
             }
             if let Some(s) = &effective {
-                self.follow_settings(s);
+                self.simulate_settings(s);
             }
         }
         self.search_path = saved;
@@ -295,7 +295,17 @@ impl Inspector {
     }
 
     /// The search_path may now also hold what the statement sets (never shrinks: fail closed).
+    /// A pinned search_path comes back at the end of the transaction (pgate restores it after
+    /// RESET ALL and DISCARD ALL), so only the rest of the same query string sees a change.
     fn follow_settings(&mut self, statement: &Statement) {
+        if self.workspace.as_ref().is_some_and(|w| w.pinned("search_path").is_some()) {
+            return;
+        }
+        self.simulate_settings(statement);
+    }
+
+    /// What the statement does to the search_path, within one query string.
+    fn simulate_settings(&mut self, statement: &Statement) {
         for change in &statement.settings {
             match change {
                 SettingChange::Set { name, value: Some(value), .. } if name == "search_path" => {

@@ -59,11 +59,14 @@ die() { say "pgbench.sh: $*"; exit 1; }
 # They run in this order whatever the order in WORKLOADS.
 ALL_WORKLOADS=(select-simple-16 select-simple-128 select-extended-16 select-extended-128
     select-prepared-16 select-prepared-128 churn-16
-    select-simple-500 select-extended-500 select-prepared-500 tls-select-simple-128 tls-churn-16)
+    select-simple-500 select-extended-500 select-prepared-500 tls-select-simple-128 tls-churn-16
+    rules-select-simple-128 rules-select-extended-128)
 # tls-* workloads connect with sslmode=require: pgate, PgBouncer and PostgreSQL terminate
 # TLS (one RSA 2048 certificate, made with openssl, for all three); the others use plaintext.
 workload_args() {
     case $1 in
+    rules-select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
+    rules-select-extended-*) echo "-S -M extended -c ${1##*-}" ;;
     tls-select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
     tls-churn-16) echo "-S -M simple -C -c 16" ;;
     select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
@@ -77,19 +80,20 @@ workload_in_group() { # workload group
     local w=$1
     case $2 in
     all) return 0 ;;
-    default) [[ $w != select-prepared-500 ]] ;; # ~17 minutes with DURATION=10 ROUNDS=2
+    default) [[ $w != select-prepared-500 ]] ;; # ~20 minutes with DURATION=10 ROUNDS=2
     earlier) [[ $w == select-simple-16 || $w == select-simple-128 || $w == select-extended-16 ||
         $w == select-extended-128 || $w == churn-16 ]] ;;
     targets) [[ $w == select-simple-128 || $w == select-extended-128 || $w == select-prepared-128 ||
         $w == churn-16 || $w == tls-churn-16 ]] ;;
     tls) [[ $w == tls-* ]] ;;
+    rules) [[ $w == rules-* ]] ;;
     simple | extended | prepared) [[ $w == select-$2-* ]] ;;
     churn) [[ $w == *churn-* ]] ;;
     16 | 128 | 500) [[ $w == *-$2 ]] ;;
     *) return 1 ;;
     esac
 }
-WORKLOAD_GROUPS=(default all earlier targets simple extended prepared churn tls 16 128 500)
+WORKLOAD_GROUPS=(default all earlier targets simple extended prepared churn tls rules 16 128 500)
 if [[ $WORKLOADS == list ]]; then
     for g in "${WORKLOAD_GROUPS[@]}"; do
         printf '%-9s' "$g"
@@ -118,6 +122,13 @@ done
 for m in "${MODES[@]}"; do
     [[ $m == transaction || $m == session ]] || die "MODES may hold transaction and session, not '$m'"
 done
+# The rules rows compare pgate in transaction mode with and without a workspace with
+# relation rules and the audit file sink.
+RULES=0
+for w in "${SELECTED[@]}"; do [[ $w == rules-* ]] && RULES=1; done
+if ((RULES)) && [[ " ${MODES[*]} " != *" transaction "* ]]; then
+    die "the rules-* workloads need transaction in MODES"
+fi
 
 # PgBouncer 1.18 has no prepared statements in transaction mode: -M prepared fails there every
 # time, so that cell runs in the first round only (and its row still shows the failure).
@@ -275,6 +286,7 @@ for m in "${MODES[@]}"; do
     PORT[pgate-$m]=$(free_port)
     PORT[pgbouncer-$m]=$(free_port)
 done
+PORT[pgate-rules]=$(free_port)
 
 proxy_log() { echo "$WORK/logs/$1.log"; }
 
@@ -302,6 +314,26 @@ tls = { mode = "disable" }
 [[users]]
 name = "bench"
 password = "bench"
+EOF
+}
+
+# pgate with a workspace whose relation rules pgbench's statements pass, and the audit log
+# in a file: every statement classified, checked and recorded.
+write_pgate_rules_config() { # name
+    write_pgate_config "$1" transaction
+    cat >>"$WORK/$1.toml" <<EOF
+
+[[workspaces]]
+name = "bench"
+users = ["bench"]
+databases = ["bench"]
+allow = ["READ", "WRITE", "MISC", "MISC_SET"]
+relations = { allow = ["public.pgbench_*"], deny = ["public.secrets"] }
+session = { search_path = "public" }
+
+[audit]
+sink = "$WORK/audit-$1.log"
+format = "pgaudit"
 EOF
 }
 
@@ -360,6 +392,13 @@ wait_ready() { # name
 start_proxy() { # name
     local name=$1 mode=${1#*-}
     case $name in
+    pgate-rules)
+        write_pgate_rules_config "$name"
+        (ulimit -n 8192 && PGATE_LOG=warn exec "$PGATE_BIN" run --config "$WORK/$name.toml") \
+            >>"$(proxy_log "$name")" 2>&1 &
+        WAIT_PID[$name]=$!
+        PROXY_PID[$name]=$!
+        ;;
     pgate-*)
         write_pgate_config "$name" "$mode"
         (ulimit -n 8192 && PGATE_LOG=warn exec "$PGATE_BIN" run --config "$WORK/$name.toml") \
@@ -405,6 +444,7 @@ for m in "${MODES[@]}"; do
     start_proxy "pgate-$m"
     start_proxy "pgbouncer-$m"
 done
+((RULES)) && start_proxy pgate-rules
 for name in "${!PROXY_PID[@]}"; do
     say "  $name: 127.0.0.1:${PORT[$name]}, pid ${PROXY_PID[$name]}"
 done
@@ -412,6 +452,10 @@ done
 # ---------------------------------------------------------------- runs
 TARGETS=(direct)
 for m in "${MODES[@]}"; do TARGETS+=("pgate-$m" "pgbouncer-$m"); done
+# The targets a workload runs against.
+targets_for() { # workload
+    if [[ $1 == rules-* ]]; then echo "pgate-transaction pgate-rules"; else echo "${TARGETS[*]}"; fi
+}
 
 RESULTS=$WORK/results.tsv
 PROBLEMS=$WORK/problems.txt
@@ -487,7 +531,7 @@ run_pgbench() {
 
 runs=0 secs=$((${#TARGETS[@]} * WARMUP))
 for workload in "${SELECTED[@]}"; do
-    for target in "${TARGETS[@]}"; do
+    for target in $(targets_for "$workload"); do
         if [[ -z $(skip_reason "$target" "$workload") ]]; then
             n=$(rounds_for "$target" "$workload")
             runs=$((runs + n))
@@ -504,7 +548,7 @@ if ((WARMUP > 0)); then
     done
 fi
 for workload in "${SELECTED[@]}"; do
-    for target in "${TARGETS[@]}"; do
+    for target in $(targets_for "$workload"); do
         reason=$(skip_reason "$target" "$workload")
         if [[ -n $reason ]]; then
             say "$(printf '  %-20s %-22s not run: %s' "$workload" "$target" "$reason")"
@@ -512,7 +556,7 @@ for workload in "${SELECTED[@]}"; do
         fi
     done
     for round in $(seq "$ROUNDS"); do
-        for target in "${TARGETS[@]}"; do
+        for target in $(targets_for "$workload"); do
             [[ -n $(skip_reason "$target" "$workload") ]] && continue
             ((round > $(rounds_for "$target" "$workload"))) && continue
             run_pgbench "$target" "$workload" "$(run_seconds "$workload")" "$round"
@@ -664,7 +708,7 @@ for line in open(results):
     w, t, _r, tps, tx, cpu, status, aborted, clients, message = line.rstrip("\n").split("\t")
     runs.setdefault((w, t), []).append(dict(tps=float(tps), tx=int(tx), cpu=int(cpu), status=status,
                                             aborted=int(aborted), clients=int(clients), message=message))
-    if w not in workloads:
+    if w not in workloads and not w.startswith("rules-"):
         workloads.append(w)
 
 def ok_runs(w, t):
@@ -781,6 +825,21 @@ if idle_rows:
         proxy = "pgate" if name.startswith("pgate") else "PgBouncer"
         per_client[proxy] = per
         print(f"{proxy:<10}  {n:>7}  {str(base) + ' KiB':>12}  {str(rss) + ' KiB':>16}  {num(per, '.1f'):>19}")
+
+rules = [w for w in ("rules-select-simple-128", "rules-select-extended-128") if (w, "pgate-rules") in runs]
+if rules:
+    print()
+    print("workspace rules + audit log (transaction mode): pgate as above vs pgate with a workspace")
+    print("(relation rules on, search_path pinned) and the pgaudit file sink; same run, alternating")
+    print(f"{'workload':<30}  {'pgate':>8}  {'+rules+audit':>12}  {'TPS ratio':>9}  {'CPU/tx':>7}  {'+rules':>7}  {'CPU ratio':>9}  {'CPU worst +rules':>16}")
+    print(f"{'-' * 30}  {'-' * 8}  {'-' * 12}  {'-' * 9}  {'-' * 7}  {'-' * 7}  {'-' * 9}  {'-' * 16}")
+    for w in rules:
+        a, b = "pgate-transaction", "pgate-rules"
+        worst = [r["cpu"] / clk * 1000 / (r["tx"] / 1000) for r in ok_runs(w, b) if r["cpu"] >= 0 and r["tx"] > 0]
+        print(f"{'select-only ' + w.split('-')[2] + ', 128 clients':<30}  {cell(w, a):>8}  {cell(w, b):>12}  "
+              f"{ratio(tps(w, b), tps(w, a)):>9}  {num(cpu_ms(w, a), '.1f'):>7}  {num(cpu_ms(w, b), '.1f'):>7}  "
+              f"{ratio(cpu_ms(w, b), cpu_ms(w, a)):>9}  {num(max(worst) if worst else None, '.1f'):>16}")
+    print("targets: TPS ratio >= 0.90x (at most 10% cost), CPU ratio <= 1.15x (at most 15% more CPU per transaction)")
 
 login_rows = {}
 for line in open(logins):

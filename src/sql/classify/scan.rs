@@ -1,0 +1,249 @@
+//! The classifier's tokenizer: words, quoted identifiers, literals and punctuation with their
+//! byte spans, comments skipped, by PostgreSQL's lexical rules (standard_conforming_strings on).
+//!
+//! `crate::sql::lexer` keeps no positions and drops punctuation, which splitting a query
+//! string, rewriting the syntax sqlparser lacks and reading statements by keyword all need.
+
+use std::ops::Range;
+
+/// What a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tok {
+    /// A keyword or unquoted identifier.
+    Word,
+    /// `"identifier"` or `U&"identifier"`.
+    Quoted,
+    /// A string literal of any kind: `'..'`, `E'..'`, `$tag$..$tag$`, `B'..'`, ...
+    Str,
+    Number,
+    /// `$1`.
+    Param,
+    /// Any other single byte (operators come as one token per byte).
+    Punct(u8),
+    Semicolon,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Token {
+    pub kind: Tok,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Token {
+    pub fn text<'a>(&self, sql: &'a str) -> &'a str {
+        sql.get(self.start..self.end).unwrap_or("")
+    }
+
+    pub fn is_word(&self, sql: &str, keyword: &str) -> bool {
+        self.kind == Tok::Word && self.text(sql).eq_ignore_ascii_case(keyword)
+    }
+
+    pub fn is_punct(&self, byte: u8) -> bool {
+        self.kind == Tok::Punct(byte)
+    }
+}
+
+/// The tokens of `sql`, in order.
+pub(super) fn scan(sql: &str) -> Vec<Token> {
+    let mut scanner = Scanner { sql: sql.as_bytes(), pos: 0, tokens: Vec::new() };
+    scanner.run();
+    scanner.tokens
+}
+
+fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+}
+
+fn is_ident_char(b: u8) -> bool {
+    is_ident_start(b) || b.is_ascii_digit() || b == b'$'
+}
+
+struct Scanner<'a> {
+    sql: &'a [u8],
+    pos: usize,
+    tokens: Vec<Token>,
+}
+
+impl Scanner<'_> {
+    fn peek(&self, ahead: usize) -> Option<u8> {
+        self.sql.get(self.pos + ahead).copied()
+    }
+
+    fn push(&mut self, kind: Tok, start: usize) {
+        self.tokens.push(Token { kind, start, end: self.pos.min(self.sql.len()) });
+    }
+
+    fn run(&mut self) {
+        while let Some(b) = self.peek(0) {
+            let start = self.pos;
+            match b {
+                b'-' if self.peek(1) == Some(b'-') => self.skip_line_comment(),
+                b'/' if self.peek(1) == Some(b'*') => self.skip_block_comment(),
+                b if b.is_ascii_whitespace() => self.pos += 1,
+                b';' => {
+                    self.pos += 1;
+                    self.push(Tok::Semicolon, start);
+                }
+                b'\'' => {
+                    self.skip_quoted(b'\'', false);
+                    self.push(Tok::Str, start);
+                }
+                b'"' => {
+                    self.skip_quoted(b'"', false);
+                    self.push(Tok::Quoted, start);
+                }
+                b'$' => self.dollar(),
+                b'.' if self.peek(1).is_some_and(|b| b.is_ascii_digit()) => self.number(),
+                b if b.is_ascii_digit() => self.number(),
+                b if is_ident_start(b) => self.word_or_prefixed_literal(),
+                _ => {
+                    self.pos += 1;
+                    self.push(Tok::Punct(b), start);
+                }
+            }
+        }
+    }
+
+    /// A word, or a literal written with a letter prefix: `E'..'`, `B'..'`, `X'..'`, `N'..'`,
+    /// `U&'..'`, `U&".."`.
+    fn word_or_prefixed_literal(&mut self) {
+        let start = self.pos;
+        let first = self.peek(0).map(|b| b.to_ascii_lowercase());
+        match (first, self.peek(1), self.peek(2)) {
+            (Some(b'e'), Some(b'\''), _) => {
+                self.pos += 1;
+                self.skip_quoted(b'\'', true);
+                return self.push(Tok::Str, start);
+            }
+            (Some(b'b' | b'x' | b'n'), Some(b'\''), _) => {
+                self.pos += 1;
+                self.skip_quoted(b'\'', false);
+                return self.push(Tok::Str, start);
+            }
+            (Some(b'u'), Some(b'&'), Some(quote @ (b'\'' | b'"'))) => {
+                self.pos += 2;
+                self.skip_quoted(quote, false);
+                let kind = if quote == b'"' { Tok::Quoted } else { Tok::Str };
+                return self.push(kind, start);
+            }
+            _ => {}
+        }
+        while self.peek(0).is_some_and(is_ident_char) {
+            self.pos += 1;
+        }
+        self.push(Tok::Word, start);
+    }
+
+    /// Digits, then whatever letters, digits, dots and underscores follow (`1.5e10`, `0x1F`,
+    /// `1_000`): the parser judges the number, this only has to find its end.
+    fn number(&mut self) {
+        let start = self.pos;
+        while self.peek(0).is_some_and(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_') {
+            self.pos += 1;
+        }
+        self.push(Tok::Number, start);
+    }
+
+    /// `$1`, a dollar-quoted string, or a lone `$`.
+    fn dollar(&mut self) {
+        let start = self.pos;
+        if self.peek(1).is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+            while self.peek(0).is_some_and(|b| b.is_ascii_digit()) {
+                self.pos += 1;
+            }
+            return self.push(Tok::Param, start);
+        }
+        let mut end = start + 1;
+        while self.sql.get(end).is_some_and(|&b| is_ident_char(b) && b != b'$') {
+            end += 1;
+        }
+        if self.sql.get(end) != Some(&b'$') {
+            self.pos += 1;
+            return self.push(Tok::Punct(b'$'), start);
+        }
+        let tag = &self.sql[start..=end];
+        let body = end + 1;
+        self.pos = match self.sql.get(body..).and_then(|rest| rest.windows(tag.len()).position(|w| w == tag)) {
+            Some(i) => body + i + tag.len(),
+            None => self.sql.len(),
+        };
+        self.push(Tok::Str, start);
+    }
+
+    fn skip_line_comment(&mut self) {
+        while let Some(b) = self.peek(0) {
+            self.pos += 1;
+            if b == b'\n' || b == b'\r' {
+                break;
+            }
+        }
+    }
+
+    /// Block comments nest in PostgreSQL.
+    fn skip_block_comment(&mut self) {
+        let mut depth = 0usize;
+        while let Some(b) = self.peek(0) {
+            if b == b'/' && self.peek(1) == Some(b'*') {
+                depth += 1;
+                self.pos += 2;
+            } else if b == b'*' && self.peek(1) == Some(b'/') {
+                depth = depth.saturating_sub(1);
+                self.pos += 2;
+                if depth == 0 {
+                    return;
+                }
+            } else {
+                self.pos += 1;
+            }
+        }
+    }
+
+    /// From an opening quote to its closing one: a doubled quote is an escaped one, and in
+    /// E'' strings a backslash escapes the next byte. Unterminated: to the end.
+    fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
+        self.pos += 1;
+        while let Some(b) = self.peek(0) {
+            self.pos += 1;
+            if backslash_escapes && b == b'\\' {
+                self.pos += 1;
+            } else if b == quote {
+                if self.peek(0) == Some(quote) {
+                    self.pos += 1;
+                } else {
+                    return;
+                }
+            }
+        }
+        self.pos = self.pos.min(self.sql.len());
+    }
+}
+
+/// The byte ranges of the statements of a query string, split at its top-level semicolons,
+/// each from its first token to its last. Statements with no tokens (`;;`, a lone comment)
+/// are skipped, as PostgreSQL skips them.
+pub(super) fn split(tokens: &[Token]) -> Vec<Range<usize>> {
+    tokens
+        .split(|token| token.kind == Tok::Semicolon)
+        .filter_map(|statement| Some(statement.first()?.start..statement.last()?.end))
+        .collect()
+}
+
+/// Index of the token closing the parenthesis opened at `open`, if it is closed.
+pub(super) fn matching_paren(tokens: &[Token], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, token) in tokens.iter().enumerate().skip(open) {
+        match token.kind {
+            Tok::Punct(b'(') => depth += 1,
+            Tok::Punct(b')') => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}

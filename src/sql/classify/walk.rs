@@ -1,0 +1,219 @@
+//! The walk over one statement's syntax tree: every relation and function it names, in
+//! order, with CTE names scoped as PostgreSQL scopes them, and `set_config` calls.
+
+use std::ops::ControlFlow;
+use std::ptr;
+
+use sqlparser::ast::{
+    Expr, Function, FunctionArguments, ObjectName as SqlName, Query, Select, SetExpr, Statement as SqlStatement,
+    TableFactor, Visit, Visitor,
+};
+
+use super::names::{expr_name, fold, object_name};
+use super::settings::set_config;
+use super::targets::note_statement;
+use crate::sql::statement::{Access, ObjectName, RelationUse, SettingChange};
+
+/// What the walk found.
+#[derive(Debug, Default)]
+pub(super) struct Walk {
+    pub relations: Vec<RelationUse>,
+    pub functions: Vec<ObjectName>,
+    pub settings: Vec<SettingChange>,
+    /// Some part inserts, updates, deletes, merges, truncates or copies into a table.
+    pub writes: bool,
+    /// `SELECT ... INTO`: creates a table.
+    pub select_into: bool,
+    /// Something the walk cannot name exactly; the statement is then treated as unparsed.
+    pub problem: Option<String>,
+    /// Names that the statement writes or defines rather than reads, by address: the tree
+    /// visits them as relations like any other.
+    targets: Vec<(*const SqlName, Access)>,
+    /// Set-returning functions in FROM, which the tree visits as relations.
+    table_functions: Vec<*const SqlName>,
+    scopes: Vec<Scope>,
+}
+
+/// The CTE names a query's body can see.
+#[derive(Debug)]
+struct Scope {
+    /// Visible names: the enclosing queries' first, then this query's own CTEs.
+    visible: Vec<String>,
+    outer: usize,
+    /// This query's CTE bodies, by address, in order.
+    ctes: Vec<*const Query>,
+    recursive: bool,
+}
+
+impl Scope {
+    /// Names visible inside the body of `query` if it is one of this scope's CTEs: the
+    /// earlier CTEs (all of them in WITH RECURSIVE) and the enclosing ones.
+    fn visible_in(&self, query: &Query) -> Vec<String> {
+        match self.ctes.iter().position(|&cte| ptr::eq(cte, query)) {
+            Some(i) => {
+                let own = if self.recursive { self.ctes.len() } else { i };
+                self.visible.iter().take(self.outer + own).cloned().collect()
+            }
+            None => self.visible.clone(),
+        }
+    }
+}
+
+/// Walks `statement` (and the statements inside it).
+pub(super) fn walk(statement: &SqlStatement) -> Walk {
+    let mut walk = Walk::default();
+    let _ = statement.visit(&mut walk);
+    walk
+}
+
+impl Walk {
+    /// `name` is written or defined, not read, where the tree visits it.
+    pub fn target(&mut self, name: &SqlName, access: Access) {
+        self.targets.push((ptr::from_ref(name), access));
+    }
+
+    /// A relation the tree does not visit by itself.
+    pub fn relation(&mut self, name: &SqlName, access: Access) {
+        match object_name(name) {
+            Some(name) => self.push_relation(name, access),
+            None => self.unnamable(name),
+        }
+    }
+
+    pub fn push_relation(&mut self, name: ObjectName, access: Access) {
+        let use_ = RelationUse { name, access };
+        if !self.relations.contains(&use_) {
+            self.relations.push(use_);
+        }
+    }
+
+    pub fn function(&mut self, name: &SqlName) {
+        match object_name(name) {
+            Some(name) => self.push_function(name),
+            None => self.unnamable(name),
+        }
+    }
+
+    pub fn push_function(&mut self, name: ObjectName) {
+        if !self.functions.contains(&name) {
+            self.functions.push(name);
+        }
+    }
+
+    fn unnamable(&mut self, name: &SqlName) {
+        self.problem.get_or_insert_with(|| format!("cannot resolve the name {name}"));
+    }
+
+    fn is_cte(&self, name: &SqlName) -> bool {
+        let [part] = name.0.as_slice() else { return false };
+        let Some(ident) = part.as_ident() else { return false };
+        let folded = fold(ident);
+        self.scopes.last().is_some_and(|scope| scope.visible.contains(&folded))
+    }
+
+    fn enter_query(&mut self, query: &Query) {
+        let mut visible = self.scopes.last().map(|parent| parent.visible_in(query)).unwrap_or_default();
+        let outer = visible.len();
+        let mut ctes = Vec::new();
+        let mut recursive = false;
+        if let Some(with) = &query.with {
+            recursive = with.recursive;
+            for cte in &with.cte_tables {
+                visible.push(fold(&cte.alias.name));
+                ctes.push(ptr::from_ref::<Query>(&cte.query));
+            }
+        }
+        self.scopes.push(Scope { visible, outer, ctes, recursive });
+        if has_table_shorthand(&query.body) {
+            self.problem.get_or_insert_with(|| "TABLE name inside a query".into());
+        }
+    }
+}
+
+/// `TABLE name` where sqlparser keeps it as bare strings (quoting lost): the start of a
+/// statement is rewritten before parsing, other places are not trusted.
+fn has_table_shorthand(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Table(_) => true,
+        SetExpr::SetOperation { left, right, .. } => has_table_shorthand(left) || has_table_shorthand(right),
+        _ => false,
+    }
+}
+
+/// Without parentheses (CURRENT_TIMESTAMP, CURRENT_USER) and `ARRAY(subquery)` it is SQL
+/// syntax, not a function call.
+fn is_call(function: &Function) -> bool {
+    match &function.args {
+        FunctionArguments::None => false,
+        FunctionArguments::Subquery(_) => !function.name.to_string().eq_ignore_ascii_case("array"),
+        FunctionArguments::List(_) => true,
+    }
+}
+
+impl Visitor for Walk {
+    type Break = ();
+
+    fn pre_visit_statement(&mut self, statement: &SqlStatement) -> ControlFlow<()> {
+        note_statement(self, statement);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        self.enter_query(query);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.scopes.pop();
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+        if let Some(into) = &select.into {
+            self.select_into = true;
+            for target in &into.targets {
+                match expr_name(target) {
+                    Some(name) => self.push_relation(name, Access::Define),
+                    None => self.problem = Some(format!("cannot resolve the SELECT INTO target {target}")),
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        match factor {
+            TableFactor::Table { name, args: Some(_), .. } => self.table_functions.push(ptr::from_ref(name)),
+            TableFactor::Function { name, .. } => self.function(name),
+            TableFactor::UNNEST { .. } => self.push_function(ObjectName::new(None, "unnest")),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, name: &SqlName) -> ControlFlow<()> {
+        if self.table_functions.iter().any(|&f| ptr::eq(f, name)) {
+            self.function(name);
+            return ControlFlow::Continue(());
+        }
+        // DML and DDL targets never resolve to a CTE in PostgreSQL.
+        match self.targets.iter().find(|(target, _)| ptr::eq(*target, name)) {
+            Some(&(_, access)) => self.relation(name, access),
+            None if self.is_cte(name) => {}
+            None => self.relation(name, Access::Read),
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(function) = expr
+            && is_call(function)
+        {
+            self.function(&function.name);
+            if let Some(change) = set_config(function) {
+                self.settings.push(change);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
