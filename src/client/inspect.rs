@@ -107,11 +107,12 @@ impl Inspector {
         self.auditor.as_ref()
     }
 
-    /// A simple Query string.
+    /// A simple Query string. It has no bind parameters: with `log_parameter` on, pgaudit
+    /// writes `<none>` for it, not `<not logged>`.
     pub fn query(&mut self, text: &[u8]) -> Decision {
         let text: Arc<str> = String::from_utf8_lossy(text).into();
         let classified = self.shared.classifier.classify(&text);
-        self.decide(TicketKind::Query, &text, &classified, Parameters::NotLogged)
+        self.decide(TicketKind::Query, &text, &classified, Parameters::None)
     }
 
     /// A Parse: checked now (even when pgate answers it itself), kept for its Binds.
