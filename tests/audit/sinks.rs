@@ -54,10 +54,13 @@ async fn a_failing_sink_with_on_error_deny_refuses_statements_and_keeps_their_re
     let path = dir.path().join("logs/audit.log");
     let rotated = dir.path().join("rotated.log");
     std::fs::create_dir(dir.path().join("logs")).unwrap();
-    let audit = format!("{}\nformat = \"json\"\non_error = \"deny\"", sink_line(&path));
+    let audit = format!("{}\nformat = \"json\"\non_error = \"deny\"\nlog_parameter = true", sink_line(&path));
     let pgate = Pgate::start(&audit_config("audit_deny", TRUST, &audit, READ_AND_SET)).await;
     let client = pgate.connect("alice", "", "audit_deny").await.unwrap();
     assert_eq!(simple_rows(&client, "SELECT 'before'").await, 1);
+    // Parsed now, bound while the sink fails.
+    let add = "SELECT $1::int + 1";
+    let prepared = client.prepare(add).await.unwrap();
     break_sink(&pgate, &path, &rotated).await;
 
     // Simple and extended statements are refused; the session stays usable.
@@ -68,6 +71,7 @@ async fn a_failing_sink_with_on_error_deny_refuses_statements_and_keeps_their_re
     let extended = "SELECT $1::text";
     let message = failed_with(client.query(extended, &[&"during"]).await, "58030", extended);
     assert!(message.contains("audit.on_error = \"deny\""), "{message}");
+    failed_with(client.query(&prepared, &[&41i32]).await, "58030", add);
     repair_sink(&pgate, &path).await;
     assert_eq!(simple_rows(&client, "SELECT 'after'").await, 1);
     drop(client);
@@ -75,17 +79,24 @@ async fn a_failing_sink_with_on_error_deny_refuses_statements_and_keeps_their_re
 
     assert_eq!(summary(&read_json(&rotated)), ["LOGIN ok", "1 SELECT 'before' ok"]);
     // The refusals' records were queued while the sink failed and written once it was back.
+    let lines = read_json(&path);
     assert_eq!(
-        summary(&read_json(&path)),
+        summary(&lines),
         [
             "2 SELECT 'during' denied audit_unavailable",
             "3 SELECT 'during again' denied audit_unavailable",
             "4 SELECT $1::text denied audit_unavailable",
-            "5 SELECT 'after' ok",
+            "5 SELECT $1::int + 1 denied audit_unavailable",
+            "6 SELECT 'after' ok",
             "LOGOUT",
         ]
     );
-    assert_eq!((stats.written, stats.lost, stats.dropped, stats.refused), (7, 0, 0, 0), "{stats:?}");
+    // Refused at its Parse, a statement was never bound; refused at its Bind, its values
+    // are known.
+    let parameters: Vec<&Value> = lines[..4].iter().map(|l| &l["parameters"]).collect();
+    let bound = serde_json::json!([int4_param(41)]);
+    assert_eq!(parameters, [&Value::from("<none>"), &Value::from("<none>"), &Value::from("<not logged>"), &bound]);
+    assert_eq!((stats.written, stats.lost, stats.dropped, stats.refused), (8, 0, 0, 0), "{stats:?}");
     assert!(stats.sink_errors >= 1 && !stats.failing, "{stats:?}");
 }
 
