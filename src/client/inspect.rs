@@ -146,7 +146,7 @@ impl Inspector {
             return Ok(());
         };
         let parameters = self.parameters(rest);
-        if let Some(refused) = self.refusal_of(&prepared, Parameters::NotLogged) {
+        if let Some(refused) = self.refusal_of(&prepared, parameters.clone()) {
             return Err(refused);
         }
         self.portals.insert(Bytes::copy_from_slice(portal), Portal { prepared, parameters });
