@@ -180,11 +180,12 @@ async fn every_pool_mode_leaves_the_same_records() {
     }
 }
 
-/// An extended-protocol statement whose Bind fails (a parameter that is not an int; a
-/// division the planner folds with the bound value) is a statement that ran and failed,
-/// as it is in the simple protocol: it leaves an error record.
+/// An extended-protocol statement that fails before its Execute is answered, at its Bind
+/// (a parameter that is not an int; a division the planner folds with the bound value) or
+/// at its Parse (a missing table) with the Execute already sent, ran and failed as the same
+/// statement does in a simple query: it leaves an error record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_failing_at_bind_is_recorded() {
+async fn a_statement_failing_before_execute_is_recorded() {
     audit_database("audit_bind");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
@@ -196,6 +197,11 @@ async fn a_statement_failing_at_bind_is_recorded() {
     let replies = raw.until_ready().await;
     assert_eq!(codes(&replies), "1EZ", "the Bind fails");
     assert_eq!(error_code(&replies[1].1), "22P02");
+    let missing = "SELECT v FROM aud.missing";
+    raw.send(&[parse("", missing), bind_text(&[]), execute("", 0), sync()].concat()).await;
+    let replies = raw.until_ready().await;
+    assert_eq!(codes(&replies), "EZ", "the Parse fails");
+    assert_eq!(error_code(&replies[0].1), "42P01");
     drop(raw);
     let client = pgate.connect("alice", "", "audit_bind").await.unwrap();
     let folded = "SELECT 1/$1::int";
@@ -207,6 +213,10 @@ async fn a_statement_failing_at_bind_is_recorded() {
         read_json(&path).iter().filter(|l| l["kind"] == "SESSION").map(Expected::of_line).collect();
     assert_eq!(
         seen,
-        [Expected::error("READ", "SELECT", "22P02", cast), Expected::error("READ", "SELECT", "22012", folded)]
+        [
+            Expected::error("READ", "SELECT", "22P02", cast),
+            Expected::error("READ", "SELECT", "42P01", missing),
+            Expected::error("READ", "SELECT", "22012", folded),
+        ]
     );
 }
