@@ -41,7 +41,7 @@ fn assert_records(who: &str, seen: &[Value], expected: &[Expected]) {
 ///
 /// Size: 50 clients x about 400 statements (20,000 statements and 100 logins and logouts).
 /// 50 x 2,000 took 90 s in a debug build on two busy cores (73 s of it the clients), over
-/// the minute this test should take; 400 runs in 20-40 s there, and every kind of
+/// the minute this test should take; 400 takes 25-41 s there, and every kind of
 /// statement still comes 25 times or more per client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_policy_keeps_every_record_of_a_busy_pool_in_order() {

@@ -1,4 +1,4 @@
-//! The pgaudit line field by field (context, LOGIN, LOGOUT, errors), `log_relation` and
+//! The pgaudit line field by field (context, LOGIN, LOGOUT, CANCEL, errors), `log_relation` and
 //! `log_parameter`, and passwords redacted in both formats.
 
 use std::path::Path;
@@ -89,15 +89,19 @@ async fn pgaudit_lines_carry_the_context_logins_logouts_and_no_passwords() {
     assert_eq!(create_role.keys(), [&CONTEXT_KEYS[..], &["outcome", "sqlstate"]].concat());
     assert_eq!((create_role.get("outcome"), create_role.get("sqlstate")), ("error", "42501"));
     assert_eq!(create_role.body, "SESSION,2,1,ROLE,CREATE ROLE,,,CREATE ROLE audit_x PASSWORD <REDACTED>,<not logged>");
-    // A failed login has no session, workspace or backend yet; its reason is CSV-quoted.
-    assert_log_time(&failed.time);
-    assert_eq!(failed.keys(), CONTEXT_KEYS);
-    let who = [failed.get("user"), failed.get("db"), failed.get("workspace"), failed.get("backend")];
-    assert_eq!(who, ["alice", "audit_pgaudit", "-", "-"]);
-    assert_eq!(failed.get("session"), "-");
-    assert_eq!(failed.body, "LOGIN,failed,-,\"password authentication failed for user \"\"alice\"\"\"");
     assert_eq!(logout.keys(), CONTEXT_KEYS);
     assert_eq!(logout.body, "LOGOUT");
+    // A failed login: the user and database it asked for, its reason CSV-quoted; it has no
+    // workspace, backend or session yet, and says so as an absent value does (`-`, where a
+    // quoted `"-"` would be a backend or session named "-").
+    assert_log_time(&failed.time);
+    assert_eq!(failed.keys(), CONTEXT_KEYS);
+    assert_eq!(failed.body, "LOGIN,failed,-,\"password authentication failed for user \"\"alice\"\"\"");
+    assert!(failed.get("client").starts_with("127.0.0.1:"), "{}", failed.get("client"));
+    assert_eq!((failed.get("tls"), failed.get("identity")), ("-", "-"));
+    let who = [failed.get("user"), failed.get("db"), failed.get("workspace")];
+    assert_eq!(who, ["alice", "audit_pgaudit", "-"]);
+    assert_eq!((failed.get("backend"), failed.get("session")), ("-", "-"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,4 +164,59 @@ async fn pgaudit_log_relation_and_log_parameter() {
             format!("SESSION,1,1,READ,SELECT,TABLE,aud.t,{BY_ID},\\x00000007"),
         ]
     );
+}
+
+/// Waits until the data cluster runs `sql` (psql on the blocking pool).
+async fn wait_until_running(sql: &str) {
+    let active = format!("SELECT count(*) FROM pg_stat_activity WHERE query = '{sql}' AND state = 'active'");
+    let start = std::time::Instant::now();
+    loop {
+        let active = active.clone();
+        let count = tokio::task::spawn_blocking(move || backends().data.psql("postgres", &active).unwrap());
+        if count.await.unwrap() == "1" {
+            return;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{sql} never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A CancelRequest is recorded under the session its key names (`forwarded` when a query
+/// was running there, `ignored` for a key nobody has), before the cancelled statement's
+/// error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_requests_are_recorded_under_their_session() {
+    audit_database("audit_cancel");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let pgate = Pgate::start(&audit_config("audit_cancel", TRUST, &sink_line(&path), READ_AND_SET)).await;
+    let client = std::sync::Arc::new(pgate.connect("alice", "", "audit_cancel").await.unwrap());
+    let sleep = "SELECT pg_sleep(60)";
+    let running = tokio::spawn({
+        let client = client.clone();
+        async move { client.simple_query(sleep).await }
+    });
+    wait_until_running(sleep).await;
+    client.cancel_token().cancel_query(tokio_postgres::NoTls).await.unwrap();
+    failed_with(running.await.unwrap(), "57014", sleep);
+    let mut nobody = RawClient::connect(pgate.addr).await;
+    nobody.send(&cancel_packet(0x7fff_0001, 42)).await;
+    assert!(nobody.closed().await);
+    drop(client);
+    settle_and_stop(pgate).await;
+
+    let lines = pgaudit_lines(&path);
+    let bodies: Vec<(&str, &str)> = lines.iter().map(|l| (l.get("session"), l.body.as_str())).collect();
+    let session = lines[0].get("session");
+    assert_eq!(
+        bodies,
+        [
+            (session, "LOGIN,ok,trust"),
+            (session, "CANCEL,forwarded"),
+            (session, "SESSION,1,1,READ,SELECT,,,SELECT pg_sleep(60),<not logged>"),
+            ("7fff0001", "CANCEL,ignored"),
+            (session, "LOGOUT"),
+        ]
+    );
+    assert_eq!((lines[2].get("outcome"), lines[2].get("sqlstate")), ("error", "57014"));
 }

@@ -1,5 +1,5 @@
 //! What the audit tests share: sinks (a FIFO read slowly by a thread), configurations, the
-//! records a statement should leave, and reading JSON and pgaudit lines back.
+//! records a statement should leave, and reading JSON lines back.
 
 use std::fs::File;
 use std::io::Read;
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-/// The schema the test workspace may read, its table, and a table outside the workspace.
+/// The schema the test workspace may read, its tables, and a table outside the workspace.
 pub const SCHEMA_SQL: &str = "SET ROLE alice; \
      CREATE SCHEMA aud; \
      CREATE TABLE aud.t (id int PRIMARY KEY, v text); \
@@ -120,8 +120,8 @@ pub fn json_lines(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}"))).collect()
 }
 
-/// What a statement record should say; `parameters` is the JSON value (`"<not logged>"`
-/// or an array).
+/// What a statement record should say; `parameters` is the JSON value (`"<not logged>"`,
+/// `"<none>"` or an array).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expected {
     pub class: String,
@@ -211,8 +211,10 @@ pub fn statement_ids(lines: &[Value]) -> Vec<u64> {
     lines.iter().map(|l| l["statement_id"].as_u64().expect("statement_id")).collect()
 }
 
-/// A Bind with text parameters, `None` for NULL.
+/// A Bind of the unnamed statement to the unnamed portal with text parameters, `None` for
+/// NULL.
 pub fn bind_text(params: &[Option<&str>]) -> Vec<u8> {
+    // Portal "", statement "", no format codes (all text).
     let mut body = vec![0, 0, 0, 0];
     body.extend_from_slice(&(params.len() as i16).to_be_bytes());
     for p in params {
