@@ -73,6 +73,15 @@ impl Child {
     }
 }
 
+/// Waits (up to 10 s) until `done` holds.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The statements of JSON lines, and how many LOGIN / LOGOUT lines they hold.
 fn statements_and_edges(lines: &[Value]) -> (Vec<String>, usize, usize) {
     let statements = lines.iter().filter(|l| l["kind"] == "SESSION").map(|l| l["statement"].to_string()).collect();
@@ -100,13 +109,14 @@ fn binary_reopens_on_sigusr1_and_flushes_on_sigterm() {
     let pgate = Child::start(&config_path);
 
     psql_binary(port, &["SELECT 'before-1'", "SELECT 'before-2'"]);
+    // Rotated once those records are in the file (one still queued would rightly go to the
+    // new file after the reopen).
+    wait_for("the first records in the file", || {
+        std::fs::read_to_string(&path).unwrap_or_default().contains("SELECT 'before-2'")
+    });
     std::fs::rename(&path, &moved).unwrap();
     pgate.signal("USR1");
-    let start = std::time::Instant::now();
-    while !path.exists() {
-        assert!(start.elapsed() < Duration::from_secs(10), "no new audit file after SIGUSR1");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("a new audit file after SIGUSR1", || path.exists());
     psql_binary(port, &["SELECT 'after-1'", "SELECT 'after-2'"]);
 
     // A client that stays connected across SIGTERM, and one more that ran and left.

@@ -11,12 +11,14 @@ use crate::common::*;
 use crate::support::*;
 use crate::workload::*;
 
-/// Moves the audit file to `rotated`, removes its directory and asks for a reopen (what
-/// SIGUSR1 does after a rotation): the reopen fails and the sink is failing.
-async fn break_sink(pgate: &Pgate, path: &Path, rotated: &Path) {
+/// Once `written` records are in the file, moves it to `rotated`, removes its directory
+/// and asks for a reopen (what SIGUSR1 does after a rotation): the reopen fails and the
+/// sink is failing. (A record still queued at the reopen would rightly go to the new file.)
+async fn break_sink(pgate: &Pgate, path: &Path, rotated: &Path, written: u64) {
+    let auditor = pgate.shared.auditor.clone().unwrap();
+    wait_until("the records so far are written", Duration::from_secs(10), || auditor.stats().written == written).await;
     std::fs::rename(path, rotated).unwrap();
     std::fs::remove_dir(path.parent().unwrap()).unwrap();
-    let auditor = pgate.shared.auditor.clone().unwrap();
     auditor.reopen();
     wait_until("the sink is failing", Duration::from_secs(10), || auditor.stats().failing).await;
 }
@@ -61,7 +63,7 @@ async fn a_failing_sink_with_on_error_deny_refuses_statements_and_keeps_their_re
     // Parsed now, bound while the sink fails.
     let add = "SELECT $1::int + 1";
     let prepared = client.prepare(add).await.unwrap();
-    break_sink(&pgate, &path, &rotated).await;
+    break_sink(&pgate, &path, &rotated, 2).await;
 
     // Simple and extended statements are refused; the session stays usable.
     for sql in ["SELECT 'during'", "SELECT 'during again'"] {
@@ -153,7 +155,7 @@ async fn a_failing_sink_with_on_error_continue_serves_and_counts_lost_records() 
     let auditor = pgate.shared.auditor.clone().unwrap();
     let client = pgate.connect("alice", "", "audit_continue").await.unwrap();
     assert_eq!(simple_rows(&client, "SELECT 'before'").await, 1);
-    break_sink(&pgate, &path, &rotated).await;
+    break_sink(&pgate, &path, &rotated, 2).await;
     for i in 0..DURING {
         assert_eq!(simple_rows(&client, &format!("SELECT 'during {i}'")).await, 1);
     }
