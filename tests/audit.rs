@@ -220,3 +220,43 @@ async fn a_statement_failing_before_execute_is_recorded() {
         ]
     );
 }
+
+/// A refusal the server skipped (an earlier statement of the pipeline failed) is recorded
+/// in its place: after the failed statement, before the statements of the next Sync, also
+/// when their replies reach pgate in one read. (The failing statement streams 20 MB first,
+/// which the server sends faster than the client reads them: pgate lags behind the server,
+/// so the replies after the rows are in its buffer together.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_refusal_keeps_its_place_in_the_session_order() {
+    audit_database("audit_order");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let audit = format!("{}\nformat = \"json\"", sink_line(&path));
+    let pgate = Pgate::start(&audit_config("audit_order", TRUST, &audit, READ_AND_SET)).await;
+    let mut raw = RawClient::login_trusted(pgate.addr, "alice", "audit_order").await;
+    // 20 MB of rows, then division by zero.
+    let flood = "SELECT CASE WHEN g < 200000 THEN repeat('x', 100) ELSE (1/(g-g))::text END \
+                 FROM generate_series(1, 200000) g";
+    let (refused, last) = ("DELETE FROM aud.t", "SELECT 3");
+    let pipeline = [
+        [parse("", flood), bind_text(&[]), execute("", 0)].concat(),
+        [parse("", refused), bind_text(&[]), execute("", 0), sync()].concat(),
+        [parse("", last), bind_text(&[]), execute("", 0), sync()].concat(),
+    ];
+    raw.send(&pipeline.concat()).await;
+    let replies = raw.until_ready_n(2).await;
+    assert_eq!(codes(&replies[replies.len() - 8..]), "DEZ12DCZ", "the flood fails; the refusal is skipped");
+    drop(raw);
+    settle_and_stop(pgate).await;
+
+    let seen: Vec<Expected> =
+        read_json(&path).iter().filter(|l| l["kind"] == "SESSION").map(Expected::of_line).collect();
+    assert_eq!(
+        seen,
+        [
+            Expected::error("READ", "SELECT", "22012", flood),
+            Expected::denied("WRITE", "DELETE", "allow", refused),
+            Expected::ok("READ", "SELECT", Some(1), last),
+        ]
+    );
+}

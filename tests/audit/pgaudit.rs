@@ -166,21 +166,6 @@ async fn pgaudit_log_relation_and_log_parameter() {
     );
 }
 
-/// Waits until the data cluster runs `sql` (psql on the blocking pool).
-async fn wait_until_running(sql: &str) {
-    let active = format!("SELECT count(*) FROM pg_stat_activity WHERE query = '{sql}' AND state = 'active'");
-    let start = std::time::Instant::now();
-    loop {
-        let active = active.clone();
-        let count = tokio::task::spawn_blocking(move || backends().data.psql("postgres", &active).unwrap());
-        if count.await.unwrap() == "1" {
-            return;
-        }
-        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{sql} never started");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 /// A CancelRequest is recorded under the session its key names (`forwarded` when a query
 /// was running there, `ignored` for a key nobody has), before the cancelled statement's
 /// error.
@@ -196,7 +181,7 @@ async fn cancel_requests_are_recorded_under_their_session() {
         let client = client.clone();
         async move { client.simple_query(sleep).await }
     });
-    wait_until_running(sleep).await;
+    wait_for_server("audit_cancel", sleep, "active").await;
     client.cancel_token().cancel_query(tokio_postgres::NoTls).await.unwrap();
     failed_with(running.await.unwrap(), "57014", sleep);
     let mut nobody = RawClient::connect(pgate.addr).await;

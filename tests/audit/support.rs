@@ -104,6 +104,25 @@ pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> b
     }
 }
 
+/// Waits (up to 20 s) until a server of the data cluster on `db` shows `query` in `state`
+/// (`active`: running it; `idle`: it was the last one). psql runs on the blocking pool.
+pub async fn wait_for_server(db: &str, query: &str, state: &str) {
+    let count = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND query = '{}' AND state = '{state}'",
+        query.replace('\'', "''")
+    );
+    let start = Instant::now();
+    loop {
+        let count = count.clone();
+        let found = tokio::task::spawn_blocking(move || backends().data.psql("postgres", &count).unwrap());
+        if found.await.unwrap() == "1" {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no server of {db} shows {query} {state}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until every client has left and every record has been written out, then stops
 /// pgate (which closes the audit log) and returns the final counts.
 pub async fn settle_and_stop(pgate: Pgate) -> pgate::audit::AuditStats {
