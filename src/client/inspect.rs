@@ -194,8 +194,13 @@ impl Inspector {
         self.refusals.remove(marker)
     }
 
-    /// Records finished since the last call.
+    /// Records finished since the last call, in session order.
     pub fn take_done(&mut self) -> Vec<Record> {
+        // Statement ids follow the order the client sent its statements in, and the server
+        // answers in that order; but a refusal the server skipped (after an earlier error in
+        // its pipeline) is only added when the session flushes, behind records of later
+        // statements that completed in the same read. Sorting puts it back in its place.
+        self.done.sort_by_key(|r| r.statement_id);
         let context = &self.context;
         self.done
             .drain(..)
