@@ -115,7 +115,7 @@ pub fn check(ws: &Workspace, builtins: &Builtins, statement: &Statement, scope: 
     }
     for relation in &statement.relations {
         for candidate in relation_candidates(&relation.name, scope) {
-            check_relation(ws, &relation.name, &candidate, relation.access, scope)?;
+            check_relation(ws, &relation.name, candidate, relation.access, scope)?;
         }
     }
     for function in &statement.functions {
@@ -144,6 +144,11 @@ fn check_setting(ws: &Workspace, change: &SettingChange) -> Result<(), Denial> {
             "start a read-write transaction (it is a read-only workspace)".into(),
             "only reads are allowed",
         ),
+        SettingChange::Set { name, value: None, .. } if name == "search_path" && ws.has_statement_rules() => deny(
+            Rule::PinnedSetting,
+            "set search_path to a value pgate cannot see before it runs".into(),
+            "set it to a literal list of schemas",
+        ),
         SettingChange::Unknown => deny(
             Rule::PinnedSetting,
             "call set_config with a setting name pgate cannot see".into(),
@@ -163,35 +168,45 @@ fn is_on(value: &str) -> bool {
     ["on", "true", "yes", "1", "t", "y"].contains(&v.as_str())
 }
 
+/// A schema-qualified name a statement's name may stand for, borrowed (checks run on every
+/// statement: no allocation unless it is refused).
+#[derive(Debug, Clone, Copy)]
+struct Candidate<'a> {
+    schema: &'a str,
+    name: &'a str,
+}
+
+impl std::fmt::Display for Candidate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
 /// The relations a name may stand for: itself when qualified, else pg_catalog's (PostgreSQL
 /// searches it first, and all its relations are named `pg_*`) and every schema of the path
 /// (the relation may exist in any of them).
-fn relation_candidates(name: &ObjectName, scope: Scope<'_>) -> Vec<ObjectName> {
-    if name.schema.is_some() {
-        return vec![name.clone()];
-    }
-    let mut out = Vec::new();
-    if name.name.starts_with("pg_") {
-        out.push(ObjectName::new(Some("pg_catalog"), &name.name));
-    }
-    out.extend(path_candidates(name, scope));
-    out
+fn relation_candidates<'a>(name: &'a ObjectName, scope: Scope<'a>) -> impl Iterator<Item = Candidate<'a>> {
+    let catalog = (name.schema.is_none() && name.name.starts_with("pg_")).then_some("pg_catalog");
+    let path = name.schema.is_none().then(|| path_schemas(scope)).into_iter().flatten();
+    name.schema.as_deref().into_iter().chain(catalog).chain(path).map(|schema| Candidate { schema, name: &name.name })
 }
 
 /// The functions a name may stand for: itself when qualified; a built-in's name resolves to
 /// pg_catalog, which PostgreSQL searches first (a look-alike elsewhere would need CREATE
 /// FUNCTION, a DDL statement); any other name, through every schema of the path.
-fn function_candidates(name: &ObjectName, scope: Scope<'_>, builtins: &Builtins) -> Vec<ObjectName> {
-    match &name.schema {
-        Some(_) => vec![name.clone()],
-        None if builtins.is_builtin(&name.name) => vec![ObjectName::new(Some("pg_catalog"), &name.name)],
-        None => path_candidates(name, scope),
-    }
+fn function_candidates<'a>(
+    name: &'a ObjectName,
+    scope: Scope<'a>,
+    builtins: &Builtins,
+) -> impl Iterator<Item = Candidate<'a>> {
+    let builtin = name.schema.is_none() && builtins.is_builtin(&name.name);
+    let catalog = builtin.then_some("pg_catalog");
+    let path = (name.schema.is_none() && !builtin).then(|| path_schemas(scope)).into_iter().flatten();
+    name.schema.as_deref().into_iter().chain(catalog).chain(path).map(|schema| Candidate { schema, name: &name.name })
 }
 
-fn path_candidates(name: &ObjectName, scope: Scope<'_>) -> Vec<ObjectName> {
-    let schemas = scope.search_path.iter().filter(|s| !matches!(s.as_str(), "pg_catalog" | "pg_temp"));
-    schemas.map(|schema| ObjectName::new(Some(schema), &name.name)).collect()
+fn path_schemas(scope: Scope<'_>) -> impl Iterator<Item = &str> {
+    scope.search_path.iter().map(String::as_str).filter(|s| !matches!(*s, "pg_catalog" | "pg_temp"))
 }
 
 fn verb(access: Access) -> &'static str {
@@ -205,31 +220,30 @@ fn verb(access: Access) -> &'static str {
 fn check_relation(
     ws: &Workspace,
     written: &ObjectName,
-    name: &ObjectName,
+    name: Candidate<'_>,
     access: Access,
     scope: Scope<'_>,
 ) -> Result<(), Denial> {
-    let schema = name.schema.as_deref().unwrap_or_default();
-    let via_path = || resolution_note(written, name, scope);
     let deny = |rule: Rule, detail: String, hint: String| {
         Err(Denial {
             workspace: ws.name.clone(),
             rule,
-            what: format!("{} relation {name}{}{detail}", verb(access), via_path()),
+            what: format!("{} relation {name}{}{detail}", verb(access), resolution_note(written, name, scope)),
             hint,
         })
     };
-    if let Some(p) = ws.relations.deny.iter().find(|p| p.matches(name)) {
+    let matches = |p: &&Pattern| p.matches_parts(name.schema, name.name);
+    if let Some(p) = ws.relations.deny.iter().find(matches) {
         return deny(
             Rule::RelationDeny,
             format!(": relations.deny has \"{p}\""),
             "this relation is closed to the workspace".into(),
         );
     }
-    let allowed = ws.relations.allow.iter().any(|p| p.matches(name));
-    if is_catalog_schema(schema) {
-        if is_sensitive_catalog(schema, &name.name)
-            && !ws.relations.allow.iter().any(|p| p.is_exact_name() && p.matches(name))
+    let allowed = ws.relations.allow.iter().any(|p| matches(&p));
+    if is_catalog_schema(name.schema) {
+        if is_sensitive_catalog(name.schema, name.name)
+            && !ws.relations.allow.iter().any(|p| p.is_exact_name() && matches(&p))
         {
             return deny(
                 Rule::SensitiveCatalog,
@@ -257,13 +271,13 @@ fn check_relation(
     )
 }
 
-/// ` (as "orders" on search_path alpha, public)` when the name was unqualified.
-fn resolution_note(written: &ObjectName, resolved: &ObjectName, scope: Scope<'_>) -> String {
+/// ` ("orders" may resolve to it on search_path alpha, public)` when the name was unqualified.
+fn resolution_note(written: &ObjectName, resolved: Candidate<'_>, scope: Scope<'_>) -> String {
     if written.schema.is_some() {
         return String::new();
     }
     let mut note = format!(" (\"{}\" may resolve to it", written.name);
-    if resolved.schema.as_deref() != Some("pg_catalog") {
+    if resolved.schema != "pg_catalog" {
         let _ = write!(note, " on search_path {}", scope.search_path.join(", "));
     }
     note.push(')');
@@ -275,8 +289,7 @@ fn list(patterns: &[Pattern]) -> String {
 }
 
 fn check_function(ws: &Workspace, builtins: &Builtins, function: &ObjectName, scope: Scope<'_>) -> Result<(), Denial> {
-    let explicitly_allowed = |n: &ObjectName| ws.functions.allow.iter().any(|p| p.is_exact_name() && p.matches(n));
-    let deny = |rule: Rule, name: &ObjectName, detail: String, hint: &str| {
+    let deny = |rule: Rule, name: Candidate<'_>, detail: String, hint: &str| {
         Err(Denial {
             workspace: ws.name.clone(),
             rule,
@@ -285,31 +298,34 @@ fn check_function(ws: &Workspace, builtins: &Builtins, function: &ObjectName, sc
         })
     };
     for name in function_candidates(function, scope, builtins) {
-        if let Some(why) = denied_function(&name.name)
-            && !explicitly_allowed(&name)
+        let matches = |p: &&Pattern| p.matches_parts(name.schema, name.name);
+        if let Some(why) = denied_function(name.name)
+            && !ws.functions.allow.iter().any(|p| p.is_exact_name() && matches(&p))
         {
             return deny(
                 Rule::FunctionDeny,
-                &name,
+                name,
                 format!(": it {why}"),
                 "such functions are closed to workspaces by default",
             );
         }
-        if let Some(p) = ws.functions.deny.iter().find(|p| p.matches(&name)) {
+        if let Some(p) = ws.functions.deny.iter().find(matches) {
             return deny(
                 Rule::FunctionDeny,
-                &name,
+                name,
                 format!(": functions.deny has \"{p}\""),
                 "this function is closed to the workspace",
             );
         }
-        let builtin = name.schema.as_deref() == Some("pg_catalog");
-        if builtin || ws.functions.allow.is_empty() || ws.functions.allow.iter().any(|p| p.matches(&name)) {
+        if name.schema == "pg_catalog"
+            || ws.functions.allow.is_empty()
+            || ws.functions.allow.iter().any(|p| matches(&p))
+        {
             continue;
         }
         return deny(
             Rule::FunctionAllow,
-            &name,
+            name,
             format!(": functions.allow has only {}", list(&ws.functions.allow)),
             "call functions of allowed schemas, or ask the operator to add functions.allow entries",
         );

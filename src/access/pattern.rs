@@ -27,7 +27,11 @@ impl Pattern {
 
     pub fn matches(&self, name: &ObjectName) -> bool {
         let Some(schema) = &name.schema else { return false };
-        glob(&self.schema, schema) && glob(&self.name, &name.name)
+        self.matches_parts(schema, &name.name)
+    }
+
+    pub fn matches_parts(&self, schema: &str, name: &str) -> bool {
+        glob(&self.schema, schema) && glob(&self.name, name)
     }
 
     /// True when the pattern names exactly one object (no wildcard in the name part).

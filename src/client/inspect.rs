@@ -27,6 +27,21 @@ pub struct Prepared {
     classified: Arc<Classified>,
 }
 
+/// A protocol statement, with when it was last checked.
+#[derive(Debug)]
+struct Checked {
+    prepared: Arc<Prepared>,
+    stamp: Stamp,
+}
+
+/// What a check depended on besides the statement: the configuration's workspaces and the
+/// session's search_path. A Bind under the same stamp as its Parse needs no second check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    workspaces: usize,
+    search_path: u64,
+}
+
 /// A bound portal: what it runs, with what.
 #[derive(Debug)]
 struct Portal {
@@ -53,7 +68,11 @@ pub struct Inspector {
     server_user: String,
     /// Every schema that may be on the search_path, in order.
     search_path: Vec<String>,
-    protocol: HashMap<Bytes, Arc<Prepared>>,
+    protocol: HashMap<Bytes, Checked>,
+    /// The last Parse's statement: drivers parse the same unnamed statement again and again.
+    last_parsed: Option<Arc<Prepared>>,
+    /// Counts changes of `search_path`, for [`Stamp`]s.
+    search_path_version: u64,
     sql_prepared: HashMap<String, Arc<Prepared>>,
     portals: HashMap<Bytes, Portal>,
     /// Refusals waiting for their marker's error, by marker.
@@ -87,6 +106,8 @@ impl Inspector {
             server_user: server_user.to_owned(),
             search_path: Vec::new(),
             protocol: HashMap::new(),
+            last_parsed: None,
+            search_path_version: 0,
             sql_prepared: HashMap::new(),
             portals: HashMap::new(),
             refusals: HashMap::new(),
@@ -95,7 +116,7 @@ impl Inspector {
             next_statement: 0,
             done: Vec::new(),
         };
-        inspector.add_search_path(search_path);
+        add_search_path(&mut inspector.search_path, search_path, &inspector.server_user);
         inspector
     }
 
@@ -117,40 +138,64 @@ impl Inspector {
 
     /// A Parse: checked now (even when pgate answers it itself), kept for its Binds.
     pub fn parse(&mut self, name: &[u8], query: &[u8]) -> Result<(), (String, Ticket)> {
-        let text: Arc<str> = String::from_utf8_lossy(query).into();
-        let classified = self.shared.classifier.classify(&text);
-        let prepared = Arc::new(Prepared { text, classified });
+        let prepared = self.prepared(query);
         if let Some((marker, ticket)) = self.refusal_of(&prepared, Parameters::NotLogged) {
             self.protocol.remove(name);
             return Err((marker, ticket));
         }
-        self.protocol.insert(Bytes::copy_from_slice(name), prepared);
+        let stamp = self.stamp();
+        self.protocol.insert(Bytes::copy_from_slice(name), Checked { prepared, stamp });
         Ok(())
     }
 
     /// A Parse that would pass, without keeping anything (pgate answering Parses locally
     /// asks first).
     pub fn would_allow_parse(&mut self, query: &[u8]) -> bool {
-        let text = String::from_utf8_lossy(query);
-        let classified = self.shared.classifier.classify(&text);
+        let prepared = self.prepared(query);
         self.refresh();
-        self.audit_unavailable().is_none() && self.first_denial(&classified).is_none()
+        self.audit_unavailable().is_none() && self.first_denial(&prepared.classified).is_none()
     }
 
-    /// A Bind: the statement is checked again (the rules or the search_path may have
-    /// changed since its Parse); the portal remembers it for the Execute.
+    /// A Bind: the statement is checked again when the rules or the search_path changed
+    /// since its Parse; the portal remembers it for the Execute.
     pub fn bind(&mut self, portal: &[u8], statement: &[u8], rest: &[u8]) -> Result<(), (String, Ticket)> {
         self.portals.remove(portal);
-        let Some(prepared) = self.protocol.get(statement).cloned() else {
+        self.refresh();
+        let stamp = self.stamp();
+        let Some(checked) = self.protocol.get(statement) else {
             // Never parsed through pgate: the server will say it does not exist.
             return Ok(());
         };
+        let (prepared, fresh) = (checked.prepared.clone(), checked.stamp == stamp);
         let parameters = self.parameters(rest);
-        if let Some(refused) = self.refusal_of(&prepared, parameters.clone()) {
-            return Err(refused);
+        if !fresh || self.audit_unavailable().is_some() {
+            if let Some(refused) = self.refusal_of(&prepared, parameters.clone()) {
+                return Err(refused);
+            }
+            if let Some(checked) = self.protocol.get_mut(statement) {
+                checked.stamp = stamp;
+            }
         }
         self.portals.insert(Bytes::copy_from_slice(portal), Portal { prepared, parameters });
         Ok(())
+    }
+
+    /// The statement of a Parse's query text: the last one again, or classified (cached).
+    fn prepared(&mut self, query: &[u8]) -> Arc<Prepared> {
+        if let Some(last) = &self.last_parsed
+            && last.text.as_bytes() == query
+        {
+            return last.clone();
+        }
+        let text: Arc<str> = String::from_utf8_lossy(query).into();
+        let classified = self.shared.classifier.classify(&text);
+        let prepared = Arc::new(Prepared { text, classified });
+        self.last_parsed = Some(prepared.clone());
+        prepared
+    }
+
+    fn stamp(&self) -> Stamp {
+        Stamp { workspaces: Arc::as_ptr(&self.workspaces) as usize, search_path: self.search_path_version }
     }
 
     /// An Execute: the ticket for the portal's statement (which now takes effect, so its
@@ -246,39 +291,37 @@ impl Inspector {
 
     /// Checks each statement in order, following the search_path as earlier statements of
     /// the same string set it. Returns the first denial.
-    fn first_denial(&mut self, classified: &Classified) -> Option<(usize, Denial)> {
-        let ws = self.workspace.clone();
-        let Some(ws) = ws else {
+    fn first_denial(&self, classified: &Classified) -> Option<(usize, Denial)> {
+        let Some(ws) = &self.workspace else {
             return self.workspace_name.as_ref().map(|name| (0, removed_workspace(name)));
         };
-        let saved = self.search_path.clone();
-        let mut result = None;
+        let mut path = std::borrow::Cow::Borrowed(self.search_path.as_slice());
         for (i, statement) in classified.statements.iter().enumerate() {
-            let effective = self.effective(statement);
-            let verdict = match &effective {
-                Some(s) => check(&ws, &self.workspaces.builtins, s, Scope { search_path: &self.search_path }),
-                None => Err(unknown_prepared(&ws, statement)),
+            let verdict = match self.effective(statement) {
+                Some(s) => {
+                    let verdict = check(ws, &self.workspaces.builtins, s, Scope { search_path: &path });
+                    if verdict.is_ok() && !s.settings.is_empty() {
+                        simulate_settings(path.to_mut(), s, &self.server_user);
+                    }
+                    verdict
+                }
+                None => Err(unknown_prepared(ws, statement)),
             };
             if let Err(denial) = verdict {
-                result = Some((i, denial));
-                break;
-            }
-            if let Some(s) = &effective {
-                self.simulate_settings(s);
+                return Some((i, denial));
             }
         }
-        self.search_path = saved;
-        result
+        None
     }
 
     /// What a statement runs: itself, or for EXECUTE the statement prepared under its name
     /// (`None`: not prepared through pgate, and the workspace has rules).
-    fn effective(&self, statement: &Statement) -> Option<Statement> {
-        let Kind::Execute { name } = &statement.kind else { return Some(statement.clone()) };
+    fn effective<'a>(&'a self, statement: &'a Statement) -> Option<&'a Statement> {
+        let Kind::Execute { name } = &statement.kind else { return Some(statement) };
         match self.sql_prepared.get(name).and_then(|p| p.classified.statements.first()) {
-            Some(prepared) => Some(prepared.clone()),
+            Some(prepared) => Some(prepared),
             None if self.workspace.as_ref().is_some_and(|w| w.has_statement_rules()) => None,
-            None => Some(statement.clone()),
+            None => Some(statement),
         }
     }
 
@@ -304,31 +347,13 @@ impl Inspector {
     /// A pinned search_path comes back at the end of the transaction (pgate restores it after
     /// RESET ALL and DISCARD ALL), so only the rest of the same query string sees a change.
     fn follow_settings(&mut self, statement: &Statement) {
-        if self.workspace.as_ref().is_some_and(|w| w.pinned("search_path").is_some()) {
+        if statement.settings.is_empty() || self.workspace.as_ref().is_some_and(|w| w.pinned("search_path").is_some()) {
             return;
         }
-        self.simulate_settings(statement);
-    }
-
-    /// What the statement does to the search_path, within one query string.
-    fn simulate_settings(&mut self, statement: &Statement) {
-        for change in &statement.settings {
-            match change {
-                SettingChange::Set { name, value: Some(value), .. } if name == "search_path" => {
-                    self.add_search_path(value)
-                }
-                SettingChange::Reset { name } if name == "search_path" => self.add_search_path(DEFAULT_SEARCH_PATH),
-                SettingChange::ResetAll => self.add_search_path(DEFAULT_SEARCH_PATH),
-                _ => {}
-            }
-        }
-    }
-
-    fn add_search_path(&mut self, value: &str) {
-        for schema in parse_search_path(value, &self.server_user) {
-            if !self.search_path.contains(&schema) {
-                self.search_path.push(schema);
-            }
+        let before = self.search_path.len();
+        simulate_settings(&mut self.search_path, statement, &self.server_user);
+        if self.search_path.len() != before {
+            self.search_path_version += 1;
         }
     }
 
@@ -379,18 +404,28 @@ impl Inspector {
         parameters: &Parameters,
     ) -> Vec<Option<StatementRecord>> {
         let Some(auditor) = self.auditor.clone() else { return vec![] };
-        classified
-            .statements
-            .iter()
-            .map(|s| {
-                let s = self.effective(s).unwrap_or_else(|| s.clone());
-                auditor.logs(s.class).then(|| self.record(text, &s, parameters))
-            })
-            .collect()
+        let mut records = Vec::with_capacity(classified.statements.len());
+        for statement in &classified.statements {
+            let s = self.effective(statement).unwrap_or(statement);
+            let record = auditor.logs(s.class).then(|| self.record_of(text, s, parameters));
+            records.push(record);
+        }
+        for record in records.iter_mut().flatten() {
+            self.next_statement += 1;
+            record.statement_id = self.next_statement;
+        }
+        records
     }
 
     fn record(&mut self, text: &Arc<str>, statement: &Statement, parameters: &Parameters) -> StatementRecord {
+        let mut record = self.record_of(text, statement, parameters);
         self.next_statement += 1;
+        record.statement_id = self.next_statement;
+        record
+    }
+
+    /// A record without its statement id.
+    fn record_of(&self, text: &Arc<str>, statement: &Statement, parameters: &Parameters) -> StatementRecord {
         let objects = statement.relations.iter().map(|r| ("TABLE".to_owned(), qualified(&r.name))).collect();
         let catalog_only = !statement.relations.is_empty()
             && statement.relations.iter().all(|r| match r.name.schema.as_deref() {
@@ -398,7 +433,7 @@ impl Inspector {
                 None => r.name.name.starts_with("pg_"),
             });
         StatementRecord {
-            statement_id: self.next_statement,
+            statement_id: 0,
             substatement_id: 1,
             class: statement.class,
             command: statement.command.clone(),
@@ -430,6 +465,29 @@ pub const DEFAULT_SEARCH_PATH: &str = "\"$user\", public";
 
 fn qualified(name: &crate::sql::statement::ObjectName) -> String {
     name.to_string()
+}
+
+/// What the statement does to the search_path (it may now also hold what is set: the set
+/// never shrinks, failing closed).
+fn simulate_settings(path: &mut Vec<String>, statement: &Statement, user: &str) {
+    for change in &statement.settings {
+        match change {
+            SettingChange::Set { name, value: Some(value), .. } if name == "search_path" => {
+                add_search_path(path, value, user)
+            }
+            SettingChange::Reset { name } if name == "search_path" => add_search_path(path, DEFAULT_SEARCH_PATH, user),
+            SettingChange::ResetAll => add_search_path(path, DEFAULT_SEARCH_PATH, user),
+            _ => {}
+        }
+    }
+}
+
+fn add_search_path(path: &mut Vec<String>, value: &str, user: &str) {
+    for schema in parse_search_path(value, user) {
+        if !path.contains(&schema) {
+            path.push(schema);
+        }
+    }
 }
 
 /// The schemas of a search_path value, folded as PostgreSQL folds them, `$user` replaced.
