@@ -20,10 +20,19 @@ fn psql_binary(port: u16, statements: &[&str]) {
     assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// `pgate run` as a child process, with its standard error collected by a thread.
+/// `pgate run` as a child process, with its standard error collected by a thread; killed
+/// if the test fails before it exits.
 struct Child {
     process: std::process::Child,
-    stderr: std::thread::JoinHandle<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // Exited and reaped already when the test got that far: then this does nothing.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
 }
 
 impl Child {
@@ -45,7 +54,7 @@ impl Child {
             let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
             first + &rest
         });
-        Child { process, stderr }
+        Child { process, stderr: Some(stderr) }
     }
 
     fn signal(&self, name: &str) {
@@ -59,25 +68,27 @@ impl Child {
 
     /// Waits for the exit that SIGTERM asked for; returns the logs.
     fn wait(mut self) -> String {
-        let start = std::time::Instant::now();
-        let status = loop {
-            if let Some(status) = self.process.try_wait().unwrap() {
-                break status;
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "pgate did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let logs = self.stderr.join().unwrap();
+        let mut status = None;
+        wait_for_secs("pgate to exit after SIGTERM", 60, || {
+            status = self.process.try_wait().unwrap();
+            status.is_some()
+        });
+        let status = status.unwrap();
+        let logs = self.stderr.take().unwrap().join().unwrap();
         assert!(status.success(), "{status}\n{logs}");
         logs
     }
 }
 
 /// Waits (up to 10 s) until `done` holds.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    wait_for_secs(what, 10, done);
+}
+
+fn wait_for_secs(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(10), "gave up waiting for {what}");
+        assert!(start.elapsed() < Duration::from_secs(secs), "gave up waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
