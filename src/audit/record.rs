@@ -11,14 +11,16 @@ use crate::sql::statement::AuditClass;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionContext {
     pub client: SocketAddr,
-    pub user: String,
-    /// The database name the client asked for.
-    pub database: String,
+    /// `None` for a cancel request, which names no user.
+    pub user: Option<String>,
+    /// The database name the client asked for (`None` for a cancel request).
+    pub database: Option<String>,
     pub workspace: Option<String>,
-    /// The configured backend the database routes to.
-    pub backend: String,
-    /// pgate's id for the client connection, so that its records can be grouped.
-    pub session_id: String,
+    /// The configured backend the database routes to (`None` before the route is known).
+    pub backend: Option<String>,
+    /// pgate's id for the client connection, so that its records can be grouped (`None`
+    /// for a login that failed before it got one).
+    pub session_id: Option<String>,
     /// The TLS protocol version (`TLSv1.3`), `None` on a plaintext connection.
     pub tls: Option<String>,
     /// The client certificate's identity, when the client presented one.

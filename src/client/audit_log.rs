@@ -17,15 +17,15 @@ pub struct Claimed(Arc<SessionContext>);
 
 impl Claimed {
     pub fn of(startup: &StartupMessage, peer: SocketAddr, tls: Option<&TlsFacts>) -> Self {
-        let user = startup.get("user").unwrap_or("-").to_owned();
-        let database = startup.get("database").map(str::to_owned).unwrap_or_else(|| user.clone());
+        let user = startup.get("user").map(str::to_owned);
+        let database = startup.get("database").map(str::to_owned).or_else(|| user.clone());
         Claimed(Arc::new(SessionContext {
             client: peer,
             user,
             database,
             workspace: None,
-            backend: "-".into(),
-            session_id: "-".into(),
+            backend: None,
+            session_id: None,
             tls: tls.map(|t| t.version.to_owned()),
             identity: tls.and_then(|t| t.peer.as_ref()).and_then(|p| p.common_name().map(str::to_owned)),
         }))
@@ -50,11 +50,11 @@ pub async fn cancel(shared: &Shared, peer: SocketAddr, key: CancelKey, forwarded
     let Some(auditor) = &shared.auditor else { return };
     let context = Arc::new(SessionContext {
         client: peer,
-        user: "-".into(),
-        database: "-".into(),
+        user: None,
+        database: None,
         workspace: None,
-        backend: "-".into(),
-        session_id: format!("{:x}", key.pid),
+        backend: None,
+        session_id: Some(format!("{:x}", key.pid)),
         tls: None,
         identity: None,
     });

@@ -149,6 +149,23 @@ impl Expectations {
         self.queue.front_mut().and_then(|e| e.ticket.as_deref_mut())
     }
 
+    /// The ticket an error answering the head request belongs to: the head's own, or, when
+    /// a Parse, Bind or Describe without one fails, the first ticket of its pipeline up to
+    /// the Sync (the Execute that now never runs: its statement failed).
+    pub fn ticket_for_error(&mut self) -> Option<&mut Ticket> {
+        let extended = self.queue.front().is_some_and(|e| {
+            e.ticket.is_none()
+                && matches!(
+                    e.request,
+                    Request::Parse | Request::Bind | Request::DescribeStatement | Request::DescribePortal
+                )
+        });
+        if !extended {
+            return self.head_ticket();
+        }
+        self.queue.iter_mut().take_while(|e| e.request != Request::Sync).find_map(|e| e.ticket.as_deref_mut())
+    }
+
     /// Tickets whose entries are gone since the last call.
     pub fn take_retired(&mut self) -> Vec<Ticket> {
         std::mem::take(&mut self.retired)

@@ -150,11 +150,11 @@ fn inspector(
     }
     let context = Arc::new(SessionContext {
         client: facts.peer,
-        user: facts.user.to_owned(),
-        database: facts.database.to_owned(),
+        user: Some(facts.user.to_owned()),
+        database: Some(facts.database.to_owned()),
         workspace: permit.as_ref().map(|p| p.workspace.name.clone()),
-        backend: pool.key().backend.clone(),
-        session_id: format!("{:x}", facts.cancel.key().pid),
+        backend: Some(pool.key().backend.clone()),
+        session_id: Some(format!("{:x}", facts.cancel.key().pid)),
         tls: facts.tls.map(|t| t.version.to_owned()),
         identity: facts.tls.and_then(|t| t.peer.as_ref()).and_then(|p| p.common_name().map(str::to_owned)),
     });

@@ -89,10 +89,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Scan::Whole { code, total } => {
                     let body = &server.buf[pos + frame::HEADER_LEN..pos + total];
                     let seen = Seen::read(code, body)?;
-                    if let Some(inspect) = self.inspect.as_mut()
-                        && let Some(ticket) = self.expect.head_ticket()
-                    {
-                        ticket.on_reply(code, body, inspect.done_mut());
+                    if let Some(inspect) = self.inspect.as_mut() {
+                        let ticket = match code {
+                            backend::ERROR_RESPONSE => self.expect.ticket_for_error(),
+                            _ => self.expect.head_ticket(),
+                        };
+                        if let Some(ticket) = ticket {
+                            ticket.on_reply(code, body, inspect.done_mut());
+                        }
                     }
                     let action = self.on_whole(server, code, seen)?;
                     let answers = self.expect.take_ready();

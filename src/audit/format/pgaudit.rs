@@ -66,11 +66,11 @@ fn write_context(out: &mut String, record: &Record) {
     out.push_str(&log_time(record.time));
     let _ = write!(out, " client={client}");
     let pairs = [
-        ("user", Some(user.as_str())),
-        ("db", Some(database.as_str())),
+        ("user", user.as_deref()),
+        ("db", database.as_deref()),
         ("workspace", workspace.as_deref()),
-        ("backend", Some(backend.as_str())),
-        ("session", Some(session_id.as_str())),
+        ("backend", backend.as_deref()),
+        ("session", session_id.as_deref()),
         ("tls", tls.as_deref()),
         ("identity", identity.as_deref()),
     ];

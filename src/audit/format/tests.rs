@@ -19,11 +19,11 @@ fn settings(edit: impl FnOnce(&mut RawAudit)) -> AuditSettings {
 fn context() -> SessionContext {
     SessionContext {
         client: "10.42.0.7:51514".parse().unwrap(),
-        user: "alice".into(),
-        database: "akko".into(),
+        user: Some("alice".into()),
+        database: Some("akko".into()),
         workspace: Some("alpha".into()),
-        backend: "data".into(),
-        session_id: "7f3a".into(),
+        backend: Some("data".into()),
+        session_id: Some("7f3a".into()),
         tls: Some("TLSv1.3".into()),
         identity: None,
     }
@@ -88,7 +88,7 @@ fn pgaudit_line_with_relation() {
 fn context_fields_absent_present_and_quoted() {
     let mut r = record(Event::Logout);
     r.context = Arc::new(SessionContext {
-        user: "bob smith".into(),
+        user: Some("bob smith".into()),
         workspace: None,
         tls: None,
         identity: Some("CN=bob, O=\"acme\"".into()),

@@ -21,11 +21,11 @@ fn settings(path: &Path, edit: impl FnOnce(&mut RawAudit)) -> AuditSettings {
 fn context(session: usize) -> Arc<SessionContext> {
     Arc::new(SessionContext {
         client: "127.0.0.1:40000".parse().unwrap(),
-        user: "alice".into(),
-        database: "akko".into(),
+        user: Some("alice".into()),
+        database: Some("akko".into()),
         workspace: None,
-        backend: "data".into(),
-        session_id: format!("s{session}"),
+        backend: Some("data".into()),
+        session_id: Some(format!("s{session}")),
         tls: None,
         identity: None,
     })
