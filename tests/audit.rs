@@ -39,20 +39,20 @@ fn assert_records(who: &str, seen: &[Value], expected: &[Expected]) {
 /// slow FIFO reader behind a 64-record queue with `on_full = "block"`: every statement
 /// leaves exactly one record, in its client's order, with its outcome.
 ///
-/// Size: 50 clients x about 400 statements (20,000 statements and 100 logins and logouts).
-/// 50 x 2,000 took 90 s in a debug build on two busy cores (73 s of it the clients), over
-/// the minute this test should take; 400 takes 25-41 s there, and every kind of
-/// statement still comes 25 times or more per client.
+/// Size: 50 clients x 2,000 statements (100,000 statements and 100 logins and logouts).
+/// The writer is held back twice: stuck until the queue is full, then slow for a few
+/// thousand reads (a few seconds); after that the reader keeps up, so the test's time is
+/// the clients' own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_policy_keeps_every_record_of_a_busy_pool_in_order() {
     const CLIENTS: usize = 50;
-    const PER_CLIENT: usize = 400;
+    const PER_CLIENT: usize = 2000;
     audit_database("audit_load");
     let dir = tempfile::tempdir().unwrap();
     // Paused until the queue has filled behind the stuck writer, then slow: 512 bytes per
-    // read and a millisecond's sleep, at most ~1,200 records a second, below what the
-    // clients produce.
-    let fifo = Fifo::start(&dir.path().join("audit.fifo"), 512, Duration::from_millis(1), true);
+    // read and a millisecond's sleep (at most ~1,200 records a second, below what the
+    // clients produce) for 3,000 reads, then as fast as it can.
+    let fifo = Fifo::start_slow_for(&dir.path().join("audit.fifo"), 512, Duration::from_millis(1), true, 3000);
     let audit = format!(
         "{}\nformat = \"json\"\non_full = \"block\"\nqueue_size = 64\nfsync = \"never\"\nlog_parameter = true",
         sink_line(&fifo.path)

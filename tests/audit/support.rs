@@ -51,7 +51,8 @@ pub fn sink_line(path: &Path) -> String {
 }
 
 /// A FIFO as the audit sink, read by a thread: paused until [`Fifo::resume`] if asked, then
-/// `chunk` bytes per read with `delay` after each, so the writer waits on it.
+/// `chunk` bytes per read with `delay` after each (for the first `slow_reads` reads; then
+/// as fast as it can), so the writer waits on it.
 pub struct Fifo {
     pub path: PathBuf,
     paused: Arc<AtomicBool>,
@@ -60,6 +61,10 @@ pub struct Fifo {
 
 impl Fifo {
     pub fn start(path: &Path, chunk: usize, delay: Duration, paused: bool) -> Fifo {
+        Self::start_slow_for(path, chunk, delay, paused, usize::MAX)
+    }
+
+    pub fn start_slow_for(path: &Path, chunk: usize, delay: Duration, paused: bool, slow_reads: usize) -> Fifo {
         let status = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
         assert!(status.success(), "mkfifo {}", path.display());
         let paused = Arc::new(AtomicBool::new(paused));
@@ -68,7 +73,12 @@ impl Fifo {
             // Blocks until pgate opens the FIFO for writing (at start).
             let mut fifo = File::open(&file).expect("open the FIFO for reading");
             let (mut out, mut buf) = (Vec::new(), vec![0; chunk]);
+            let mut reads = 0;
             loop {
+                reads += 1;
+                if reads == slow_reads {
+                    buf = vec![0; 1 << 16];
+                }
                 while flag.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -78,7 +88,9 @@ impl Fifo {
                     return out;
                 }
                 out.extend_from_slice(&buf[..n]);
-                std::thread::sleep(delay);
+                if reads < slow_reads {
+                    std::thread::sleep(delay);
+                }
             }
         });
         Fifo { path: path.to_owned(), paused, reader }
