@@ -12,7 +12,7 @@ use crate::sql::statement::Classified;
 
 /// A bounded LRU of classifications keyed by the full query text.
 pub struct ClassifierCache {
-    entries: Mutex<LruCache<String, Arc<Classified>>>,
+    pub(super) entries: Mutex<LruCache<String, Arc<Classified>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }

@@ -4,7 +4,12 @@
 //! - a column definition list after a set-returning function, `cypher(..) AS (n agtype)`
 //!   (Apache AGE, `dblink`, `json_to_recordset`), is blanked: it only names output columns;
 //! - `VARIADIC` before a function argument is blanked: the call is the same call;
-//! - `TABLE name` where a query starts becomes `SELECT * FROM name`, which it means.
+//! - `ONLY` before a table name (`FROM ONLY t`, `UPDATE ONLY t`) is blanked: it leaves out
+//!   inheritance children, and sqlparser would read it as the table name;
+//! - `TABLE name` where a query starts becomes `SELECT * FROM name`, which it means;
+//! - `CREATE USER` / `CREATE GROUP` become `CREATE ROLE` (sqlparser reads CREATE USER in
+//!   another dialect's syntax and rejects `WITH PASSWORD`); the command tag is CREATE ROLE
+//!   either way.
 
 use std::borrow::Cow;
 
@@ -39,9 +44,16 @@ pub(super) fn rewrite<'a>(sql: &'a str, tokens: &[Token]) -> Cow<'a, str> {
 
 fn edits(sql: &str, tokens: &[Token]) -> Vec<Edit> {
     let mut edits = Vec::new();
+    if let [create, user, next, ..] = tokens
+        && create.is_word(sql, "create")
+        && (user.is_word(sql, "user") || user.is_word(sql, "group"))
+        && !next.is_word(sql, "mapping")
+    {
+        edits.push(Edit { start: user.start, end: user.end, with: Some("ROLE") });
+    }
     let mut i = 0;
     while let Some(token) = tokens.get(i) {
-        if token.is_word(sql, "variadic") {
+        if token.is_word(sql, "variadic") || token.is_word(sql, "only") && !ends_fetch_clause(sql, tokens, i) {
             edits.push(Edit { start: token.start, end: token.end, with: None });
         } else if token.is_word(sql, "table") && starts_query(sql, tokens, i) {
             edits.push(Edit { start: token.start, end: token.end, with: Some("SELECT * FROM") });
@@ -53,6 +65,11 @@ fn edits(sql: &str, tokens: &[Token]) -> Vec<Edit> {
         i += 1;
     }
     edits
+}
+
+/// `FETCH FIRST n ROWS ONLY`: that ONLY stays.
+fn ends_fetch_clause(sql: &str, tokens: &[Token], i: usize) -> bool {
+    i.checked_sub(1).and_then(|b| tokens.get(b)).is_some_and(|t| t.is_word(sql, "rows") || t.is_word(sql, "row"))
 }
 
 /// Whether the word TABLE at `i` opens a query (`TABLE` is reserved, so elsewhere it is
@@ -121,6 +138,6 @@ fn is_column_definition(sql: &str, column: &[Token]) -> bool {
 fn is_query_word(sql: &str, token: &Token) -> bool {
     matches!(
         token.text(sql).to_ascii_lowercase().as_str(),
-        "select" | "values" | "table" | "with" | "insert" | "update" | "delete" | "merge" | "from" | "where"
+        "select" | "values" | "table" | "insert" | "update" | "delete" | "merge" | "from" | "where"
     )
 }

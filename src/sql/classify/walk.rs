@@ -9,7 +9,7 @@ use sqlparser::ast::{
     TableFactor, Visit, Visitor,
 };
 
-use super::names::{expr_name, fold, object_name};
+use super::names::{expr_name, fold, is_keyword_as_relation, object_name};
 use super::settings::set_config;
 use super::targets::note_statement;
 use crate::sql::statement::{Access, ObjectName, RelationUse, SettingChange};
@@ -74,6 +74,9 @@ impl Walk {
 
     /// A relation the tree does not visit by itself.
     pub fn relation(&mut self, name: &SqlName, access: Access) {
+        if is_keyword_as_relation(name) {
+            self.problem.get_or_insert_with(|| format!("a keyword where a relation name should be: {name}"));
+        }
         match object_name(name) {
             Some(name) => self.push_relation(name, access),
             None => self.unnamable(name),
