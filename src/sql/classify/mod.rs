@@ -38,7 +38,7 @@ pub const MAX_PARSED_LEN: usize = 64 * 1024;
 pub fn classify(sql: &str) -> Classified {
     let tokens = scan::scan(sql);
     let statements =
-        scan::split(&tokens).into_iter().filter_map(|range| sql.get(range)).flat_map(classify_statement).collect();
+        scan::split(sql, &tokens).into_iter().filter_map(|range| sql.get(range)).flat_map(classify_statement).collect();
     Classified { statements }
 }
 

@@ -1,6 +1,7 @@
-//! PostgreSQL syntax that sqlparser 0.63 rejects, rewritten token by token (never inside
-//! strings, dollar quotes or comments) into text it parses with the same relations and
-//! functions:
+//! The text handed to sqlparser: comments blanked (so no difference in how two lexers end a
+//! comment can hide a word from one of them), and PostgreSQL syntax that sqlparser 0.63
+//! rejects rewritten token by token (never inside strings or dollar quotes) into text it
+//! parses with the same relations and functions:
 //! - a column definition list after a set-returning function, `cypher(..) AS (n agtype)`
 //!   (Apache AGE, `dblink`, `json_to_recordset`), is blanked: it only names output columns;
 //! - `VARIADIC` before a function argument is blanked: the call is the same call;
@@ -31,6 +32,9 @@ pub(super) fn rewrite<'a>(sql: &'a str, tokens: &[Token]) -> Cow<'a, str> {
     let mut out = String::with_capacity(sql.len() + 8 * edits.len());
     let mut at = 0;
     for edit in edits {
+        if edit.start < at {
+            continue; // inside an edit already made (a comment inside a blanked column list)
+        }
         out.push_str(sql.get(at..edit.start).unwrap_or(""));
         match edit.with {
             Some(text) => out.push_str(text),
@@ -42,8 +46,9 @@ pub(super) fn rewrite<'a>(sql: &'a str, tokens: &[Token]) -> Cow<'a, str> {
     Cow::Owned(out)
 }
 
+/// Edits in order of their start.
 fn edits(sql: &str, tokens: &[Token]) -> Vec<Edit> {
-    let mut edits = Vec::new();
+    let mut edits = comments(sql, tokens);
     if let [create, user, next, ..] = tokens
         && create.is_word(sql, "create")
         && (user.is_word(sql, "user") || user.is_word(sql, "group"))
@@ -64,7 +69,19 @@ fn edits(sql: &str, tokens: &[Token]) -> Vec<Edit> {
         }
         i += 1;
     }
+    edits.sort_by_key(|edit| edit.start);
     edits
+}
+
+/// The scanner skips only whitespace and comments: any other byte between two tokens is a
+/// comment's.
+fn comments(sql: &str, tokens: &[Token]) -> Vec<Edit> {
+    let ends = std::iter::once(0).chain(tokens.iter().map(|t| t.end));
+    let starts = tokens.iter().map(|t| t.start).chain(std::iter::once(sql.len()));
+    ends.zip(starts)
+        .filter(|&(end, start)| sql.get(end..start).is_some_and(|gap| gap.bytes().any(|b| !b.is_ascii_whitespace())))
+        .map(|(end, start)| Edit { start: end, end: start, with: None })
+        .collect()
 }
 
 /// `FETCH FIRST n ROWS ONLY`: that ONLY stays.

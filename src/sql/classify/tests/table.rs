@@ -129,6 +129,8 @@ fn definitions() {
             vec![st(Ddl, "CREATE TABLE").d("t").r(&["other"]).f(&["nextval", "abs"])],
         ),
         ("CREATE VIEW v AS SELECT a FROM t", vec![st(Ddl, "CREATE VIEW").d("v").r(&["t"])]),
+        ("CREATE TABLE c (LIKE s.p INCLUDING DEFAULTS)", vec![st(Ddl, "CREATE TABLE").d("c").r(&["s.p"])]),
+        ("CREATE TABLE c (a int) INHERITS (q)", vec![st(Ddl, "CREATE TABLE").d("c").r(&["q"])]),
         ("CREATE VIEW v AS TABLE t", vec![st(Ddl, "CREATE VIEW").d("v").r(&["t"])]),
         ("CREATE MATERIALIZED VIEW mv AS SELECT 1", vec![st(Ddl, "CREATE MATERIALIZED VIEW").d("mv")]),
         ("CREATE UNIQUE INDEX i ON s.t (lower(a))", vec![st(Ddl, "CREATE INDEX").d("s.t").f(&["lower"])]),
@@ -322,6 +324,16 @@ fn comments_quotes_and_statement_splitting() {
             vec![st(Read, "SELECT"), st(Misc, "VACUUM").unparsed(), st(Read, "SELECT").r(&["u"])],
         ),
         (r#"SELECT * FROM U&"d\0061t\+000061""#, vec![st(Read, "SELECT").unparsed()]),
+        // Semicolons inside parentheses (CREATE RULE) or a BEGIN ATOMIC body end no statement.
+        (
+            "CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO a VALUES (1); DELETE FROM b); SELECT 1",
+            vec![st(Ddl, "CREATE RULE").unparsed(), st(Read, "SELECT")],
+        ),
+        (
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; \
+             DELETE FROM t; END; SELECT 2",
+            vec![st(Ddl, "CREATE FUNCTION").unparsed(), st(Read, "SELECT")],
+        ),
         ("DELETE FROM t WHERE x <+> y < 1", vec![st(Write, "DELETE").unparsed()]),
         ("COPY t TO PROGRAM 'x' WITH (FORMAT x <+> y)", vec![st(Read, "COPY").out(Outside::CopyProgram).unparsed()]),
         ("SET x = 1 <+> 2", vec![st(MiscSet, "SET").set("x", None, false).unparsed()]),
