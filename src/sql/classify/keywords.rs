@@ -66,6 +66,8 @@ pub(super) fn head(sql: &str, tokens: &[Token]) -> Head {
         "security" => Head::new(Ddl, "SECURITY LABEL"),
         "import" => Head::new(Ddl, "IMPORT FOREIGN SCHEMA"),
         "reassign" => Head::new(Ddl, "REASSIGN OWNED"),
+        // PostgreSQL logs CLUSTER and REFRESH at the ddl level, and pgaudit follows it: DDL,
+        // while VACUUM, ANALYZE, REINDEX and CHECKPOINT are MISC.
         "refresh" => Head::new(Ddl, "REFRESH MATERIALIZED VIEW"),
         "cluster" => Head::new(Ddl, "CLUSTER"),
         "reindex" | "vacuum" | "checkpoint" | "load" | "listen" | "unlisten" | "notify" | "fetch" | "move" => {
@@ -231,6 +233,8 @@ const OBJECT_TYPES: &[&str] = &[
     "system",
 ];
 
+/// `ALTER SYSTEM` lands here as DDL, as in pgaudit (PostgreSQL logs it at the ddl level):
+/// it rewrites the server's configuration.
 /// Words between the verb and the object type that PostgreSQL leaves out of the tag.
 const MODIFIERS: &[&str] = &[
     "or",
