@@ -51,16 +51,36 @@ fn classify_statement(sql: &str) -> Vec<Statement> {
         return vec![fallback::classify(sql, &tokens, Unparsed::TooLong(sql.len()))];
     }
     let text = rewrite::rewrite(sql, &tokens);
-    match Parser::parse_sql(&PostgreSqlDialect {}, &text) {
+    with_stack_for(tokens.len(), || parse_and_classify(sql, &text, &tokens))
+}
+
+/// Stack a statement of `tokens` tokens may need.
+const STACK_BASE: usize = 256 * 1024;
+const STACK_PER_TOKEN: usize = 512;
+
+/// Runs `f` where the stack has room for a syntax tree as deep as the statement is long.
+/// sqlparser guards its own recursion, but walking and dropping the tree recurse too, and
+/// left-nested operators (`1+1+1...`, 30 000 levels fit in 64 KiB) are not counted against
+/// its recursion limit: without this a client could overflow a worker's stack and abort the
+/// process. Short statements run where they are; long ones get a fresh stack.
+fn with_stack_for<R>(tokens: usize, f: impl FnOnce() -> R) -> R {
+    let needed = STACK_BASE.saturating_add(tokens.saturating_mul(STACK_PER_TOKEN));
+    stacker::maybe_grow(needed, needed, f)
+}
+
+/// Parses the rewritten `text` of the statement `sql` and classifies it; the tree is dropped
+/// here too, inside the grown stack.
+fn parse_and_classify(sql: &str, text: &str, tokens: &[scan::Token]) -> Vec<Statement> {
+    match Parser::parse_sql(&PostgreSqlDialect {}, text) {
         // One text may still hold several statements if sqlparser tokenizes it otherwise
         // than PostgreSQL does; each is classified, which errs on the side of more.
         Ok(parsed) if !parsed.is_empty() => {
-            parsed.iter().map(|statement| ast::classify(statement, sql, &tokens)).collect()
+            parsed.iter().map(|statement| ast::classify(statement, sql, tokens)).collect()
         }
-        Ok(_) => vec![fallback::classify(sql, &tokens, Unparsed::Syntax("no statement found".into()))],
+        Ok(_) => vec![fallback::classify(sql, tokens, Unparsed::Syntax("no statement found".into()))],
         Err(error) => vec![
-            shapes::recognize(sql, &tokens)
-                .unwrap_or_else(|| fallback::classify(sql, &tokens, Unparsed::Syntax(error.to_string()))),
+            shapes::recognize(sql, tokens)
+                .unwrap_or_else(|| fallback::classify(sql, tokens, Unparsed::Syntax(error.to_string()))),
         ],
     }
 }

@@ -10,7 +10,7 @@ use sqlparser::ast::{
 };
 
 use super::names::{expr_name, fold, is_keyword_as_relation, object_name};
-use super::settings::set_config;
+use super::settings::{set_config, set_config_call};
 use super::targets::note_statement;
 use crate::sql::statement::{Access, ObjectName, RelationUse, SettingChange};
 
@@ -186,8 +186,14 @@ impl Visitor for Walk {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         match factor {
-            TableFactor::Table { name, args: Some(_), .. } => self.table_functions.push(ptr::from_ref(name)),
-            TableFactor::Function { name, .. } => self.function(name),
+            TableFactor::Table { name, args: Some(args), .. } => {
+                self.table_functions.push(ptr::from_ref(name));
+                self.settings.extend(set_config_call(name, &args.args));
+            }
+            TableFactor::Function { name, args, .. } => {
+                self.function(name);
+                self.settings.extend(set_config_call(name, args));
+            }
             TableFactor::UNNEST { .. } => self.push_function(ObjectName::new(None, "unnest")),
             _ => {}
         }

@@ -121,6 +121,24 @@ fn deep_nesting_is_unparsed_not_a_crash() {
     }
 }
 
+/// Left-nested operators escape sqlparser's recursion limit: 32 000 levels in 64 KiB must
+/// still not overflow a small thread stack while the tree is walked and dropped.
+#[test]
+fn long_operator_chains_fit_a_small_stack() {
+    let worker = std::thread::Builder::new().stack_size(1 << 20);
+    let handle = worker
+        .spawn(|| {
+            let sums = classify(&format!("SELECT {}1 FROM t", "1+".repeat(32_000)));
+            let conditions = classify(&format!("SELECT 1 FROM t WHERE {}true", "a AND ".repeat(10_000)));
+            (sums, conditions)
+        })
+        .expect("a thread");
+    let (sums, conditions) = handle.join().expect("no stack overflow");
+    assert_eq!(sums.statements[0].relations.len(), 1);
+    assert!(sums.statements[0].unparsed.is_none());
+    assert!(conditions.statements[0].unparsed.is_none());
+}
+
 #[test]
 fn only_the_over_long_statement_is_unparsed() {
     let long = format!("INSERT INTO t VALUES {}", vec!["(1, 'abc')"; 8000].join(", "));

@@ -255,6 +255,10 @@ fn settings() {
             vec![st(Read, "SELECT").f(&["set_config"]).set("search_path", None, false)],
         ),
         (
+            "SELECT * FROM set_config('search_path', 'evil', false)",
+            vec![st(Read, "SELECT").f(&["set_config"]).set("search_path", Some("evil"), false)],
+        ),
+        (
             "UPDATE t SET a = set_config('x.y', 'z', 'on')",
             vec![st(Write, "UPDATE").w("t").f(&["set_config"]).set("x.y", Some("z"), true)],
         ),
