@@ -1,6 +1,8 @@
 //! Names as PostgreSQL resolves them: unquoted identifiers lower-cased, quoted ones kept,
 //! both cut to 63 bytes; from sqlparser's tree and from tokens.
 
+use std::sync::LazyLock;
+
 use sqlparser::ast::{Expr, Ident, ObjectName as SqlName};
 
 use super::scan::{Tok, Token};
@@ -29,7 +31,7 @@ pub(super) fn fold(ident: &Ident) -> String {
     }
 }
 
-/// PostgreSQL's reserved keywords (reserved, and reserved but allowed as function or type
+/// PostgreSQL's reserved keywords, sorted (reserved, and reserved but allowed as function or type
 /// names): none of them can name a relation unquoted.
 const RESERVED: &str = "all analyse analyze and any array as asc asymmetric authorization binary both case cast check \
      collate collation column concurrently constraint create cross current_catalog current_date \
@@ -43,9 +45,14 @@ const RESERVED: &str = "all analyse analyze and any array as asc asymmetric auth
 /// A relation name sqlparser built from a word PostgreSQL reads as a keyword (`FROM ONLY t`
 /// would otherwise be the table `only`): the tree is not what PostgreSQL would run.
 pub(super) fn is_keyword_as_relation(name: &SqlName) -> bool {
-    name.0.iter().filter_map(|part| part.as_ident()).any(|ident| {
-        ident.quote_style.is_none() && RESERVED.split_whitespace().any(|word| ident.value.eq_ignore_ascii_case(word))
-    })
+    static SORTED: LazyLock<Vec<&str>> = LazyLock::new(|| RESERVED.split_whitespace().collect());
+    let is_reserved = |word: &str| {
+        SORTED.binary_search_by(|probe| probe.bytes().cmp(word.bytes().map(|b| b.to_ascii_lowercase()))).is_ok()
+    };
+    name.0
+        .iter()
+        .filter_map(|part| part.as_ident())
+        .any(|ident| ident.quote_style.is_none() && is_reserved(&ident.value))
 }
 
 /// `[catalog.]schema.name` or `name`; `None` for name parts that are not identifiers.
