@@ -143,13 +143,17 @@ fn has_table_shorthand(body: &SetExpr) -> bool {
     }
 }
 
-/// Without parentheses (CURRENT_TIMESTAMP, CURRENT_USER) and `ARRAY(subquery)` it is SQL
-/// syntax, not a function call.
+/// Without parentheses (CURRENT_TIMESTAMP, CURRENT_USER), `ARRAY(subquery)` and `ROW(..)`
+/// it is SQL syntax, not a function call.
 fn is_call(function: &Function) -> bool {
+    let keyword = |word: &str| match function.name.0.as_slice() {
+        [part] => part.as_ident().is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case(word)),
+        _ => false,
+    };
     match &function.args {
         FunctionArguments::None => false,
-        FunctionArguments::Subquery(_) => !function.name.to_string().eq_ignore_ascii_case("array"),
-        FunctionArguments::List(_) => true,
+        FunctionArguments::Subquery(_) => !keyword("array"),
+        FunctionArguments::List(_) => !keyword("row"),
     }
 }
 

@@ -38,7 +38,7 @@ fn queries_and_subqueries_in_every_clause() {
         ),
         // Casts, operators and SQL keywords are not function calls.
         (
-            "SELECT x::text, CAST(y AS int), CURRENT_TIMESTAMP, a || b, ARRAY(SELECT 1 FROM u) FROM t",
+            "SELECT x::text, CAST(y AS int), CURRENT_TIMESTAMP, a || b, ARRAY(SELECT 1 FROM u), ROW(1, 2) FROM t",
             vec![st(Read, "SELECT").r(&["u", "t"])],
         ),
         (
@@ -201,6 +201,16 @@ fn transactions_and_harmless_commands() {
         (
             "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
             vec![tx("START TRANSACTION").change(SettingChange::ReadWrite)],
+        ),
+        // psycopg separates the modes with spaces, which sqlparser does not take.
+        ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY DEFERRABLE", vec![tx("BEGIN")]),
+        (
+            "START TRANSACTION READ WRITE, ISOLATION LEVEL SERIALIZABLE",
+            vec![tx("START TRANSACTION").change(SettingChange::ReadWrite)],
+        ),
+        (
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE READ WRITE",
+            vec![st(MiscSet, "SET").change(SettingChange::ReadWrite)],
         ),
         ("SAVEPOINT a; ROLLBACK TO SAVEPOINT a; RELEASE a", vec![tx("SAVEPOINT"), tx("ROLLBACK"), tx("RELEASE")]),
         ("ABORT; END", vec![tx("ROLLBACK"), tx("COMMIT")]),
