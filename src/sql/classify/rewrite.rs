@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use super::scan::{Tok, Token, matching_paren};
+use super::scan::{Tok, Token, closing_parens};
 
 /// A replacement of the bytes `start..end`; `None` blanks them with spaces.
 struct Edit {
@@ -56,13 +56,14 @@ fn edits(sql: &str, tokens: &[Token]) -> Vec<Edit> {
     {
         edits.push(Edit { start: user.start, end: user.end, with: Some("ROLE") });
     }
+    let closing = closing_parens(tokens);
     let mut i = 0;
     while let Some(token) = tokens.get(i) {
         if token.is_word(sql, "variadic") || token.is_word(sql, "only") && !ends_fetch_clause(sql, tokens, i) {
             edits.push(Edit { start: token.start, end: token.end, with: None });
         } else if token.is_word(sql, "table") && starts_query(sql, tokens, i) {
             edits.push(Edit { start: token.start, end: token.end, with: Some("SELECT * FROM") });
-        } else if let Some(close) = column_definition_list(sql, tokens, i) {
+        } else if let Some(close) = column_definition_list(sql, tokens, &closing, i) {
             let (Some(as_), Some(end)) = (tokens.get(i + 1), tokens.get(close)) else { break };
             edits.push(Edit { start: as_.start, end: end.end, with: None });
             i = close;
@@ -113,13 +114,13 @@ fn starts_query(sql: &str, tokens: &[Token], i: usize) -> bool {
 }
 
 /// At `i`, `) AS ( name type [, ...] )`: the index of the list's closing parenthesis.
-fn column_definition_list(sql: &str, tokens: &[Token], i: usize) -> Option<usize> {
+fn column_definition_list(sql: &str, tokens: &[Token], closing: &[Option<usize>], i: usize) -> Option<usize> {
     let opens =
         tokens.get(i)?.is_punct(b')') && tokens.get(i + 1)?.is_word(sql, "as") && tokens.get(i + 2)?.is_punct(b'(');
     if !opens {
         return None;
     }
-    let close = matching_paren(tokens, i + 2)?;
+    let close = (*closing.get(i + 2)?)?;
     let inside = tokens.get(i + 3..close)?;
     inside.split(|t| t.is_punct(b',')).all(|column| is_column_definition(sql, column)).then_some(close)
 }

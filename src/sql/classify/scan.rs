@@ -275,6 +275,25 @@ fn defines_routine(sql: &str, statement: &[Token]) -> bool {
     }
 }
 
+/// For every token, the index of the parenthesis closing it if it opens one: one pass for
+/// callers that look for many.
+pub(super) fn closing_parens(tokens: &[Token]) -> Vec<Option<usize>> {
+    let mut closing = vec![None; tokens.len()];
+    let mut open = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        match token.kind {
+            Tok::Punct(b'(') => open.push(i),
+            Tok::Punct(b')') => {
+                if let Some(opener) = open.pop() {
+                    closing[opener] = Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    closing
+}
+
 /// Index of the token closing the parenthesis opened at `open`, if it is closed.
 pub(super) fn matching_paren(tokens: &[Token], open: usize) -> Option<usize> {
     let mut depth = 0usize;

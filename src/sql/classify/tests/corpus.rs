@@ -4,6 +4,7 @@
 
 use super::{check, st};
 use crate::sql::statement::AuditClass::{Ddl, Misc, MiscSet, Read, Write};
+use crate::sql::statement::{Kind, SettingChange};
 
 #[test]
 fn lightrag_tables_and_kv_statements() {
@@ -301,8 +302,20 @@ fn driver_catalog_queries() {
             ])],
         ),
         (PSYCOPG_TYPE_INFO, vec![st(Read, "SELECT").r(&["pg_type"]).f(&["to_regtype"])]),
+        // asyncpg's reset query, on every release of a pooled connection.
+        (
+            "SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;",
+            vec![
+                st(Read, "SELECT").f(&["pg_advisory_unlock_all"]),
+                st(Misc, "CLOSE CURSOR ALL").kind(Kind::Harmless),
+                st(Misc, "UNLISTEN"),
+                st(MiscSet, "RESET").change(SettingChange::ResetAll),
+            ],
+        ),
+        ("BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY", vec![st(Misc, "BEGIN").kind(Kind::Transaction)]),
+        ("SET extra_float_digits = 3", vec![st(MiscSet, "SET").set("extra_float_digits", Some("3"), false)]),
         ("SELECT pg_catalog.version()", vec![st(Read, "SELECT").f(&["pg_catalog.version"])]),
         ("SELECT current_schema()", vec![st(Read, "SELECT").f(&["current_schema"])]),
-        ("SHOW standard_conforming_strings", vec![st(Misc, "SHOW").kind(crate::sql::statement::Kind::Harmless)]),
+        ("SHOW standard_conforming_strings", vec![st(Misc, "SHOW").kind(Kind::Harmless)]),
     ]);
 }

@@ -139,6 +139,32 @@ fn long_operator_chains_fit_a_small_stack() {
     assert!(conditions.statements[0].unparsed.is_none());
 }
 
+/// Inputs built to make a careless classifier quadratic or deeply recursive.
+fn adversarial() -> Vec<(&'static str, String)> {
+    let ctes: Vec<String> = (0..1000).map(|i| format!("c{i} AS (SELECT 1)")).collect();
+    let calls: Vec<String> = (0..6000).map(|i| format!("f{i}()")).collect();
+    vec![
+        ("one relation 20 000 times", format!("SELECT * FROM {}", vec!["a"; 20_000].join(", "))),
+        ("6 000 functions in FROM", format!("SELECT * FROM {}", calls.join(", "))),
+        ("10 000 unclosed `) AS (`", format!("SELECT 1 FROM f(1{}", ") AS (".repeat(10_000))),
+        (
+            "1 000 CTEs seen by 2 000 subqueries",
+            format!("WITH {} SELECT {}1", ctes.join(", "), "(SELECT 1 FROM c1), ".repeat(2_000)),
+        ),
+        ("EXPLAIN 200 000 times (too long to parse)", "EXPLAIN ".repeat(200_000)),
+        ("PREPARE p AS 7 000 times", "PREPARE p AS ".repeat(7_000)),
+        ("60 000 open parentheses", "(".repeat(60_000)),
+    ]
+}
+
+#[test]
+fn adversarial_inputs_finish() {
+    for (what, sql) in adversarial() {
+        let classified = classify(&sql);
+        assert!(!classified.statements.is_empty(), "{what}");
+    }
+}
+
 #[test]
 fn only_the_over_long_statement_is_unparsed() {
     let long = format!("INSERT INTO t VALUES {}", vec!["(1, 'abc')"; 8000].join(", "));
@@ -251,5 +277,10 @@ fn timing() {
         }
         let hit = started.elapsed() / (rounds * 50);
         println!("{:>5} chars: miss (classify) {miss:?}, hit {hit:?}", sql.len());
+    }
+    for (what, sql) in adversarial() {
+        let started = Instant::now();
+        std::hint::black_box(classify(&sql));
+        println!("{what} ({} bytes): {:?}", sql.len(), started.elapsed());
     }
 }
