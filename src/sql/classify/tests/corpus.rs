@@ -77,6 +77,67 @@ fn lightrag_tables_and_kv_statements() {
 }
 
 #[test]
+fn lightrag_migrations_and_vector_indexes() {
+    check(&[
+        (
+            "ALTER TABLE LIGHTRAG_VDB_CHUNKS ALTER COLUMN content_vector TYPE VECTOR(1024)",
+            vec![st(Ddl, "ALTER TABLE").d("lightrag_vdb_chunks")],
+        ),
+        (
+            "ALTER TABLE LIGHTRAG_DOC_STATUS ADD COLUMN chunks_list JSONB NULL DEFAULT '[]'::jsonb",
+            vec![st(Ddl, "ALTER TABLE").d("lightrag_doc_status")],
+        ),
+        (
+            "DROP INDEX IF EXISTS idx_lightrag_vdb_chunks_ivfflat_cosine",
+            vec![st(Ddl, "DROP INDEX").d("idx_lightrag_vdb_chunks_ivfflat_cosine")],
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_lightrag_doc_status_workspace_status_updated_at
+             ON LIGHTRAG_DOC_STATUS (workspace, status, updated_at DESC)",
+            vec![st(Ddl, "CREATE INDEX").d("lightrag_doc_status")],
+        ),
+        (
+            "CREATE INDEX IF NOT EXISTS idx_lightrag_doc_status_workspace_content_hash
+             ON LIGHTRAG_DOC_STATUS (workspace, content_hash)
+             WHERE content_hash IS NOT NULL AND content_hash <> ''",
+            vec![st(Ddl, "CREATE INDEX").d("lightrag_doc_status")],
+        ),
+        (
+            "CREATE INDEX idx_lightrag_vdb_chunks_vchordrq_cosine ON LIGHTRAG_VDB_CHUNKS
+             USING vchordrq (content_vector vector_cosine_ops) WITH (options = $$ residual_quantization = true $$)",
+            vec![st(Ddl, "CREATE INDEX").d("lightrag_vdb_chunks")],
+        ),
+        (
+            "SELECT EXISTS (SELECT FROM information_schema.tables WHERE table_name = $1)",
+            vec![st(Read, "SELECT").r(&["information_schema.tables"])],
+        ),
+        (
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'lightrag_doc_status' AND indexname = ANY($1)",
+            vec![st(Read, "SELECT").r(&["pg_indexes"])],
+        ),
+        (
+            "UPDATE LIGHTRAG_LLM_CACHE
+             SET id = mode || ':' || CASE WHEN mode = 'default' THEN 'extract' ELSE 'unknown' END || ':' || md5(original_prompt),
+                 update_time = CURRENT_TIMESTAMP
+             WHERE id NOT LIKE '%:%'",
+            vec![st(Write, "UPDATE").w("lightrag_llm_cache").f(&["md5"])],
+        ),
+        (
+            "WITH new_ids AS (
+                SELECT workspace, mode, id as old_id, mode || ':' || md5(original_prompt) as new_id
+                FROM LIGHTRAG_LLM_CACHE WHERE id NOT LIKE '%:%'
+            )
+            SELECT COUNT(*) as conflicts
+            FROM new_ids n1 JOIN LIGHTRAG_LLM_CACHE existing ON existing.workspace = n1.workspace
+            WHERE existing.id LIKE '%:%'  -- Only check conflicts with existing new format records",
+            vec![st(Read, "SELECT").r(&["lightrag_llm_cache"]).f(&["md5", "count"])],
+        ),
+        ("SET vchordrq.probes TO '10'", vec![st(MiscSet, "SET").set("vchordrq.probes", Some("10"), false)]),
+        ("SET vchordrq.epsilon TO 1.9", vec![st(MiscSet, "SET").set("vchordrq.epsilon", Some("1.9"), false)]),
+    ]);
+}
+
+#[test]
 fn lightrag_apache_age_graph() {
     check(&[
         ("CREATE EXTENSION IF NOT EXISTS AGE CASCADE", vec![st(Ddl, "CREATE EXTENSION")]),
