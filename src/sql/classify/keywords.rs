@@ -45,6 +45,15 @@ fn top_level_words<'a>(sql: &'a str, tokens: &'a [Token]) -> impl Iterator<Item 
 
 /// The head of the statement made of `tokens`.
 pub(super) fn head(sql: &str, tokens: &[Token]) -> Head {
+    head_within(sql, tokens, 0)
+}
+
+/// EXPLAIN and PREPARE hold one statement, which holds no other EXPLAIN or PREPARE; nesting
+/// deeper is not PostgreSQL, and is not followed (a long text of EXPLAIN EXPLAIN ... must
+/// not recurse once per word).
+const MAX_NESTING: usize = 2;
+
+fn head_within(sql: &str, tokens: &[Token], nesting: usize) -> Head {
     use AuditClass::*;
     let Some(first) = word_at(sql, tokens, 0) else {
         // `(SELECT ...)` and the like.
@@ -66,6 +75,8 @@ pub(super) fn head(sql: &str, tokens: &[Token]) -> Head {
         "security" => Head::new(Ddl, "SECURITY LABEL"),
         "import" => Head::new(Ddl, "IMPORT FOREIGN SCHEMA"),
         "reassign" => Head::new(Ddl, "REASSIGN OWNED"),
+        // PostgreSQL logs CLUSTER and REFRESH at the ddl level, and pgaudit follows it: DDL,
+        // while VACUUM, ANALYZE, REINDEX and CHECKPOINT are MISC.
         "refresh" => Head::new(Ddl, "REFRESH MATERIALIZED VIEW"),
         "cluster" => Head::new(Ddl, "CLUSTER"),
         "reindex" | "vacuum" | "checkpoint" | "load" | "listen" | "unlisten" | "notify" | "fetch" | "move" => {
@@ -82,9 +93,10 @@ pub(super) fn head(sql: &str, tokens: &[Token]) -> Head {
         "savepoint" => transaction("SAVEPOINT"),
         "release" => transaction("RELEASE"),
         "prepare" if second == "transaction" => transaction("PREPARE TRANSACTION"),
-        "prepare" => prepare_head(sql, tokens),
+        "prepare" | "explain" if nesting >= MAX_NESTING => Head::new(Ddl, &first.to_ascii_uppercase()),
+        "prepare" => prepare_head(sql, tokens, nesting),
         "execute" => Head::new(Misc, "EXECUTE").kind(Kind::Execute { name: name_at(sql, tokens, 1) }),
-        "explain" => explain_head(sql, tokens),
+        "explain" => explain_head(sql, tokens, nesting),
         "show" => harmless("SHOW"),
         "deallocate" if tokens.iter().skip(1).any(|t| t.is_word(sql, "all")) => harmless("DEALLOCATE ALL"),
         "deallocate" => harmless("DEALLOCATE"),
@@ -161,15 +173,17 @@ fn grant_head(sql: &str, tokens: &[Token], verb: &str) -> Head {
     Head::new(AuditClass::Role, command)
 }
 
-fn prepare_head(sql: &str, tokens: &[Token]) -> Head {
+fn prepare_head(sql: &str, tokens: &[Token], nesting: usize) -> Head {
     let kind = Kind::Prepare { name: name_at(sql, tokens, 1) };
-    let inner = top_level_words(sql, tokens).find(|(_, w)| w == "as").map(|(i, _)| head(sql, &tokens[i + 1..]));
+    let inner = top_level_words(sql, tokens)
+        .find(|(_, w)| w == "as")
+        .map(|(i, _)| head_within(sql, tokens.get(i + 1..).unwrap_or_default(), nesting + 1));
     let class = inner.map_or(AuditClass::Misc, |inner| inner.class);
     Head::new(class, "PREPARE").kind(kind)
 }
 
 /// EXPLAIN [ANALYZE] [VERBOSE] | EXPLAIN (options): the class of what it explains.
-fn explain_head(sql: &str, tokens: &[Token]) -> Head {
+fn explain_head(sql: &str, tokens: &[Token], nesting: usize) -> Head {
     let mut i = 1;
     if tokens.get(1).is_some_and(|t| t.is_punct(b'(')) {
         i = matching_paren(tokens, 1).map_or(tokens.len(), |close| close + 1);
@@ -177,7 +191,7 @@ fn explain_head(sql: &str, tokens: &[Token]) -> Head {
     while word_at(sql, tokens, i).is_some_and(|w| matches!(w.as_str(), "analyze" | "analyse" | "verbose")) {
         i += 1;
     }
-    let inner = head(sql, tokens.get(i..).unwrap_or_default());
+    let inner = head_within(sql, tokens.get(i..).unwrap_or_default(), nesting + 1);
     Head::new(inner.class, "EXPLAIN")
 }
 
@@ -231,6 +245,8 @@ const OBJECT_TYPES: &[&str] = &[
     "system",
 ];
 
+/// `ALTER SYSTEM` lands here as DDL, as in pgaudit (PostgreSQL logs it at the ddl level):
+/// it rewrites the server's configuration.
 /// Words between the verb and the object type that PostgreSQL leaves out of the tag.
 const MODIFIERS: &[&str] = &[
     "or",

@@ -1,6 +1,8 @@
 //! Names as PostgreSQL resolves them: unquoted identifiers lower-cased, quoted ones kept,
 //! both cut to 63 bytes; from sqlparser's tree and from tokens.
 
+use std::sync::LazyLock;
+
 use sqlparser::ast::{Expr, Ident, ObjectName as SqlName};
 
 use super::scan::{Tok, Token};
@@ -27,6 +29,30 @@ pub(super) fn fold(ident: &Ident) -> String {
         Some(_) => truncated(ident.value.clone()),
         None => truncated(ident.value.to_ascii_lowercase()),
     }
+}
+
+/// PostgreSQL's reserved keywords, sorted (reserved, and reserved but allowed as function or type
+/// names): none of them can name a relation unquoted.
+const RESERVED: &str = "all analyse analyze and any array as asc asymmetric authorization binary both case cast check \
+     collate collation column concurrently constraint create cross current_catalog current_date \
+     current_role current_schema current_time current_timestamp current_user default deferrable desc \
+     distinct do else end except false fetch for foreign freeze from full grant group having ilike in \
+     initially inner intersect into is isnull join lateral leading left like limit localtime \
+     localtimestamp natural not notnull null offset on only or order outer overlaps placing primary \
+     references returning right select session_user similar some symmetric system_user table tablesample \
+     then to trailing true union unique user using variadic verbose when where window with";
+
+/// A relation name sqlparser built from a word PostgreSQL reads as a keyword (`FROM ONLY t`
+/// would otherwise be the table `only`): the tree is not what PostgreSQL would run.
+pub(super) fn is_keyword_as_relation(name: &SqlName) -> bool {
+    static SORTED: LazyLock<Vec<&str>> = LazyLock::new(|| RESERVED.split_whitespace().collect());
+    let is_reserved = |word: &str| {
+        SORTED.binary_search_by(|probe| probe.bytes().cmp(word.bytes().map(|b| b.to_ascii_lowercase()))).is_ok()
+    };
+    name.0
+        .iter()
+        .filter_map(|part| part.as_ident())
+        .any(|ident| ident.quote_style.is_none() && is_reserved(&ident.value))
 }
 
 /// `[catalog.]schema.name` or `name`; `None` for name parts that are not identifiers.

@@ -220,14 +220,78 @@ impl Scanner<'_> {
     }
 }
 
-/// The byte ranges of the statements of a query string, split at its top-level semicolons,
-/// each from its first token to its last. Statements with no tokens (`;;`, a lone comment)
-/// are skipped, as PostgreSQL skips them.
-pub(super) fn split(tokens: &[Token]) -> Vec<Range<usize>> {
-    tokens
-        .split(|token| token.kind == Tok::Semicolon)
-        .filter_map(|statement| Some(statement.first()?.start..statement.last()?.end))
-        .collect()
+/// The byte ranges of the statements of a query string, each from its first token to its
+/// last. PostgreSQL ends a statement at a semicolon outside parentheses (inside them only
+/// CREATE RULE's action list has any) and outside a routine's `BEGIN ATOMIC ... END` body.
+/// Statements with no tokens (`;;`, a lone comment) are skipped, as PostgreSQL skips them.
+pub(super) fn split(sql: &str, tokens: &[Token]) -> Vec<Range<usize>> {
+    let mut statements = Vec::new();
+    let mut first = 0;
+    let mut parens = 0usize;
+    let mut atomic_depth = 0usize;
+    for (i, token) in tokens.iter().enumerate() {
+        match token.kind {
+            Tok::Punct(b'(') => parens += 1,
+            Tok::Punct(b')') => parens = parens.saturating_sub(1),
+            Tok::Word if atomic_depth > 0 => {
+                if token.is_word(sql, "begin") || token.is_word(sql, "case") {
+                    atomic_depth += 1;
+                } else if token.is_word(sql, "end") {
+                    atomic_depth -= 1;
+                }
+            }
+            Tok::Word if token.is_word(sql, "atomic") => {
+                let after_begin = i.checked_sub(1).and_then(|b| tokens.get(b)).is_some_and(|t| t.is_word(sql, "begin"));
+                if after_begin && defines_routine(sql, tokens.get(first..i).unwrap_or_default()) {
+                    atomic_depth = 1;
+                }
+            }
+            Tok::Semicolon if parens == 0 && atomic_depth == 0 => {
+                statements.extend(span(tokens.get(first..i).unwrap_or_default()));
+                first = i + 1;
+            }
+            _ => {}
+        }
+    }
+    statements.extend(span(tokens.get(first..).unwrap_or_default()));
+    statements
+}
+
+fn span(statement: &[Token]) -> Option<Range<usize>> {
+    Some(statement.first()?.start..statement.last()?.end)
+}
+
+/// `CREATE [OR REPLACE] FUNCTION | PROCEDURE`.
+fn defines_routine(sql: &str, statement: &[Token]) -> bool {
+    let words: Vec<&Token> = statement.iter().take(4).collect();
+    match words.as_slice() {
+        [create, or, replace, routine, ..] if or.is_word(sql, "or") && replace.is_word(sql, "replace") => {
+            create.is_word(sql, "create") && (routine.is_word(sql, "function") || routine.is_word(sql, "procedure"))
+        }
+        [create, routine, ..] => {
+            create.is_word(sql, "create") && (routine.is_word(sql, "function") || routine.is_word(sql, "procedure"))
+        }
+        _ => false,
+    }
+}
+
+/// For every token, the index of the parenthesis closing it if it opens one: one pass for
+/// callers that look for many.
+pub(super) fn closing_parens(tokens: &[Token]) -> Vec<Option<usize>> {
+    let mut closing = vec![None; tokens.len()];
+    let mut open = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        match token.kind {
+            Tok::Punct(b'(') => open.push(i),
+            Tok::Punct(b')') => {
+                if let Some(opener) = open.pop() {
+                    closing[opener] = Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    closing
 }
 
 /// Index of the token closing the parenthesis opened at `open`, if it is closed.

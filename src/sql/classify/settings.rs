@@ -178,12 +178,19 @@ fn isolation_name(level: &TransactionIsolationLevel) -> &'static str {
 /// is not a literal may be any setting. An `is_local` that is not a literal counts as
 /// session-wide, the change that lasts longer.
 pub(super) fn set_config(function: &Function) -> Option<SettingChange> {
-    let last = function.name.0.last()?.as_ident()?;
+    match &function.args {
+        FunctionArguments::List(list) => set_config_call(&function.name, &list.args),
+        _ => set_config_call(&function.name, &[]),
+    }
+}
+
+/// `set_config` called with `args`, in an expression or in FROM.
+pub(super) fn set_config_call(name: &SqlName, args: &[FunctionArg]) -> Option<SettingChange> {
+    let last = name.0.last()?.as_ident()?;
     if fold(last) != "set_config" {
         return None;
     }
-    let FunctionArguments::List(list) = &function.args else { return Some(SettingChange::Unknown) };
-    let arg = |position: usize, param: &str| argument(&list.args, position, param).map(strip_casts);
+    let arg = |position: usize, param: &str| argument(args, position, param).map(strip_casts);
     let Some(name) = arg(0, "setting_name").and_then(literal) else { return Some(SettingChange::Unknown) };
     let value = arg(1, "new_value").and_then(literal);
     let local = arg(2, "is_local").and_then(literal).is_some_and(|v| is_true(&v));

@@ -1,16 +1,26 @@
 //! Statements sqlparser rejects but whose whole meaning lies in a fixed shape of keywords and
-//! names, matched token by token: DO, CHECKPOINT, two-phase commit, CREATE EXTENSION without
+//! names, matched token by token: DO, CHECKPOINT, two-phase commit, BEGIN and SET TRANSACTION
+//! with modes not separated by commas (psycopg writes them so), CREATE EXTENSION without
 //! WITH, ALTER TABLE .. CLUSTER ON, GRANT / REVOKE of role membership and ALTER ROLE .. SET. Anything else in
 //! them, and they go to the keyword fallback.
 
 use super::names::{token_ident, token_name};
 use super::scan::{Tok, Token};
-use crate::sql::statement::{Access, AuditClass, Kind, ObjectName, RelationUse, Statement};
+use crate::sql::statement::{Access, AuditClass, Kind, ObjectName, RelationUse, SettingChange, Statement};
 
 /// The statement, if `tokens` are exactly one of the shapes.
 pub(super) fn recognize(sql: &str, tokens: &[Token]) -> Option<Statement> {
-    let shapes: [fn(&mut Cursor) -> Option<Statement>; 7] =
-        [do_block, checkpoint, two_phase, create_extension, alter_table_cluster, role_membership, alter_role_setting];
+    let shapes: [fn(&mut Cursor) -> Option<Statement>; 9] = [
+        do_block,
+        checkpoint,
+        two_phase,
+        transaction_start,
+        transaction_characteristics,
+        create_extension,
+        alter_table_cluster,
+        role_membership,
+        alter_role_setting,
+    ];
     shapes.iter().find_map(|shape| {
         let mut cursor = Cursor { sql, tokens, at: 0 };
         shape(&mut cursor).filter(|_| cursor.at == tokens.len())
@@ -98,6 +108,65 @@ fn two_phase(c: &mut Cursor) -> Option<Statement> {
     let mut statement = Statement::new(AuditClass::Misc, command.join(" ").to_ascii_uppercase());
     statement.kind = Kind::Transaction;
     Some(statement)
+}
+
+/// `BEGIN [WORK | TRANSACTION] [modes]`, `START TRANSACTION [modes]`.
+fn transaction_start(c: &mut Cursor) -> Option<Statement> {
+    let command = if c.words(&["begin"]) {
+        c.one_of(&["work", "transaction"]);
+        "BEGIN"
+    } else {
+        c.words(&["start", "transaction"]).then_some(())?;
+        "START TRANSACTION"
+    };
+    let modes = transaction_modes(c)?;
+    let mut statement = Statement::new(AuditClass::Misc, command);
+    statement.kind = Kind::Transaction;
+    statement.settings = modes.into_iter().filter(|m| *m == SettingChange::ReadWrite).collect();
+    Some(statement)
+}
+
+/// `SET TRANSACTION modes`, `SET SESSION CHARACTERISTICS AS TRANSACTION modes`: the latter
+/// changes the session's defaults.
+fn transaction_characteristics(c: &mut Cursor) -> Option<Statement> {
+    c.words(&["set"]).then_some(())?;
+    let session = c.words(&["session", "characteristics", "as"]);
+    c.words(&["transaction"]).then_some(())?;
+    let modes = transaction_modes(c)?;
+    let mut statement = Statement::new(AuditClass::MiscSet, "SET");
+    statement.settings = modes.into_iter().filter(|m| session || *m == SettingChange::ReadWrite).collect();
+    Some(statement)
+}
+
+/// Transaction modes, with or without commas between them, as changes to the session's
+/// defaults (READ WRITE as [`SettingChange::ReadWrite`]).
+fn transaction_modes(c: &mut Cursor) -> Option<Vec<SettingChange>> {
+    let default = |name: &str, value: &str| SettingChange::Set {
+        name: format!("default_transaction_{name}"),
+        value: Some(value.to_owned()),
+        local: false,
+    };
+    let mut modes = Vec::new();
+    while c.at < c.tokens.len() {
+        if c.words(&["isolation", "level"]) {
+            let levels: [&[&str]; 4] =
+                [&["serializable"], &["repeatable", "read"], &["read", "committed"], &["read", "uncommitted"]];
+            let level = levels.into_iter().find(|words| c.words(words))?;
+            modes.push(default("isolation", &level.join(" ")));
+        } else if c.words(&["read", "write"]) {
+            modes.push(SettingChange::ReadWrite);
+        } else if c.words(&["read", "only"]) {
+            modes.push(default("read_only", "on"));
+        } else if c.words(&["deferrable"]) {
+            modes.push(default("deferrable", "on"));
+        } else if c.words(&["not", "deferrable"]) {
+            modes.push(default("deferrable", "off"));
+        } else {
+            return None;
+        }
+        c.kind(Tok::Punct(b','));
+    }
+    Some(modes)
 }
 
 /// `CREATE EXTENSION [IF NOT EXISTS] name [WITH] [SCHEMA s] [VERSION v] [CASCADE]`.

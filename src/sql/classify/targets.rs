@@ -2,8 +2,8 @@
 //! (COPY, GRANT, DROP, COMMENT, VACUUM, SELECT INTO, foreign keys).
 
 use sqlparser::ast::{
-    AlterTableOperation, ColumnDef, CommentObject, CopySource, FromTable, GrantObjects, ObjectName as SqlName,
-    ObjectType, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins,
+    AlterTableOperation, ColumnDef, CommentObject, CopySource, CreateTableLikeKind, FromTable, GrantObjects,
+    ObjectName as SqlName, ObjectType, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins,
 };
 
 use super::names::object_name;
@@ -59,6 +59,9 @@ fn note_definition(walk: &mut Walk, statement: &Statement) {
             target(walk, &create.name, Access::Define);
             create.partition_of.iter().for_each(|parent| target(walk, parent, Access::Define));
             create.inherits.iter().flatten().for_each(|parent| walk.relation(parent, Access::Read));
+            if let Some(CreateTableLikeKind::Parenthesized(like) | CreateTableLikeKind::Plain(like)) = &create.like {
+                walk.relation(&like.name, Access::Read);
+            }
             create.columns.iter().for_each(|column| column_references(walk, column));
             create.constraints.iter().for_each(|constraint| constraint_references(walk, constraint));
         }

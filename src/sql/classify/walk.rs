@@ -1,16 +1,18 @@
 //! The walk over one statement's syntax tree: every relation and function it names, in
 //! order, with CTE names scoped as PostgreSQL scopes them, and `set_config` calls.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::ptr;
+use std::rc::Rc;
 
 use sqlparser::ast::{
     Expr, Function, FunctionArguments, ObjectName as SqlName, Query, Select, SetExpr, Statement as SqlStatement,
     TableFactor, Visit, Visitor,
 };
 
-use super::names::{expr_name, fold, object_name};
-use super::settings::set_config;
+use super::names::{expr_name, fold, is_keyword_as_relation, object_name};
+use super::settings::{set_config, set_config_call};
 use super::targets::note_statement;
 use crate::sql::statement::{Access, ObjectName, RelationUse, SettingChange};
 
@@ -26,19 +28,24 @@ pub(super) struct Walk {
     pub select_into: bool,
     /// Something the walk cannot name exactly; the statement is then treated as unparsed.
     pub problem: Option<String>,
+    // Sets beside the lists keep a statement of thousands of names linear.
+    seen_relations: HashSet<RelationUse>,
+    seen_functions: HashSet<ObjectName>,
     /// Names that the statement writes or defines rather than reads, by address: the tree
     /// visits them as relations like any other.
-    targets: Vec<(*const SqlName, Access)>,
+    targets: HashMap<*const SqlName, Access>,
     /// Set-returning functions in FROM, which the tree visits as relations.
-    table_functions: Vec<*const SqlName>,
+    table_functions: HashSet<*const SqlName>,
     scopes: Vec<Scope>,
 }
 
-/// The CTE names a query's body can see.
+/// The CTE names a query's body can see: the first `len` of `names`, the enclosing
+/// queries' first, then this query's own. Subqueries share their parent's list.
 #[derive(Debug)]
 struct Scope {
-    /// Visible names: the enclosing queries' first, then this query's own CTEs.
-    visible: Vec<String>,
+    names: Rc<Vec<Rc<str>>>,
+    len: usize,
+    /// Where this query's own CTE names start.
     outer: usize,
     /// This query's CTE bodies, by address, in order.
     ctes: Vec<*const Query>,
@@ -46,16 +53,18 @@ struct Scope {
 }
 
 impl Scope {
-    /// Names visible inside the body of `query` if it is one of this scope's CTEs: the
-    /// earlier CTEs (all of them in WITH RECURSIVE) and the enclosing ones.
-    fn visible_in(&self, query: &Query) -> Vec<String> {
+    /// How many names the body of `query` sees if it is one of this scope's CTEs: the
+    /// earlier CTEs (all of them in WITH RECURSIVE) and the enclosing ones; else all.
+    fn visible_in(&self, query: &Query) -> usize {
         match self.ctes.iter().position(|&cte| ptr::eq(cte, query)) {
-            Some(i) => {
-                let own = if self.recursive { self.ctes.len() } else { i };
-                self.visible.iter().take(self.outer + own).cloned().collect()
-            }
-            None => self.visible.clone(),
+            Some(_) if self.recursive => self.len,
+            Some(i) => self.outer + i,
+            None => self.len,
         }
+    }
+
+    fn sees(&self, name: &str) -> bool {
+        self.names.iter().take(self.len).any(|cte| **cte == *name)
     }
 }
 
@@ -69,11 +78,14 @@ pub(super) fn walk(statement: &SqlStatement) -> Walk {
 impl Walk {
     /// `name` is written or defined, not read, where the tree visits it.
     pub fn target(&mut self, name: &SqlName, access: Access) {
-        self.targets.push((ptr::from_ref(name), access));
+        self.targets.insert(ptr::from_ref(name), access);
     }
 
     /// A relation the tree does not visit by itself.
     pub fn relation(&mut self, name: &SqlName, access: Access) {
+        if is_keyword_as_relation(name) {
+            self.problem.get_or_insert_with(|| format!("a keyword where a relation name should be: {name}"));
+        }
         match object_name(name) {
             Some(name) => self.push_relation(name, access),
             None => self.unnamable(name),
@@ -82,7 +94,7 @@ impl Walk {
 
     pub fn push_relation(&mut self, name: ObjectName, access: Access) {
         let use_ = RelationUse { name, access };
-        if !self.relations.contains(&use_) {
+        if self.seen_relations.insert(use_.clone()) {
             self.relations.push(use_);
         }
     }
@@ -95,7 +107,7 @@ impl Walk {
     }
 
     pub fn push_function(&mut self, name: ObjectName) {
-        if !self.functions.contains(&name) {
+        if self.seen_functions.insert(name.clone()) {
             self.functions.push(name);
         }
     }
@@ -107,23 +119,28 @@ impl Walk {
     fn is_cte(&self, name: &SqlName) -> bool {
         let [part] = name.0.as_slice() else { return false };
         let Some(ident) = part.as_ident() else { return false };
-        let folded = fold(ident);
-        self.scopes.last().is_some_and(|scope| scope.visible.contains(&folded))
+        self.scopes.last().is_some_and(|scope| scope.sees(&fold(ident)))
     }
 
     fn enter_query(&mut self, query: &Query) {
-        let mut visible = self.scopes.last().map(|parent| parent.visible_in(query)).unwrap_or_default();
-        let outer = visible.len();
+        let (mut names, len) = match self.scopes.last() {
+            Some(parent) => (Rc::clone(&parent.names), parent.visible_in(query)),
+            None => (Rc::default(), 0),
+        };
         let mut ctes = Vec::new();
         let mut recursive = false;
+        let mut own = 0;
         if let Some(with) = &query.with {
             recursive = with.recursive;
+            let mut extended: Vec<Rc<str>> = names.iter().take(len).cloned().collect();
             for cte in &with.cte_tables {
-                visible.push(fold(&cte.alias.name));
+                extended.push(fold(&cte.alias.name).into());
                 ctes.push(ptr::from_ref::<Query>(&cte.query));
             }
+            own = ctes.len();
+            names = Rc::new(extended);
         }
-        self.scopes.push(Scope { visible, outer, ctes, recursive });
+        self.scopes.push(Scope { names, len: len + own, outer: len, ctes, recursive });
         if has_table_shorthand(&query.body) {
             self.problem.get_or_insert_with(|| "TABLE name inside a query".into());
         }
@@ -140,13 +157,17 @@ fn has_table_shorthand(body: &SetExpr) -> bool {
     }
 }
 
-/// Without parentheses (CURRENT_TIMESTAMP, CURRENT_USER) and `ARRAY(subquery)` it is SQL
-/// syntax, not a function call.
+/// Without parentheses (CURRENT_TIMESTAMP, CURRENT_USER), `ARRAY(subquery)` and `ROW(..)`
+/// it is SQL syntax, not a function call.
 fn is_call(function: &Function) -> bool {
+    let keyword = |word: &str| match function.name.0.as_slice() {
+        [part] => part.as_ident().is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case(word)),
+        _ => false,
+    };
     match &function.args {
         FunctionArguments::None => false,
-        FunctionArguments::Subquery(_) => !function.name.to_string().eq_ignore_ascii_case("array"),
-        FunctionArguments::List(_) => true,
+        FunctionArguments::Subquery(_) => !keyword("array"),
+        FunctionArguments::List(_) => !keyword("row"),
     }
 }
 
@@ -183,8 +204,14 @@ impl Visitor for Walk {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         match factor {
-            TableFactor::Table { name, args: Some(_), .. } => self.table_functions.push(ptr::from_ref(name)),
-            TableFactor::Function { name, .. } => self.function(name),
+            TableFactor::Table { name, args: Some(args), .. } => {
+                self.table_functions.insert(ptr::from_ref(name));
+                self.settings.extend(set_config_call(name, &args.args));
+            }
+            TableFactor::Function { name, args, .. } => {
+                self.function(name);
+                self.settings.extend(set_config_call(name, args));
+            }
             TableFactor::UNNEST { .. } => self.push_function(ObjectName::new(None, "unnest")),
             _ => {}
         }
@@ -192,13 +219,13 @@ impl Visitor for Walk {
     }
 
     fn pre_visit_relation(&mut self, name: &SqlName) -> ControlFlow<()> {
-        if self.table_functions.iter().any(|&f| ptr::eq(f, name)) {
+        if self.table_functions.contains(&ptr::from_ref(name)) {
             self.function(name);
             return ControlFlow::Continue(());
         }
         // DML and DDL targets never resolve to a CTE in PostgreSQL.
-        match self.targets.iter().find(|(target, _)| ptr::eq(*target, name)) {
-            Some(&(_, access)) => self.relation(name, access),
+        match self.targets.get(&ptr::from_ref(name)) {
+            Some(&access) => self.relation(name, access),
             None if self.is_cte(name) => {}
             None => self.relation(name, Access::Read),
         }
