@@ -17,17 +17,33 @@ pub(super) fn classify(sql: &str, tokens: &[Token], why: Unparsed) -> Statement 
     statement
 }
 
-/// COPY to or from a program or a server file.
-pub(super) fn outside(sql: &str, tokens: &[Token]) -> Option<Outside> {
+/// COPY to or from a program or a server file. Read loosely, as the parser could not read
+/// it: the word PROGRAM anywhere is a program, and without a recognizable TO / FROM any
+/// string outside parentheses may be a file name.
+fn outside(sql: &str, tokens: &[Token]) -> Option<Outside> {
     if word_at(sql, tokens, 0)? != "copy" {
         return None;
     }
-    let (i, _) = copy_direction(sql, tokens)?;
-    match tokens.get(i + 1)? {
-        t if t.is_word(sql, "program") => Some(Outside::CopyProgram),
-        t if t.kind == Tok::Str => Some(Outside::CopyFile),
-        _ => None,
+    if tokens.iter().any(|t| t.is_word(sql, "program")) {
+        return Some(Outside::CopyProgram);
     }
+    let file = match copy_direction(sql, tokens) {
+        Some((i, _)) => tokens.get(i + 1).is_some_and(|t| t.kind == Tok::Str),
+        None => top_level(tokens).any(|t| t.kind == Tok::Str),
+    };
+    file.then_some(Outside::CopyFile)
+}
+
+fn top_level(tokens: &[Token]) -> impl Iterator<Item = &Token> {
+    let mut depth = 0usize;
+    tokens.iter().filter(move |t| {
+        match t.kind {
+            Tok::Punct(b'(') => depth += 1,
+            Tok::Punct(b')') => depth = depth.saturating_sub(1),
+            _ => return depth == 0,
+        }
+        false
+    })
 }
 
 fn settings(sql: &str, tokens: &[Token]) -> Vec<SettingChange> {
