@@ -2,10 +2,11 @@
 //! keywords: class, command and kind from the leading words, settings from SET / RESET,
 //! COPY's reach outside. No relations or functions are guessed.
 
+use super::MAX_PARSED_LEN;
 use super::keywords::{copy_direction, head, word_at};
 use super::names::{token_ident, token_name, token_string};
-use super::scan::{Tok, Token};
-use crate::sql::statement::{Outside, SettingChange, Statement, Unparsed};
+use super::scan::{Tok, Token, scan, tokens};
+use crate::sql::statement::{AuditClass, Outside, SettingChange, Statement, Unparsed};
 
 pub(super) fn classify(sql: &str, tokens: &[Token], why: Unparsed) -> Statement {
     let head = head(sql, tokens);
@@ -15,6 +16,64 @@ pub(super) fn classify(sql: &str, tokens: &[Token], why: Unparsed) -> Statement 
     statement.outside = outside(sql, tokens).into_iter().collect();
     statement.unparsed = Some(why);
     statement
+}
+
+/// A statement longer than [`MAX_PARSED_LEN`]: classified from its first `MAX_PARSED_LEN`
+/// bytes, then corrected by what the whole text holds, read as a stream so that no token
+/// list as long as the text is kept (a query string may be a gigabyte).
+pub(super) fn classify_long(sql: &str) -> Statement {
+    let mut cut = MAX_PARSED_LEN.min(sql.len());
+    while !sql.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = sql.get(..cut).unwrap_or_default();
+    let mut statement = classify(prefix, &scan(prefix), Unparsed::TooLong(sql.len()));
+    let whole = Whole::read(sql);
+    if whole.modifies && statement.class == AuditClass::Read {
+        statement.class = AuditClass::Write;
+    }
+    if whole.top_level_into && statement.command == "SELECT" {
+        statement.class = AuditClass::Ddl;
+        statement.command = "SELECT INTO".into();
+    }
+    if whole.set_config && !statement.settings.iter().any(|s| matches!(s, SettingChange::Unknown)) {
+        statement.settings.push(SettingChange::Unknown);
+    }
+    if whole.program && statement.command == "COPY" {
+        statement.outside = vec![Outside::CopyProgram];
+    }
+    statement
+}
+
+/// Words anywhere in a long statement that change its classification.
+#[derive(Default)]
+struct Whole {
+    modifies: bool,
+    top_level_into: bool,
+    set_config: bool,
+    program: bool,
+}
+
+impl Whole {
+    fn read(sql: &str) -> Self {
+        let mut whole = Whole::default();
+        let mut depth = 0usize;
+        for token in tokens(sql) {
+            match token.kind {
+                Tok::Punct(b'(') => depth += 1,
+                Tok::Punct(b')') => depth = depth.saturating_sub(1),
+                Tok::Word => {
+                    let is = |word: &str| token.text(sql).eq_ignore_ascii_case(word);
+                    whole.modifies |= ["insert", "update", "delete", "merge"].into_iter().any(is);
+                    whole.top_level_into |= depth == 0 && is("into");
+                    whole.set_config |= is("set_config");
+                    whole.program |= is("program");
+                }
+                _ => {}
+            }
+        }
+        whole
+    }
 }
 
 /// COPY to or from a program or a server file. Read loosely, as the parser could not read
