@@ -32,8 +32,8 @@ use sqlparser::parser::Parser;
 
 use super::statement::{Classified, Statement, Unparsed};
 
-/// Statements longer than this are classified by their first keywords only: parsing cost
-/// grows with length (a 778 KB INSERT takes over 100 ms).
+/// Statements longer than this are classified by keywords, not parsed, and marked
+/// [`Unparsed::TooLong`]: parsing cost grows with length (a 778 KB INSERT takes over 100 ms).
 pub const MAX_PARSED_LEN: usize = 64 * 1024;
 
 /// Classifies a query string: one [`Statement`] per statement, in order.
