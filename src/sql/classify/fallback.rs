@@ -2,10 +2,11 @@
 //! keywords: class, command and kind from the leading words, settings from SET / RESET,
 //! COPY's reach outside. No relations or functions are guessed.
 
+use super::MAX_PARSED_LEN;
 use super::keywords::{copy_direction, head, word_at};
 use super::names::{token_ident, token_name, token_string};
-use super::scan::{Tok, Token};
-use crate::sql::statement::{Outside, SettingChange, Statement, Unparsed};
+use super::scan::{Tok, Token, scan, tokens};
+use crate::sql::statement::{AuditClass, Outside, SettingChange, Statement, Unparsed};
 
 pub(super) fn classify(sql: &str, tokens: &[Token], why: Unparsed) -> Statement {
     let head = head(sql, tokens);
@@ -17,17 +18,91 @@ pub(super) fn classify(sql: &str, tokens: &[Token], why: Unparsed) -> Statement 
     statement
 }
 
-/// COPY to or from a program or a server file.
-pub(super) fn outside(sql: &str, tokens: &[Token]) -> Option<Outside> {
+/// A statement longer than [`MAX_PARSED_LEN`]: classified from its first `MAX_PARSED_LEN`
+/// bytes, then corrected by what the whole text holds, read as a stream so that no token
+/// list as long as the text is kept (a query string may be a gigabyte).
+pub(super) fn classify_long(sql: &str) -> Statement {
+    let mut cut = MAX_PARSED_LEN.min(sql.len());
+    while !sql.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = sql.get(..cut).unwrap_or_default();
+    let mut statement = classify(prefix, &scan(prefix), Unparsed::TooLong(sql.len()));
+    let whole = Whole::read(sql);
+    if whole.modifies && statement.class == AuditClass::Read {
+        statement.class = AuditClass::Write;
+    }
+    if whole.top_level_into && statement.command == "SELECT" {
+        statement.class = AuditClass::Ddl;
+        statement.command = "SELECT INTO".into();
+    }
+    if whole.set_config && !statement.settings.iter().any(|s| matches!(s, SettingChange::Unknown)) {
+        statement.settings.push(SettingChange::Unknown);
+    }
+    if whole.program && statement.command == "COPY" {
+        statement.outside = vec![Outside::CopyProgram];
+    }
+    statement
+}
+
+/// Words anywhere in a long statement that change its classification.
+#[derive(Default)]
+struct Whole {
+    modifies: bool,
+    top_level_into: bool,
+    set_config: bool,
+    program: bool,
+}
+
+impl Whole {
+    fn read(sql: &str) -> Self {
+        let mut whole = Whole::default();
+        let mut depth = 0usize;
+        for token in tokens(sql) {
+            match token.kind {
+                Tok::Punct(b'(') => depth += 1,
+                Tok::Punct(b')') => depth = depth.saturating_sub(1),
+                Tok::Word => {
+                    let is = |word: &str| token.text(sql).eq_ignore_ascii_case(word);
+                    whole.modifies |= ["insert", "update", "delete", "merge"].into_iter().any(is);
+                    whole.top_level_into |= depth == 0 && is("into");
+                    whole.set_config |= is("set_config");
+                    whole.program |= is("program");
+                }
+                _ => {}
+            }
+        }
+        whole
+    }
+}
+
+/// COPY to or from a program or a server file. Read loosely, as the parser could not read
+/// it: the word PROGRAM anywhere is a program, and without a recognizable TO / FROM any
+/// string outside parentheses may be a file name.
+fn outside(sql: &str, tokens: &[Token]) -> Option<Outside> {
     if word_at(sql, tokens, 0)? != "copy" {
         return None;
     }
-    let (i, _) = copy_direction(sql, tokens)?;
-    match tokens.get(i + 1)? {
-        t if t.is_word(sql, "program") => Some(Outside::CopyProgram),
-        t if t.kind == Tok::Str => Some(Outside::CopyFile),
-        _ => None,
+    if tokens.iter().any(|t| t.is_word(sql, "program")) {
+        return Some(Outside::CopyProgram);
     }
+    let file = match copy_direction(sql, tokens) {
+        Some((i, _)) => tokens.get(i + 1).is_some_and(|t| t.kind == Tok::Str),
+        None => top_level(tokens).any(|t| t.kind == Tok::Str),
+    };
+    file.then_some(Outside::CopyFile)
+}
+
+fn top_level(tokens: &[Token]) -> impl Iterator<Item = &Token> {
+    let mut depth = 0usize;
+    tokens.iter().filter(move |t| {
+        match t.kind {
+            Tok::Punct(b'(') => depth += 1,
+            Tok::Punct(b')') => depth = depth.saturating_sub(1),
+            _ => return depth == 0,
+        }
+        false
+    })
 }
 
 fn settings(sql: &str, tokens: &[Token]) -> Vec<SettingChange> {

@@ -32,24 +32,23 @@ use sqlparser::parser::Parser;
 
 use super::statement::{Classified, Statement, Unparsed};
 
-/// Statements longer than this are classified by their first keywords only: parsing cost
-/// grows with length (a 778 KB INSERT takes over 100 ms).
+/// Statements longer than this are classified by keywords, not parsed, and marked
+/// [`Unparsed::TooLong`]: parsing cost grows with length (a 778 KB INSERT takes over 100 ms).
 pub const MAX_PARSED_LEN: usize = 64 * 1024;
 
 /// Classifies a query string: one [`Statement`] per statement, in order.
 pub fn classify(sql: &str) -> Classified {
-    let tokens = scan::scan(sql);
     let statements =
-        scan::split(sql, &tokens).into_iter().filter_map(|range| sql.get(range)).flat_map(classify_statement).collect();
+        scan::split(sql).into_iter().filter_map(|range| sql.get(range)).flat_map(classify_statement).collect();
     Classified { statements }
 }
 
 /// One statement's text (no top-level semicolon in it).
 fn classify_statement(sql: &str) -> Vec<Statement> {
-    let tokens = scan::scan(sql);
     if sql.len() > MAX_PARSED_LEN {
-        return vec![fallback::classify(sql, &tokens, Unparsed::TooLong(sql.len()))];
+        return vec![fallback::classify_long(sql)];
     }
+    let tokens = scan::scan(sql);
     let text = rewrite::rewrite(sql, &tokens);
     with_stack_for(tokens.len(), || parse_and_classify(sql, &text, &tokens))
 }

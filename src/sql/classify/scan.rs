@@ -46,9 +46,12 @@ impl Token {
 
 /// The tokens of `sql`, in order.
 pub(super) fn scan(sql: &str) -> Vec<Token> {
-    let mut scanner = Scanner { sql: sql.as_bytes(), pos: 0, tokens: Vec::new() };
-    scanner.run();
-    scanner.tokens
+    tokens(sql).collect()
+}
+
+/// The tokens of `sql` as they are read, for passes that keep none of them.
+pub(super) fn tokens(sql: &str) -> Tokens<'_> {
+    Tokens { sql: sql.as_bytes(), pos: 0, pending: None }
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -59,23 +62,36 @@ fn is_ident_char(b: u8) -> bool {
     is_ident_start(b) || b.is_ascii_digit() || b == b'$'
 }
 
-struct Scanner<'a> {
+pub(super) struct Tokens<'a> {
     sql: &'a [u8],
     pos: usize,
-    tokens: Vec<Token>,
+    pending: Option<Token>,
 }
 
-impl Scanner<'_> {
+impl Iterator for Tokens<'_> {
+    type Item = Token;
+
+    fn next(&mut self) -> Option<Token> {
+        while self.pending.is_none() {
+            self.step()?;
+        }
+        self.pending.take()
+    }
+}
+
+impl Tokens<'_> {
     fn peek(&self, ahead: usize) -> Option<u8> {
         self.sql.get(self.pos + ahead).copied()
     }
 
     fn push(&mut self, kind: Tok, start: usize) {
-        self.tokens.push(Token { kind, start, end: self.pos.min(self.sql.len()) });
+        self.pending = Some(Token { kind, start, end: self.pos.min(self.sql.len()) });
     }
 
-    fn run(&mut self) {
-        while let Some(b) = self.peek(0) {
+    /// Reads past one token, comment or whitespace byte; `None` at the end.
+    fn step(&mut self) -> Option<()> {
+        let b = self.peek(0)?;
+        {
             let start = self.pos;
             match b {
                 b'-' if self.peek(1) == Some(b'-') => self.skip_line_comment(),
@@ -103,6 +119,7 @@ impl Scanner<'_> {
                 }
             }
         }
+        Some(())
     }
 
     /// A word, or a literal written with a letter prefix: `E'..'`, `B'..'`, `X'..'`, `N'..'`,
@@ -221,16 +238,25 @@ impl Scanner<'_> {
 }
 
 /// The byte ranges of the statements of a query string, each from its first token to its
-/// last. PostgreSQL ends a statement at a semicolon outside parentheses (inside them only
+/// last (read as a stream: a huge query string costs no token list). PostgreSQL ends a statement at a semicolon outside parentheses (inside them only
 /// CREATE RULE's action list has any) and outside a routine's `BEGIN ATOMIC ... END` body.
 /// Statements with no tokens (`;;`, a lone comment) are skipped, as PostgreSQL skips them.
-pub(super) fn split(sql: &str, tokens: &[Token]) -> Vec<Range<usize>> {
+pub(super) fn split(sql: &str) -> Vec<Range<usize>> {
     let mut statements = Vec::new();
-    let mut first = 0;
+    let mut current: Option<Range<usize>> = None;
+    // A statement's first tokens (to recognize a routine definition), and the last one.
+    let mut leading: Vec<Token> = Vec::with_capacity(4);
+    let mut previous: Option<Token> = None;
     let mut parens = 0usize;
     let mut atomic_depth = 0usize;
-    for (i, token) in tokens.iter().enumerate() {
+    for token in tokens(sql) {
         match token.kind {
+            Tok::Semicolon if parens == 0 && atomic_depth == 0 => {
+                statements.extend(current.take());
+                leading.clear();
+                previous = None;
+                continue;
+            }
             Tok::Punct(b'(') => parens += 1,
             Tok::Punct(b')') => parens = parens.saturating_sub(1),
             Tok::Word if atomic_depth > 0 => {
@@ -241,30 +267,26 @@ pub(super) fn split(sql: &str, tokens: &[Token]) -> Vec<Range<usize>> {
                 }
             }
             Tok::Word if token.is_word(sql, "atomic") => {
-                let after_begin = i.checked_sub(1).and_then(|b| tokens.get(b)).is_some_and(|t| t.is_word(sql, "begin"));
-                if after_begin && defines_routine(sql, tokens.get(first..i).unwrap_or_default()) {
+                let after_begin = previous.is_some_and(|p| p.is_word(sql, "begin"));
+                if after_begin && defines_routine(sql, &leading) {
                     atomic_depth = 1;
                 }
             }
-            Tok::Semicolon if parens == 0 && atomic_depth == 0 => {
-                statements.extend(span(tokens.get(first..i).unwrap_or_default()));
-                first = i + 1;
-            }
             _ => {}
         }
+        current.get_or_insert(token.start..token.end).end = token.end;
+        if leading.len() < 4 {
+            leading.push(token);
+        }
+        previous = Some(token);
     }
-    statements.extend(span(tokens.get(first..).unwrap_or_default()));
+    statements.extend(current);
     statements
 }
 
-fn span(statement: &[Token]) -> Option<Range<usize>> {
-    Some(statement.first()?.start..statement.last()?.end)
-}
-
 /// `CREATE [OR REPLACE] FUNCTION | PROCEDURE`.
-fn defines_routine(sql: &str, statement: &[Token]) -> bool {
-    let words: Vec<&Token> = statement.iter().take(4).collect();
-    match words.as_slice() {
+fn defines_routine(sql: &str, leading: &[Token]) -> bool {
+    match leading {
         [create, or, replace, routine, ..] if or.is_word(sql, "or") && replace.is_word(sql, "replace") => {
             create.is_word(sql, "create") && (routine.is_word(sql, "function") || routine.is_word(sql, "procedure"))
         }

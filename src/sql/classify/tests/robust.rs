@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::super::{ClassifierCache, MAX_PARSED_LEN, classify};
-use crate::sql::statement::{AuditClass, Unparsed};
+use crate::sql::statement::{AuditClass, Outside, SettingChange, Unparsed};
 
 /// A small deterministic generator, so a failure can be replayed.
 struct Lcg(u64);
@@ -177,6 +177,32 @@ fn only_the_over_long_statement_is_unparsed() {
     assert_eq!(insert.unparsed, Some(Unparsed::TooLong(long.len())));
     assert!(insert.relations.is_empty());
     assert_eq!((select.class, select.relations.len()), (AuditClass::Read, 1));
+}
+
+/// Past the first `MAX_PARSED_LEN` bytes, the words that change a classification still count.
+#[test]
+fn what_lies_beyond_the_parsed_size_still_counts() {
+    let filler = format!("'{}'", "x".repeat(MAX_PARSED_LEN));
+    let columns = vec!["a"; 40_000].join(", ");
+    let cases = [
+        (format!("WITH a AS (SELECT {filler}) DELETE FROM t"), AuditClass::Write, "SELECT", vec![], vec![]),
+        (format!("SELECT {filler} INTO t"), AuditClass::Ddl, "SELECT INTO", vec![], vec![]),
+        (
+            format!("SELECT {filler}, set_config($1, $2, false)"),
+            AuditClass::Read,
+            "SELECT",
+            vec![SettingChange::Unknown],
+            vec![],
+        ),
+        (format!("COPY t ({columns}) FROM PROGRAM 'x'"), AuditClass::Write, "COPY", vec![], vec![Outside::CopyProgram]),
+    ];
+    for (sql, class, command, settings, outside) in cases {
+        let classified = classify(&sql);
+        let [statement] = classified.statements.as_slice() else { panic!("one statement") };
+        let found = (statement.class, statement.command.as_str(), &statement.settings, &statement.outside);
+        assert_eq!(found, (class, command, &settings, &outside), "{}", &sql[..40]);
+        assert_eq!(statement.unparsed, Some(Unparsed::TooLong(sql.len())));
+    }
 }
 
 #[test]

@@ -350,6 +350,7 @@ fn comments_quotes_and_statement_splitting() {
         ),
         ("DELETE FROM t WHERE x <+> y < 1", vec![st(Write, "DELETE").unparsed()]),
         ("COPY t TO PROGRAM 'x' WITH (FORMAT x <+> y)", vec![st(Read, "COPY").out(Outside::CopyProgram).unparsed()]),
+        ("COPY BINARY t FROM '/etc/passwd'", vec![st(Write, "COPY").out(Outside::CopyFile).unparsed()]),
         ("SET x = 1 <+> 2", vec![st(MiscSet, "SET").set("x", None, false).unparsed()]),
         ("FROBNICATE ALL THE THINGS", vec![st(Ddl, "FROBNICATE").unparsed()]),
     ]);
