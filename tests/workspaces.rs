@@ -132,6 +132,9 @@ const ESCAPES: &[&str] = &[
     "SET default_transaction_read_only = off",
     "ALTER SYSTEM SET work_mem = '1GB'",
     "CHECKPOINT",
+    "SET standard_conforming_strings = off",
+    "SET client_encoding = 'SJIS'",
+    "SELECT 'x\\' ; ' ; DELETE FROM alpha.orders; --'",
 ];
 
 /// Runs every escape over the simple protocol; each must fail with 42501 and return no row.
@@ -276,6 +279,14 @@ async fn the_workspace_can_still_work() {
     }
     assert_eq!(one("SHOW search_path").await, ["alpha"], "pinned settings come back after DISCARD ALL / RESET ALL");
     assert_eq!(one("SELECT current_setting('pgate.workspace')").await, ["alpha"]);
+    // Startup options cannot change how PostgreSQL reads query text either.
+    let info = format!(
+        "{} options='-c standard_conforming_strings=off -c search_path=beta'",
+        pgate.conninfo("esc", ESC_PW, db)
+    );
+    let sneaky = connect(&info).await.unwrap();
+    assert_eq!(simple_row(&sneaky, "SHOW standard_conforming_strings").await, ["on"]);
+    assert_eq!(simple_row(&sneaky, "SHOW search_path").await, ["alpha"]);
 }
 
 /// A denial inside a transaction block fails the transaction exactly as PostgreSQL would.

@@ -161,6 +161,21 @@ fn pinned_settings_cannot_change_in_any_workspace() {
 }
 
 #[test]
+fn rules_pin_how_query_text_is_read() {
+    let ws = alpha();
+    assert_eq!(ws.pinned("standard_conforming_strings"), Some("on"));
+    assert_eq!(ws.pinned("client_encoding"), Some("UTF8"));
+    assert_eq!(service().pinned("standard_conforming_strings"), None, "no rules, nothing to misread");
+    let mut off = Statement::new(AuditClass::MiscSet, "SET");
+    off.settings = vec![SettingChange::Set {
+        name: "standard_conforming_strings".into(),
+        value: Some("off".into()),
+        local: false,
+    }];
+    assert_eq!(run(&ws, &off, &["alpha"]), Err(Rule::PinnedSetting));
+}
+
+#[test]
 fn read_only_workspaces() {
     let ws = workspace("name = \"ro\"\nusers = [\"u\"]\ndatabases = [\"*\"]\nread_only = true\n");
     assert_eq!(ws.pinned("default_transaction_read_only"), Some("on"));

@@ -175,7 +175,7 @@ pub fn build(raw: &RawWorkspace) -> Result<Workspace, String> {
             all.into_iter().filter(|c| !matches!(c, AuditClass::Write | AuditClass::Ddl | AuditClass::Role)).collect(),
         );
     }
-    Ok(Workspace {
+    let mut ws = Workspace {
         name: raw.name.clone(),
         users: raw.users.clone(),
         identities: raw.identities.clone(),
@@ -187,8 +187,32 @@ pub fn build(raw: &RawWorkspace) -> Result<Workspace, String> {
         read_only: raw.read_only,
         max_client_connections: raw.max_client_connections,
         unparsed: raw.unparsed,
-    })
+    };
+    if ws.has_statement_rules() {
+        pin_lexical_settings(&mut ws.session).map_err(|e| format!("{place}: session: {e}"))?;
+    }
+    Ok(ws)
 }
+
+/// A workspace with statement rules pins the settings that decide how PostgreSQL reads a
+/// query string, so pgate reads it the same way: with standard_conforming_strings off a
+/// backslash can end a string for PostgreSQL where pgate's lexer reads on (a statement
+/// could hide in what pgate takes for a literal), and a client encoding such as SJIS or
+/// GBK can put a backslash byte inside a multibyte character.
+fn pin_lexical_settings(session: &mut Vec<(String, String)>) -> Result<(), String> {
+    for (name, value) in LEXICAL_PINS {
+        match session.iter().find(|(n, _)| n == name) {
+            Some((_, v)) if !v.eq_ignore_ascii_case(value) => {
+                return Err(format!("{name} must be {value} in a workspace with statement rules"));
+            }
+            Some(_) => {}
+            None => session.push((name.to_owned(), value.to_owned())),
+        }
+    }
+    Ok(())
+}
+
+const LEXICAL_PINS: [(&str, &str); 2] = [("standard_conforming_strings", "on"), ("client_encoding", "UTF8")];
 
 fn build_classes(names: &[String]) -> Result<Option<BTreeSet<AuditClass>>, String> {
     if names.iter().any(|n| n.eq_ignore_ascii_case("ALL")) {
