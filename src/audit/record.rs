@@ -25,6 +25,32 @@ pub struct SessionContext {
     pub tls: Option<String>,
     /// The client certificate's identity, when the client presented one.
     pub identity: Option<String>,
+    /// The pgaudit line's context, formatted once for all the session's records.
+    pub formatted: FormattedOnce,
+}
+
+/// A value formatted on first use and kept; equal whatever it holds (it is derived).
+#[derive(Default, Clone)]
+pub struct FormattedOnce(std::sync::OnceLock<String>);
+
+impl FormattedOnce {
+    pub fn get_or_init(&self, f: impl FnOnce() -> String) -> &str {
+        self.0.get_or_init(f)
+    }
+}
+
+impl PartialEq for FormattedOnce {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for FormattedOnce {}
+
+impl std::fmt::Debug for FormattedOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FormattedOnce")
+    }
 }
 
 /// How a statement ended.

@@ -28,6 +28,7 @@ impl Claimed {
             session_id: None,
             tls: tls.map(|t| t.version.to_owned()),
             identity: tls.and_then(|t| t.peer.as_ref()).and_then(|p| p.common_name().map(str::to_owned)),
+            formatted: Default::default(),
         }))
     }
 }
@@ -57,6 +58,7 @@ pub async fn cancel(shared: &Shared, peer: SocketAddr, key: CancelKey, forwarded
         session_id: Some(format!("{:x}", key.pid)),
         tls: None,
         identity: None,
+        formatted: Default::default(),
     });
     let _ = auditor.record(Record { time: SystemTime::now(), context, event: Event::Cancel { forwarded } }).await;
 }

@@ -426,7 +426,13 @@ impl Inspector {
 
     /// A record without its statement id.
     fn record_of(&self, text: &Arc<str>, statement: &Statement, parameters: &Parameters) -> StatementRecord {
-        let objects = statement.relations.iter().map(|r| ("TABLE".to_owned(), qualified(&r.name))).collect();
+        // pgaudit names the objects of READ and WRITE statements only with log_relation.
+        let named = self.auditor.as_ref().is_some_and(|a| a.settings().log_relation)
+            || !matches!(statement.class, AuditClass::Read | AuditClass::Write);
+        let objects = match named {
+            true => statement.relations.iter().map(|r| ("TABLE".to_owned(), qualified(&r.name))).collect(),
+            false => Vec::new(),
+        };
         let catalog_only = !statement.relations.is_empty()
             && statement.relations.iter().all(|r| match r.name.schema.as_deref() {
                 Some(schema) => crate::access::is_catalog_schema(schema),

@@ -157,6 +157,7 @@ fn inspector(
         session_id: Some(format!("{:x}", facts.cancel.key().pid)),
         tls: facts.tls.map(|t| t.version.to_owned()),
         identity: facts.tls.and_then(|t| t.peer.as_ref()).and_then(|p| p.common_name().map(str::to_owned)),
+        formatted: Default::default(),
     });
     let search_path = params.get("search_path").unwrap_or(super::inspect::DEFAULT_SEARCH_PATH);
     let workspace = permit.map(|p| p.workspace);

@@ -62,8 +62,16 @@ fn push_line(out: &mut Vec<u8>, prefix: &str, body: &str) {
 }
 
 fn write_context(out: &mut String, record: &Record) {
-    let SessionContext { client, user, database, workspace, backend, session_id, tls, identity } = &*record.context;
     out.push_str(&log_time(record.time));
+    let context = &*record.context;
+    out.push_str(context.formatted.get_or_init(|| format_context(context)));
+}
+
+/// ` client=... identity=...`: the same for every record of a session.
+fn format_context(context: &SessionContext) -> String {
+    let SessionContext { client, user, database, workspace, backend, session_id, tls, identity, formatted: _ } =
+        context;
+    let mut out = String::with_capacity(160);
     let _ = write!(out, " client={client}");
     let pairs = [
         ("user", user.as_deref()),
@@ -76,8 +84,9 @@ fn write_context(out: &mut String, record: &Record) {
     ];
     for (key, value) in pairs {
         let _ = write!(out, " {key}=");
-        context_value(out, value);
+        context_value(&mut out, value);
     }
+    out
 }
 
 fn write_outcome(out: &mut String, outcome: &Outcome) {

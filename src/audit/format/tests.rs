@@ -26,6 +26,7 @@ fn context() -> SessionContext {
         session_id: Some("7f3a".into()),
         tls: Some("TLSv1.3".into()),
         identity: None,
+        formatted: Default::default(),
     }
 }
 

@@ -19,6 +19,11 @@ use crate::audit::record::Record;
 
 /// Records formatted and written together.
 const MAX_BATCH: usize = 1024;
+/// After the first record of a batch, how long the writer lets more gather: one write and
+/// one trip to the blocking pool for a burst of records, not one per record (under load
+/// that is most of the writer's cost), and sessions that queue records meanwhile wake
+/// nobody. Records are ordered and counted the same way; they reach the file this much later.
+const LINGER: Duration = Duration::from_millis(2);
 /// How often a failing sink is tried again.
 const RETRY: Duration = Duration::from_millis(500);
 /// How long the writer keeps draining when the `Auditor` is dropped without closing.
@@ -94,6 +99,12 @@ impl Writer {
                 received = queue.recv_many(&mut batch, MAX_BATCH), if self.held.is_none() => {
                     if received == 0 {
                         break;
+                    }
+                    if closing.is_none() && batch.len() < MAX_BATCH {
+                        tokio::time::sleep(LINGER).await;
+                        while batch.len() < MAX_BATCH && let Ok(record) = queue.try_recv() {
+                            batch.push(record);
+                        }
                     }
                     self.write_batch(&mut batch).await;
                 }

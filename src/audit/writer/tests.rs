@@ -28,6 +28,7 @@ fn context(session: usize) -> Arc<SessionContext> {
         session_id: Some(format!("s{session}")),
         tls: None,
         identity: None,
+        formatted: Default::default(),
     })
 }
 
