@@ -53,17 +53,16 @@ impl ClassifierCache {
         if sql.len() > MAX_PARSED_LEN {
             return classified;
         }
-        match shape {
-            // Texts with constants are many: keep their shape only, when the constants do
-            // not matter to the classification.
-            Some(shape) if literals_do_not_matter(&classified) => {
-                lock(&self.shapes).put(shape, Arc::clone(&classified));
-            }
-            Some(_) => {}
-            None => {
-                lock(&self.exact).put(sql.to_owned(), Arc::clone(&classified));
-            }
+        // The text is kept as it is (a text that comes again hits without a scan), and its
+        // shape when the constants do not matter to the classification. Texts that differ
+        // only in constants then hit the shape and are not kept themselves: the exact cache
+        // holds at most one text per shape.
+        if let Some(shape) = shape
+            && literals_do_not_matter(&classified)
+        {
+            lock(&self.shapes).put(shape, Arc::clone(&classified));
         }
+        lock(&self.exact).put(sql.to_owned(), Arc::clone(&classified));
         classified
     }
 
