@@ -1,8 +1,10 @@
 //! Real drivers through pgate. Each driver runs its scenario script from tests/clients/
-//! (psycopg 3, asyncpg, SQLAlchemy 2 over psycopg, pgjdbc) three times, each time on a
-//! fresh database: against PostgreSQL directly, through pgate in session pooling and
-//! through pgate in transaction pooling. A script prints one deterministic JSON document;
-//! the three must be identical and every run must exit 0. pgbench `-M prepared` runs the
+//! (psycopg 3, asyncpg, SQLAlchemy 2 over psycopg, pgjdbc) four times, each time on a
+//! fresh database: against PostgreSQL directly, through pgate in session pooling, through
+//! pgate in transaction pooling, and through pgate in transaction pooling inside a workspace
+//! with statement rules and the audit log on (every statement parsed, checked, recorded). A
+//! script prints one deterministic JSON document; the four must be identical and every run
+//! must exit 0. pgbench `-M prepared` runs the
 //! same three ways and must finish every transaction with consistent balances.
 //!
 //! tests/clients/setup.sh installs the drivers the first time (a venv under target/ with
@@ -104,9 +106,11 @@ enum Target {
     Direct,
     Session,
     Transaction,
+    /// Transaction pooling in a workspace with statement rules, and the audit log.
+    Workspace,
 }
 
-const TARGETS: [Target; 3] = [Target::Direct, Target::Session, Target::Transaction];
+const TARGETS: [Target; 4] = [Target::Direct, Target::Session, Target::Transaction, Target::Workspace];
 
 impl Target {
     fn name(self) -> &'static str {
@@ -114,6 +118,7 @@ impl Target {
             Target::Direct => "direct",
             Target::Session => "session",
             Target::Transaction => "transaction",
+            Target::Workspace => "workspace",
         }
     }
 
@@ -126,13 +131,31 @@ impl Target {
         let size = match self {
             Target::Direct => return None,
             Target::Session => 60,
-            Target::Transaction => 5,
+            Target::Transaction | Target::Workspace => 5,
         };
         // connect_timeout: session pooling opens up to 50 servers at once beside a JVM and
         // Python drivers on two cores; a real hang still ends at RUN_TIMEOUT.
-        let head = format!("[pool]\nmode = \"{}\"\nsize = {size}\nconnect_timeout = \"20s\"\n", self.name());
-        Some(Pgate::start(&single_backend_config(&head, backends().data.port())).await)
+        let mode = if self == Target::Workspace { "transaction" } else { self.name() };
+        let head = format!("[pool]\nmode = \"{mode}\"\nsize = {size}\nconnect_timeout = \"20s\"\n");
+        let mut config = single_backend_config(&head, backends().data.port());
+        if self == Target::Workspace {
+            config.push_str(&workspace_and_audit());
+        }
+        Some(Pgate::start(&config).await)
     }
+}
+
+/// The workspace target: transaction pooling with statement rules on (every class, every
+/// relation pattern the scripts need, a sensitive catalog named), so every statement a driver
+/// sends is parsed and checked, and the audit log on: the drivers must notice neither.
+fn workspace_and_audit() -> String {
+    let log = target_dir().join("clients-out").join(format!("audit-{}.log", std::process::id()));
+    format!(
+        "\n[[workspaces]]\nname = \"drivers\"\nusers = [\"alice\"]\ndatabases = [\"*\"]\n\
+         relations = {{ allow = [\"*.*\", \"pg_catalog.pg_stat_activity\"], deny = [\"*.pgate_never\"] }}\n\n\
+         [audit]\nsink = \"{}\"\nformat = \"json\"\n",
+        log.display()
+    )
 }
 
 /// What one run of a script left behind.

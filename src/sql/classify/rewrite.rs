@@ -10,7 +10,9 @@
 //! - `TABLE name` where a query starts becomes `SELECT * FROM name`, which it means;
 //! - `CREATE USER` / `CREATE GROUP` become `CREATE ROLE` (sqlparser reads CREATE USER in
 //!   another dialect's syntax and rejects `WITH PASSWORD`); the command tag is CREATE ROLE
-//!   either way.
+//!   either way;
+//! - `INCLUDING x` / `EXCLUDING x` in a CREATE statement (the options of `LIKE source`) are
+//!   blanked: they say what of the source's definition is copied, not what is read.
 
 use std::borrow::Cow;
 
@@ -57,9 +59,16 @@ fn edits(sql: &str, tokens: &[Token]) -> Vec<Edit> {
         edits.push(Edit { start: user.start, end: user.end, with: Some("ROLE") });
     }
     let closing = closing_parens(tokens);
+    let creates = tokens.first().is_some_and(|t| t.is_word(sql, "create"));
     let mut i = 0;
     while let Some(token) = tokens.get(i) {
-        if token.is_word(sql, "variadic") || token.is_word(sql, "only") && !ends_fetch_clause(sql, tokens, i) {
+        if creates
+            && (token.is_word(sql, "including") || token.is_word(sql, "excluding"))
+            && let Some(option) = tokens.get(i + 1).filter(|t| t.kind == Tok::Word)
+        {
+            edits.push(Edit { start: token.start, end: option.end, with: None });
+            i += 1;
+        } else if token.is_word(sql, "variadic") || token.is_word(sql, "only") && !ends_fetch_clause(sql, tokens, i) {
             edits.push(Edit { start: token.start, end: token.end, with: None });
         } else if token.is_word(sql, "table") && starts_query(sql, tokens, i) {
             edits.push(Edit { start: token.start, end: token.end, with: Some("SELECT * FROM") });

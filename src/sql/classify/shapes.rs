@@ -6,13 +6,16 @@
 
 use super::names::{token_ident, token_name};
 use super::scan::{Tok, Token};
-use crate::sql::statement::{Access, AuditClass, Kind, ObjectName, RelationUse, SettingChange, Statement};
+use crate::sql::statement::{Access, AuditClass, Kind, ObjectName, Outside, RelationUse, SettingChange, Statement};
 
 /// The statement, if `tokens` are exactly one of the shapes.
 pub(super) fn recognize(sql: &str, tokens: &[Token]) -> Option<Statement> {
-    let shapes: [fn(&mut Cursor) -> Option<Statement>; 9] = [
+    let shapes: [fn(&mut Cursor) -> Option<Statement>; 12] = [
         do_block,
         checkpoint,
+        move_cursor,
+        copy_table,
+        maintenance,
         two_phase,
         transaction_start,
         transaction_characteristics,
@@ -94,6 +97,103 @@ fn do_block(c: &mut Cursor) -> Option<Statement> {
         c.ident()?;
     }
     Some(Statement::new(AuditClass::Function, "DO"))
+}
+
+/// `MOVE [direction] [FROM | IN] cursor`: repositions a cursor (asyncpg and psycopg use it),
+/// reads nothing it returns.
+fn move_cursor(c: &mut Cursor) -> Option<Statement> {
+    c.words(&["move"]).then_some(())?;
+    while c.at + 1 < c.tokens.len() {
+        let token = c.peek()?;
+        let direction = matches!(token.kind, Tok::Word | Tok::Number | Tok::Punct(b'-' | b'+'));
+        if !direction {
+            return None;
+        }
+        c.at += 1;
+    }
+    c.ident()?;
+    let mut statement = Statement::new(AuditClass::Misc, "MOVE");
+    statement.kind = Kind::Harmless;
+    Some(statement)
+}
+
+/// `COPY table [(columns)] FROM | TO STDIN | STDOUT | 'file' | PROGRAM '...' [[WITH] options]`,
+/// whose options sqlparser does not all know (`WITH (FREEZE ON)`, pgbench's): the table, the
+/// direction and where the data goes decide the classification; options cannot hold a query.
+fn copy_table(c: &mut Cursor) -> Option<Statement> {
+    c.words(&["copy"]).then_some(())?;
+    c.words(&["binary"]);
+    let table = c.name()?;
+    if c.kind(Tok::Punct(b'(')) {
+        c.ident_list()?;
+        c.kind(Tok::Punct(b')')).then_some(())?;
+    }
+    let from = c.words(&["from"]);
+    if !from {
+        c.words(&["to"]).then_some(())?;
+    }
+    let outside = if c.words(&["program"]) {
+        Some(Outside::CopyProgram)
+    } else if c.kind(Tok::Str) {
+        Some(Outside::CopyFile)
+    } else {
+        c.one_of(&["stdin", "stdout"]).then_some(())?;
+        None
+    };
+    if outside == Some(Outside::CopyProgram) {
+        c.kind(Tok::Str).then_some(())?;
+    }
+    // Options: words, strings, numbers, commas and one level of parentheses.
+    while let Some(token) = c.peek() {
+        let option = matches!(token.kind, Tok::Word | Tok::Str | Tok::Number | Tok::Quoted)
+            || token.is_punct(b'(')
+            || token.is_punct(b')')
+            || token.is_punct(b',');
+        if !option {
+            return None;
+        }
+        c.at += 1;
+    }
+    let (class, access) = if from { (AuditClass::Write, Access::Write) } else { (AuditClass::Read, Access::Read) };
+    let mut statement = Statement::new(class, "COPY");
+    statement.relations.push(RelationUse { name: table, access });
+    statement.outside.extend(outside);
+    Some(statement)
+}
+
+/// `VACUUM [(options)] [FULL | FREEZE | VERBOSE | ANALYZE ...] [table [(columns)], ...]` and
+/// `ANALYZE [(options)] [VERBOSE] [table [(columns)], ...]` (pgbench -i runs `vacuum analyze
+/// t`): MISC as pgaudit has them, the tables as written to.
+fn maintenance(c: &mut Cursor) -> Option<Statement> {
+    let command = if c.words(&["vacuum"]) {
+        "VACUUM"
+    } else {
+        c.one_of(&["analyze", "analyse"]).then_some(())?;
+        "ANALYZE"
+    };
+    if c.kind(Tok::Punct(b'(')) {
+        // Options: words, numbers and commas (`(VERBOSE, PARALLEL 2, INDEX_CLEANUP off)`).
+        while !c.kind(Tok::Punct(b')')) {
+            let token = c.peek()?;
+            let option = matches!(token.kind, Tok::Word | Tok::Number | Tok::Str) || token.is_punct(b',');
+            option.then_some(())?;
+            c.at += 1;
+        }
+    }
+    while c.one_of(&["full", "freeze", "verbose", "analyze", "analyse"]) {}
+    let mut statement = Statement::new(AuditClass::Misc, command);
+    while c.at < c.tokens.len() {
+        let table = c.name()?;
+        if c.kind(Tok::Punct(b'(')) {
+            c.ident_list()?;
+            c.kind(Tok::Punct(b')')).then_some(())?;
+        }
+        statement.relations.push(RelationUse { name: table, access: Access::Write });
+        if c.at < c.tokens.len() {
+            c.kind(Tok::Punct(b',')).then_some(())?;
+        }
+    }
+    Some(statement)
 }
 
 fn checkpoint(c: &mut Cursor) -> Option<Statement> {

@@ -311,8 +311,11 @@ fn maintenance_and_notifications() {
         ("LOAD 'age'", vec![st(Misc, "LOAD")]),
         ("LOCK TABLE t IN ACCESS EXCLUSIVE MODE", vec![st(Misc, "LOCK TABLE").w("t")]),
         ("VACUUM t", vec![st(Misc, "VACUUM").w("t")]),
-        ("VACUUM (FULL) t", vec![st(Misc, "VACUUM").unparsed()]),
-        ("VACUUM ANALYZE t", vec![st(Misc, "VACUUM").unparsed()]),
+        ("VACUUM (FULL) t", vec![st(Misc, "VACUUM").w("t")]),
+        ("VACUUM ANALYZE t", vec![st(Misc, "VACUUM").w("t")]),
+        ("vacuum (verbose, parallel 2) s.a (x, y), b", vec![st(Misc, "VACUUM").w("s.a").w("b")]),
+        ("ANALYZE VERBOSE pgbench_accounts", vec![st(Misc, "ANALYZE").w("pgbench_accounts")]),
+        ("VACUUM (FULL) (SELECT 1)", vec![st(Misc, "VACUUM").unparsed()]),
         ("ANALYZE t", vec![st(Misc, "ANALYZE").w("t")]),
         ("CHECKPOINT", vec![st(Misc, "CHECKPOINT")]),
         ("REINDEX TABLE t", vec![st(Misc, "REINDEX").unparsed()]),
@@ -335,7 +338,7 @@ fn comments_quotes_and_statement_splitting() {
         // One statement sqlparser rejects leaves its neighbours parsed.
         (
             "SELECT 1; VACUUM (FULL) t; SELECT * FROM u",
-            vec![st(Read, "SELECT"), st(Misc, "VACUUM").unparsed(), st(Read, "SELECT").r(&["u"])],
+            vec![st(Read, "SELECT"), st(Misc, "VACUUM").w("t"), st(Read, "SELECT").r(&["u"])],
         ),
         (r#"SELECT * FROM U&"d\0061t\+000061""#, vec![st(Read, "SELECT").unparsed()]),
         // Semicolons inside parentheses (CREATE RULE) or a BEGIN ATOMIC body end no statement.
@@ -350,7 +353,7 @@ fn comments_quotes_and_statement_splitting() {
         ),
         ("DELETE FROM t WHERE x <+> y < 1", vec![st(Write, "DELETE").unparsed()]),
         ("COPY t TO PROGRAM 'x' WITH (FORMAT x <+> y)", vec![st(Read, "COPY").out(Outside::CopyProgram).unparsed()]),
-        ("COPY BINARY t FROM '/etc/passwd'", vec![st(Write, "COPY").out(Outside::CopyFile).unparsed()]),
+        ("COPY BINARY t FROM '/etc/passwd'", vec![st(Write, "COPY").w("t").out(Outside::CopyFile)]),
         ("SET x = 1 <+> 2", vec![st(MiscSet, "SET").set("x", None, false).unparsed()]),
         ("FROBNICATE ALL THE THINGS", vec![st(Ddl, "FROBNICATE").unparsed()]),
     ]);
@@ -385,5 +388,26 @@ fn extensions_postgis_pgvector_jsonb() {
         ),
         // Not a column definition list: left to the parser, which rejects it.
         ("SELECT * FROM f(1) AS (SELECT * FROM s)", vec![st(Read, "SELECT").unparsed()]),
+    ]);
+}
+
+#[test]
+fn what_drivers_send_that_sqlparser_lacks() {
+    check(&[
+        // pgbench -i, psycopg's COPY: options sqlparser does not know.
+        ("copy pgbench_accounts from stdin with (freeze on)", vec![st(Write, "COPY").w("pgbench_accounts")]),
+        ("COPY s.t (a, b) TO STDOUT (FORMAT binary, HEADER false)", vec![st(Read, "COPY").r(&["s.t"])]),
+        (
+            "COPY t FROM PROGRAM 'cat /etc/passwd' WITH (FREEZE ON)",
+            vec![st(Write, "COPY").w("t").out(Outside::CopyProgram)],
+        ),
+        ("COPY t TO '/tmp/x' (FREEZE ON)", vec![st(Read, "COPY").r(&["t"]).out(Outside::CopyFile)]),
+        // asyncpg and psycopg cursors.
+        ("MOVE FORWARD 5 FROM c1", vec![st(Misc, "MOVE").kind(Kind::Harmless)]),
+        ("MOVE ABSOLUTE -1 IN \"Cur\"", vec![st(Misc, "MOVE").kind(Kind::Harmless)]),
+        (
+            "CREATE TABLE cp_bin (LIKE cp_text INCLUDING ALL EXCLUDING INDEXES)",
+            vec![st(Ddl, "CREATE TABLE").d("cp_bin").r(&["cp_text"])],
+        ),
     ]);
 }
