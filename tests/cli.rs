@@ -33,6 +33,42 @@ fn check_accepts_the_shipped_config_and_prints_the_routes() {
 }
 
 #[test]
+fn check_prints_each_workspace_s_grants() {
+    let text = std::fs::read_to_string("config/pgate.toml").unwrap().replace("# [[workspaces]]", "[[workspaces]]");
+    let config = uncomment_block(&text, "[[workspaces]]");
+    let path = write_temp("workspaces.toml", &config);
+    let out = pgate().arg("check").arg("--config").arg(&path).output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("workspaces (a login no workspace grants is refused):"), "{text}");
+    assert!(text.contains("    databases: aden, akko, rag"), "{text}");
+    assert!(text.contains("    classes: READ, MISC, MISC_SET"), "{text}");
+    assert!(text.contains("relations: allow [alpha.*, public.lightrag_*], deny [alpha.secrets]"), "{text}");
+    assert!(text.contains("pgate.workspace = \"alpha\""), "{text}");
+}
+
+/// The shipped config with the commented-out lines that follow each `marker` line made live.
+fn uncomment_block(text: &str, marker: &str) -> String {
+    let mut out = String::new();
+    let mut live = false;
+    for line in text.lines() {
+        if line.starts_with(marker) {
+            live = true;
+        } else if live && line.starts_with("# ") && !line.starts_with("# --") {
+            out.push_str(&line[2..]);
+            out.push('\n');
+            continue;
+        } else if !line.starts_with('#') {
+            live = false;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
 fn check_reports_the_file_and_line_of_an_error() {
     let path = write_temp(
         "bad.toml",
@@ -126,6 +162,23 @@ fn demo_starts_two_clusters_serves_psql_and_cleans_up_on_ctrl_c() {
     assert_eq!(psql("akko", "SELECT count(*) FROM orders"), "1000");
     assert_eq!(psql("analytics", "SELECT count(*) FROM orders"), "1000");
     assert_eq!(psql("keycloak", "SELECT count(*) FROM realm"), "2");
+    // The analyst of workspace alpha: its schema, its rows of the shared table, nothing else.
+    let analyst = |sql: &str| {
+        let out = tool("psql")
+            .arg(format!("postgresql://analyst:analyst@127.0.0.1:{port}/akko"))
+            .args(["-X", "-A", "-t", "-c", sql])
+            .output()
+            .unwrap();
+        (String::from_utf8_lossy(&out.stdout).trim().to_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(analyst("SELECT count(*) FROM reports").0, "2");
+    assert_eq!(analyst("SELECT note FROM public.shared_notes").0, "alpha: quarterly plan", "row-level security");
+    let (rows, err) = analyst("SELECT * FROM public.orders");
+    assert!(rows.is_empty() && err.contains("permission denied by pgate"), "{err}");
+    let (_, err) = analyst("DELETE FROM alpha.reports");
+    assert!(err.contains("may not run WRITE statements"), "{err}");
+    let audit = std::fs::read_to_string(std::path::Path::new(&root).join("audit.log")).unwrap();
+    assert!(audit.lines().any(|l| l.contains("user=analyst") && l.contains("outcome=denied")), "{audit}");
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");

@@ -446,3 +446,44 @@ async fn statements_prepared_before_a_reload_are_checked_again() {
         pgate.stop().await;
     }
 }
+
+/// Every escape the server will prepare (one statement: Parse does not run it) is prepared
+/// while the workspace may do anything, then executed after a reload made it READ-only on
+/// alpha: each must be refused at its Bind, and nothing may change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_escape_prepared_before_a_reload_is_refused_after_it() {
+    let db = "ws_reload_all";
+    escape_database(db);
+    let loose =
+        escape_config(db, "transaction", "allow = [\"ALL\"]").replace("relations = { allow = [\"alpha.*\"] }\n", "");
+    let pgate = Pgate::start(&loose).await;
+    let client = pgate.connect("esc", ESC_PW, db).await.unwrap();
+    let mut prepared = Vec::new();
+    for sql in ESCAPES {
+        // Several statements, or one the server cannot parse (a table that does not exist
+        // yet): no statement to run later.
+        if let Ok(statement) = client.prepare(sql).await {
+            prepared.push((*sql, statement));
+        }
+    }
+    assert!(prepared.len() >= 50, "only {} escapes could be prepared", prepared.len());
+    let tight = escape_config(db, "transaction", "allow = [\"READ\"]");
+    pgate.shared.apply_config(pgate::config::parse(&tight, std::path::Path::new("tight.toml")).unwrap());
+    let mut failures = Vec::new();
+    for (sql, statement) in &prepared {
+        match client.query(statement, &[]).await {
+            Ok(rows) => failures.push(format!("{sql:?} ran ({} rows)", rows.len())),
+            Err(e) if sqlstate(&e).as_deref() == Some("42501") => {}
+            Err(e) => failures.push(format!("{sql:?} failed otherwise: {:?} {}", sqlstate(&e), db_message(&e))),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} prepared escapes not refused after the reload:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    drop(client);
+    pgate.stop().await;
+    assert_nothing_changed(db);
+}

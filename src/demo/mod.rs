@@ -115,7 +115,7 @@ users = ["{ANALYST}"]
 databases = ["akko", "analytics"]
 allow = ["READ", "MISC"]
 relations = {{ allow = ["alpha.*", "public.shared_notes"] }}
-session = {{ search_path = "alpha, public" }}
+session = {{ search_path = "alpha" }}     # unqualified names resolve in alpha only
 
 [audit]
 sink = "{audit}"
@@ -143,7 +143,7 @@ Try:
 The analyst is in workspace \"alpha\": reads of schema alpha, and only alpha's rows of a
 table shared with another workspace (row-level security on the pinned pgate.workspace):
   psql \"{analyst}\" -c \"SELECT * FROM reports\"                # allowed: alpha.reports
-  psql \"{analyst}\" -c \"SELECT * FROM shared_notes\"           # allowed: alpha's rows only
+  psql \"{analyst}\" -c \"SELECT * FROM public.shared_notes\"    # allowed: alpha's rows only
   psql \"{analyst}\" -c \"SELECT * FROM public.orders\"          # denied: 42501, not in the workspace
   psql \"{analyst}\" -c \"DELETE FROM alpha.reports\"            # denied: the workspace may only read
   tail {audit}                                   # the audit log, one line per statement
