@@ -139,6 +139,8 @@ fn demo_starts_two_clusters_serves_psql_and_cleans_up_on_ctrl_c() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // A failed assertion still stops the demo (SIGINT: it removes its clusters).
+    let guard = InterruptOnDrop(child.id());
     let mut root = None;
     let mut line = String::new();
     while stdout.read_line(&mut line).unwrap() > 0 {
@@ -179,8 +181,17 @@ fn demo_starts_two_clusters_serves_psql_and_cleans_up_on_ctrl_c() {
     assert!(err.contains("may not run WRITE statements"), "{err}");
     let audit = std::fs::read_to_string(std::path::Path::new(&root).join("audit.log")).unwrap();
     assert!(audit.lines().any(|l| l.contains("user=analyst") && l.contains("outcome=denied")), "{audit}");
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    drop(guard);
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(!std::path::Path::new(&root).exists(), "{root} was not removed");
+}
+
+/// Sends SIGINT to a process when dropped.
+struct InterruptOnDrop(u32);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.0.to_string()]).status();
+    }
 }
