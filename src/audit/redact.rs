@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use crate::sql::skip::{self, is_ident_char, is_ident_start};
+
 pub const REDACTED: &str = "<REDACTED>";
 
 /// `sql` with every password literal replaced; borrowed when nothing was replaced.
@@ -122,14 +124,6 @@ struct Scanner<'a> {
     pos: usize,
 }
 
-fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
-}
-
-fn is_ident_char(b: u8) -> bool {
-    is_ident_start(b) || b.is_ascii_digit() || b == b'$'
-}
-
 impl Iterator for Scanner<'_> {
     type Item = Token;
 
@@ -166,6 +160,18 @@ impl Iterator for Scanner<'_> {
 }
 
 impl Scanner<'_> {
+    fn skip_line_comment(&mut self) {
+        self.pos = skip::line_comment(self.sql, self.pos);
+    }
+
+    fn skip_block_comment(&mut self) {
+        self.pos = skip::block_comment(self.sql, self.pos);
+    }
+
+    fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
+        self.pos = skip::quoted(self.sql, self.pos, quote, backslash_escapes);
+    }
+
     fn peek(&self, ahead: usize) -> Option<u8> {
         self.sql.get(self.pos + ahead).copied()
     }
@@ -189,71 +195,19 @@ impl Scanner<'_> {
         Token::Word(start..self.pos)
     }
 
-    fn skip_line_comment(&mut self) {
-        while let Some(b) = self.peek(0) {
-            self.pos += 1;
-            if b == b'\n' {
-                return;
-            }
-        }
-    }
-
-    /// Block comments nest in PostgreSQL.
-    fn skip_block_comment(&mut self) {
-        let mut depth = 0usize;
-        while self.pos < self.sql.len() {
-            if self.peek(0) == Some(b'/') && self.peek(1) == Some(b'*') {
-                depth += 1;
-                self.pos += 2;
-            } else if self.peek(0) == Some(b'*') && self.peek(1) == Some(b'/') {
-                depth -= 1;
-                self.pos += 2;
-                if depth == 0 {
-                    return;
-                }
-            } else {
-                self.pos += 1;
-            }
-        }
-    }
-
-    /// From an opening quote past its closing one (or to the end of an unterminated one);
-    /// a doubled quote is an escaped one, and with `backslash_escapes` a backslash escapes
-    /// the next byte.
-    fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
-        self.pos += 1;
-        while let Some(b) = self.peek(0) {
-            self.pos += 1;
-            if backslash_escapes && b == b'\\' {
-                self.pos = (self.pos + 1).min(self.sql.len());
-            } else if b == quote {
-                if self.peek(0) != Some(quote) {
-                    return;
-                }
-                self.pos += 1;
-            }
-        }
-    }
-
     /// `$tag$ .. $tag$` as one literal; a `$` that opens nothing (`$1`) is a token alone.
     fn dollar(&mut self) -> Token {
         let start = self.pos;
-        let mut end = start + 1;
-        while self.sql.get(end).is_some_and(|&b| is_ident_char(b) && b != b'$') {
-            end += 1;
+        match skip::dollar_quote(self.sql, start) {
+            Some(end) => {
+                self.pos = end;
+                Token::Literal(start..self.pos)
+            }
+            None => {
+                self.pos += 1;
+                Token::Other
+            }
         }
-        let opens = self.sql.get(end) == Some(&b'$') && self.sql.get(start + 1).is_none_or(|b| !b.is_ascii_digit());
-        if !opens {
-            self.pos += 1;
-            return Token::Other;
-        }
-        let tag = &self.sql[start..=end];
-        let body = end + 1;
-        self.pos = match self.sql[body..].windows(tag.len()).position(|w| w == tag) {
-            Some(i) => body + i + tag.len(),
-            None => self.sql.len(),
-        };
-        Token::Literal(start..self.pos)
     }
 }
 

@@ -3,6 +3,8 @@
 //! quoted identifiers and dollar quotes. It never builds a syntax tree and never allocates:
 //! it runs on every query.
 
+use super::skip::{self, is_ident_char, is_ident_start};
+
 /// One token, borrowed from the query text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Token<'a> {
@@ -21,14 +23,6 @@ pub fn tokens(sql: &[u8]) -> Tokens<'_> {
 pub struct Tokens<'a> {
     sql: &'a [u8],
     pos: usize,
-}
-
-fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
-}
-
-fn is_ident_char(b: u8) -> bool {
-    is_ident_start(b) || b.is_ascii_digit() || b == b'$'
 }
 
 impl<'a> Iterator for Tokens<'a> {
@@ -61,6 +55,23 @@ impl<'a> Iterator for Tokens<'a> {
 }
 
 impl<'a> Tokens<'a> {
+    fn skip_line_comment(&mut self) {
+        self.pos = skip::line_comment(self.sql, self.pos);
+    }
+
+    fn skip_block_comment(&mut self) {
+        self.pos = skip::block_comment(self.sql, self.pos);
+    }
+
+    fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
+        self.pos = skip::quoted(self.sql, self.pos, quote, backslash_escapes);
+    }
+
+    /// A dollar quote, or a `$` that opens none (`$1`) alone.
+    fn skip_dollar(&mut self) {
+        self.pos = skip::dollar_quote(self.sql, self.pos).unwrap_or(self.pos + 1);
+    }
+
     fn peek(&self, ahead: usize) -> Option<u8> {
         self.sql.get(self.pos + ahead).copied()
     }
@@ -88,72 +99,6 @@ impl<'a> Tokens<'a> {
         self.skip_quoted(b'\'', backslash_escapes);
         let end = self.pos.saturating_sub(1).max(start).min(self.sql.len());
         &self.sql[start..end]
-    }
-
-    fn skip_line_comment(&mut self) {
-        while let Some(b) = self.peek(0) {
-            self.pos += 1;
-            if b == b'\n' {
-                break;
-            }
-        }
-    }
-
-    /// Block comments nest in PostgreSQL.
-    fn skip_block_comment(&mut self) {
-        let mut depth = 0usize;
-        while let Some(b) = self.peek(0) {
-            if b == b'/' && self.peek(1) == Some(b'*') {
-                depth += 1;
-                self.pos += 2;
-            } else if b == b'*' && self.peek(1) == Some(b'/') {
-                depth -= 1;
-                self.pos += 2;
-                if depth == 0 {
-                    return;
-                }
-            } else {
-                self.pos += 1;
-            }
-        }
-    }
-
-    /// A quoted string or identifier; a doubled quote is an escaped one, and in E'' strings
-    /// a backslash escapes the next byte.
-    fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
-        self.pos += 1;
-        while let Some(b) = self.peek(0) {
-            self.pos += 1;
-            if backslash_escapes && b == b'\\' {
-                self.pos += 1;
-            } else if b == quote {
-                if self.peek(0) == Some(quote) {
-                    self.pos += 1;
-                } else {
-                    return;
-                }
-            }
-        }
-    }
-
-    /// `$tag$ ... $tag$`; a `$` not opening a dollar quote (`$1`) is skipped alone.
-    fn skip_dollar(&mut self) {
-        let start = self.pos;
-        let mut end = start + 1;
-        while self.sql.get(end).is_some_and(|&b| is_ident_char(b) && b != b'$') {
-            end += 1;
-        }
-        let opens = self.sql.get(end) == Some(&b'$') && self.sql.get(start + 1).is_none_or(|&b| !b.is_ascii_digit());
-        if !opens {
-            self.pos += 1;
-            return;
-        }
-        let tag = &self.sql[start..=end];
-        let body = end + 1;
-        self.pos = match self.sql[body..].windows(tag.len()).position(|w| w == tag) {
-            Some(i) => body + i + tag.len(),
-            None => self.sql.len(),
-        };
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod effects;
 pub mod lexer;
+pub mod skip;
 pub mod statement;
 
 pub use effects::{Effects, PinReason, effects};

@@ -6,6 +6,8 @@
 
 use std::ops::Range;
 
+use crate::sql::skip::{self, is_ident_char, is_ident_start};
+
 /// What a token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tok {
@@ -54,14 +56,6 @@ pub(super) fn tokens(sql: &str) -> Tokens<'_> {
     Tokens { sql: sql.as_bytes(), pos: 0, pending: None }
 }
 
-fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
-}
-
-fn is_ident_char(b: u8) -> bool {
-    is_ident_start(b) || b.is_ascii_digit() || b == b'$'
-}
-
 pub(super) struct Tokens<'a> {
     sql: &'a [u8],
     pos: usize,
@@ -80,6 +74,18 @@ impl Iterator for Tokens<'_> {
 }
 
 impl Tokens<'_> {
+    fn skip_line_comment(&mut self) {
+        self.pos = skip::line_comment(self.sql, self.pos);
+    }
+
+    fn skip_block_comment(&mut self) {
+        self.pos = skip::block_comment(self.sql, self.pos);
+    }
+
+    fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
+        self.pos = skip::quoted(self.sql, self.pos, quote, backslash_escapes);
+    }
+
     fn peek(&self, ahead: usize) -> Option<u8> {
         self.sql.get(self.pos + ahead).copied()
     }
@@ -172,68 +178,16 @@ impl Tokens<'_> {
             }
             return self.push(Tok::Param, start);
         }
-        let mut end = start + 1;
-        while self.sql.get(end).is_some_and(|&b| is_ident_char(b) && b != b'$') {
-            end += 1;
-        }
-        if self.sql.get(end) != Some(&b'$') {
-            self.pos += 1;
-            return self.push(Tok::Punct(b'$'), start);
-        }
-        let tag = &self.sql[start..=end];
-        let body = end + 1;
-        self.pos = match self.sql.get(body..).and_then(|rest| rest.windows(tag.len()).position(|w| w == tag)) {
-            Some(i) => body + i + tag.len(),
-            None => self.sql.len(),
-        };
-        self.push(Tok::Str, start);
-    }
-
-    fn skip_line_comment(&mut self) {
-        while let Some(b) = self.peek(0) {
-            self.pos += 1;
-            if b == b'\n' || b == b'\r' {
-                break;
+        match skip::dollar_quote(self.sql, start) {
+            Some(end) => {
+                self.pos = end;
+                self.push(Tok::Str, start);
             }
-        }
-    }
-
-    /// Block comments nest in PostgreSQL.
-    fn skip_block_comment(&mut self) {
-        let mut depth = 0usize;
-        while let Some(b) = self.peek(0) {
-            if b == b'/' && self.peek(1) == Some(b'*') {
-                depth += 1;
-                self.pos += 2;
-            } else if b == b'*' && self.peek(1) == Some(b'/') {
-                depth = depth.saturating_sub(1);
-                self.pos += 2;
-                if depth == 0 {
-                    return;
-                }
-            } else {
+            None => {
                 self.pos += 1;
+                self.push(Tok::Punct(b'$'), start);
             }
         }
-    }
-
-    /// From an opening quote to its closing one: a doubled quote is an escaped one, and in
-    /// E'' strings a backslash escapes the next byte. Unterminated: to the end.
-    fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
-        self.pos += 1;
-        while let Some(b) = self.peek(0) {
-            self.pos += 1;
-            if backslash_escapes && b == b'\\' {
-                self.pos += 1;
-            } else if b == quote {
-                if self.peek(0) == Some(quote) {
-                    self.pos += 1;
-                } else {
-                    return;
-                }
-            }
-        }
-        self.pos = self.pos.min(self.sql.len());
     }
 }
 
