@@ -132,19 +132,19 @@ impl Iterator for Scanner<'_> {
             let start = self.pos;
             let b = self.peek(0)?;
             match b {
-                b'-' if self.peek(1) == Some(b'-') => self.skip_line_comment(),
-                b'/' if self.peek(1) == Some(b'*') => self.skip_block_comment(),
+                b'-' if self.peek(1) == Some(b'-') => self.pos = skip::line_comment(self.sql, self.pos),
+                b'/' if self.peek(1) == Some(b'*') => self.pos = skip::block_comment(self.sql, self.pos),
                 b if b.is_ascii_whitespace() => self.pos += 1,
                 b';' => {
                     self.pos += 1;
                     return Some(Token::Semicolon);
                 }
                 b'\'' => {
-                    self.skip_quoted(b'\'', false);
+                    self.pos = skip::quoted(self.sql, self.pos, b'\'', false);
                     return Some(Token::Literal(start..self.pos));
                 }
                 b'"' => {
-                    self.skip_quoted(b'"', false);
+                    self.pos = skip::quoted(self.sql, self.pos, b'"', false);
                     let end = self.pos.saturating_sub(1).max(start + 1);
                     return Some(Token::QuotedIdent(start + 1..end));
                 }
@@ -160,18 +160,6 @@ impl Iterator for Scanner<'_> {
 }
 
 impl Scanner<'_> {
-    fn skip_line_comment(&mut self) {
-        self.pos = skip::line_comment(self.sql, self.pos);
-    }
-
-    fn skip_block_comment(&mut self) {
-        self.pos = skip::block_comment(self.sql, self.pos);
-    }
-
-    fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
-        self.pos = skip::quoted(self.sql, self.pos, quote, backslash_escapes);
-    }
-
     fn peek(&self, ahead: usize) -> Option<u8> {
         self.sql.get(self.pos + ahead).copied()
     }
@@ -184,12 +172,12 @@ impl Scanner<'_> {
         let word = &self.sql[start..self.pos];
         let prefix = matches!(word, [b'e' | b'E' | b'n' | b'N' | b'b' | b'B' | b'x' | b'X']);
         if prefix && self.peek(0) == Some(b'\'') {
-            self.skip_quoted(b'\'', word.eq_ignore_ascii_case(b"e"));
+            self.pos = skip::quoted(self.sql, self.pos, b'\'', word.eq_ignore_ascii_case(b"e"));
             return Token::Literal(start..self.pos);
         }
         if word.eq_ignore_ascii_case(b"u") && self.peek(0) == Some(b'&') && self.peek(1) == Some(b'\'') {
             self.pos += 1;
-            self.skip_quoted(b'\'', false);
+            self.pos = skip::quoted(self.sql, self.pos, b'\'', false);
             return Token::Literal(start..self.pos);
         }
         Token::Word(start..self.pos)

@@ -35,11 +35,11 @@ impl<'a> Iterator for Tokens<'a> {
                     self.pos += 1;
                     return Some(Token::Semicolon);
                 }
-                b'-' if self.peek(1) == Some(b'-') => self.skip_line_comment(),
-                b'/' if self.peek(1) == Some(b'*') => self.skip_block_comment(),
+                b'-' if self.peek(1) == Some(b'-') => self.pos = skip::line_comment(self.sql, self.pos),
+                b'/' if self.peek(1) == Some(b'*') => self.pos = skip::block_comment(self.sql, self.pos),
                 b'\'' => return Some(Token::Str(self.string(false))),
                 b'"' => {
-                    self.skip_quoted(b'"', false);
+                    self.pos = skip::quoted(self.sql, self.pos, b'"', false);
                 }
                 b'e' | b'E' if self.peek(1) == Some(b'\'') => {
                     self.pos += 1;
@@ -55,18 +55,6 @@ impl<'a> Iterator for Tokens<'a> {
 }
 
 impl<'a> Tokens<'a> {
-    fn skip_line_comment(&mut self) {
-        self.pos = skip::line_comment(self.sql, self.pos);
-    }
-
-    fn skip_block_comment(&mut self) {
-        self.pos = skip::block_comment(self.sql, self.pos);
-    }
-
-    fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
-        self.pos = skip::quoted(self.sql, self.pos, quote, backslash_escapes);
-    }
-
     /// A dollar quote, or a `$` that opens none (`$1`) alone.
     fn skip_dollar(&mut self) {
         self.pos = skip::dollar_quote(self.sql, self.pos).unwrap_or(self.pos + 1);
@@ -96,7 +84,7 @@ impl<'a> Tokens<'a> {
 
     fn string(&mut self, backslash_escapes: bool) -> &'a [u8] {
         let start = self.pos + 1;
-        self.skip_quoted(b'\'', backslash_escapes);
+        self.pos = skip::quoted(self.sql, self.pos, b'\'', backslash_escapes);
         let end = self.pos.saturating_sub(1).max(start).min(self.sql.len());
         &self.sql[start..end]
     }

@@ -74,18 +74,6 @@ impl Iterator for Tokens<'_> {
 }
 
 impl Tokens<'_> {
-    fn skip_line_comment(&mut self) {
-        self.pos = skip::line_comment(self.sql, self.pos);
-    }
-
-    fn skip_block_comment(&mut self) {
-        self.pos = skip::block_comment(self.sql, self.pos);
-    }
-
-    fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
-        self.pos = skip::quoted(self.sql, self.pos, quote, backslash_escapes);
-    }
-
     fn peek(&self, ahead: usize) -> Option<u8> {
         self.sql.get(self.pos + ahead).copied()
     }
@@ -100,19 +88,19 @@ impl Tokens<'_> {
         {
             let start = self.pos;
             match b {
-                b'-' if self.peek(1) == Some(b'-') => self.skip_line_comment(),
-                b'/' if self.peek(1) == Some(b'*') => self.skip_block_comment(),
+                b'-' if self.peek(1) == Some(b'-') => self.pos = skip::line_comment(self.sql, self.pos),
+                b'/' if self.peek(1) == Some(b'*') => self.pos = skip::block_comment(self.sql, self.pos),
                 b if b.is_ascii_whitespace() => self.pos += 1,
                 b';' => {
                     self.pos += 1;
                     self.push(Tok::Semicolon, start);
                 }
                 b'\'' => {
-                    self.skip_quoted(b'\'', false);
+                    self.pos = skip::quoted(self.sql, self.pos, b'\'', false);
                     self.push(Tok::Str, start);
                 }
                 b'"' => {
-                    self.skip_quoted(b'"', false);
+                    self.pos = skip::quoted(self.sql, self.pos, b'"', false);
                     self.push(Tok::Quoted, start);
                 }
                 b'$' => self.dollar(),
@@ -136,17 +124,17 @@ impl Tokens<'_> {
         match (first, self.peek(1), self.peek(2)) {
             (Some(b'e'), Some(b'\''), _) => {
                 self.pos += 1;
-                self.skip_quoted(b'\'', true);
+                self.pos = skip::quoted(self.sql, self.pos, b'\'', true);
                 return self.push(Tok::Str, start);
             }
             (Some(b'b' | b'x' | b'n'), Some(b'\''), _) => {
                 self.pos += 1;
-                self.skip_quoted(b'\'', false);
+                self.pos = skip::quoted(self.sql, self.pos, b'\'', false);
                 return self.push(Tok::Str, start);
             }
             (Some(b'u'), Some(b'&'), Some(quote @ (b'\'' | b'"'))) => {
                 self.pos += 2;
-                self.skip_quoted(quote, false);
+                self.pos = skip::quoted(self.sql, self.pos, quote, false);
                 let kind = if quote == b'"' { Tok::Quoted } else { Tok::Str };
                 return self.push(kind, start);
             }
