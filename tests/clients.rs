@@ -149,7 +149,9 @@ impl Target {
 /// relation pattern the scripts need, a sensitive catalog named), so every statement a driver
 /// sends is parsed and checked, and the audit log on: the drivers must notice neither.
 fn workspace_and_audit() -> String {
-    let log = target_dir().join("clients-out").join(format!("audit-{}.log", std::process::id()));
+    let dir = target_dir().join("clients-out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join(format!("audit-{}.log", std::process::id()));
     format!(
         "\n[[workspaces]]\nname = \"drivers\"\nusers = [\"alice\"]\ndatabases = [\"*\"]\n\
          relations = {{ allow = [\"*.*\", \"pg_catalog.pg_stat_activity\"], deny = [\"*.pgate_never\"] }}\n\n\
