@@ -158,6 +158,12 @@ fn pool_response(e: &PoolError, severity: &str) -> ErrorFields {
                     .then_some("check the user's server_user / server_password in the pgate configuration"),
             )
         }
+        PoolError::Server(ServerError::NoPassword { .. }) => (
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            e.to_string(),
+            None,
+            Some("the pgate configuration lacks this password; `pgate check` names the key"),
+        ),
         PoolError::Server(other) => (
             sqlstate::CONNECTION_FAILURE,
             other.to_string(),

@@ -116,16 +116,18 @@ fn describe(s: &Snapshot) -> String {
     let _ = writeln!(out, "{}: OK", s.source.display());
     let _ = writeln!(
         out,
-        "listen {} (max {} clients, login timeout {:?})",
-        s.listen.address, s.listen.max_client_connections, s.listen.login_timeout
+        "listen {} (max {} clients, login timeout {})",
+        s.listen.address,
+        s.listen.max_client_connections,
+        humantime::format_duration(s.listen.login_timeout)
     );
     let trust: Vec<String> = s.auth.trust_networks.iter().map(|n| n.to_string()).collect();
-    let _ = writeln!(out, "auth {:?}, trust networks: [{}]", s.auth.method, trust.join(", "));
+    let _ = writeln!(out, "auth {}, trust networks: [{}]", s.auth.method, trust.join(", "));
     match &s.tls {
         Some(t) => {
             let _ = writeln!(
                 out,
-                "tls {:?} (certificate {}, client CA {})",
+                "tls {} (certificate {}, client CA {})",
                 t.mode,
                 t.cert.display(),
                 t.client_ca.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
@@ -168,7 +170,7 @@ fn describe(s: &Snapshot) -> String {
         Some(a) => {
             let _ = writeln!(
                 out,
-                "audit: {:?} in {:?} format, on_full {:?}, on_error {:?}",
+                "audit: {} in {} format, on_full {}, on_error {}",
                 a.sink, a.format, a.on_full, a.on_error
             );
         }
@@ -183,15 +185,15 @@ fn describe(s: &Snapshot) -> String {
         let p = s.pool_settings(&route, &anyone);
         let _ = writeln!(
             out,
-            "  {:<16} mode {:?}, size {}, min_idle {}, query_wait_timeout {:?}, server_idle_timeout {:?}, server_lifetime {:?}, connect_timeout {:?}, tls {:?}",
+            "  {:<16} mode {}, size {}, min_idle {}, query_wait_timeout {}, server_idle_timeout {}, server_lifetime {}, connect_timeout {}, tls {}",
             b.name,
             p.mode,
             p.size,
             p.min_idle,
-            p.query_wait_timeout,
-            p.server_idle_timeout,
-            p.server_lifetime,
-            p.connect_timeout,
+            humantime::format_duration(p.query_wait_timeout),
+            humantime::format_duration(p.server_idle_timeout),
+            humantime::format_duration(p.server_lifetime),
+            humantime::format_duration(p.connect_timeout),
             b.tls.mode
         );
     }
@@ -238,7 +240,7 @@ fn describe_workspaces(out: &mut String, s: &Snapshot) {
         let pinned: Vec<String> = w.session.iter().map(|(n, v)| format!("{n} = {v:?}")).collect();
         let _ = writeln!(out, "    pinned settings: {}", pinned.join(", "));
         let limit = w.max_client_connections.map_or("none".to_owned(), |n| n.to_string());
-        let _ = writeln!(out, "    max clients: {limit}; unparsed statements: {:?}", w.unparsed);
+        let _ = writeln!(out, "    max clients: {limit}; unparsed statements: {}", w.unparsed);
     }
 }
 

@@ -70,6 +70,15 @@ pub enum UnparsedPolicy {
     Allow,
 }
 
+impl std::fmt::Display for UnparsedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UnparsedPolicy::Deny => "deny",
+            UnparsedPolicy::Allow => "allow",
+        })
+    }
+}
+
 /// Allow and deny patterns; an empty allow list allows every name not denied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {

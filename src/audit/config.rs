@@ -224,6 +224,42 @@ fn parse_classes(entries: &[String]) -> Result<ClassSet, String> {
     Ok(set)
 }
 
+impl std::fmt::Display for SinkTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkTarget::Stdout => f.write_str("stdout"),
+            SinkTarget::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl std::fmt::Display for AuditFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuditFormat::Pgaudit => "pgaudit",
+            AuditFormat::Json => "json",
+        })
+    }
+}
+
+impl std::fmt::Display for OnFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnFull::Block => "block",
+            OnFull::Drop => "drop",
+        })
+    }
+}
+
+impl std::fmt::Display for OnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnError::Deny => "deny",
+            OnError::Continue => "continue",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,6 +192,7 @@ fn pool_for(shared: &Shared, snapshot: &Snapshot, route: &crate::config::RouteEn
         database: route.server_database.clone(),
         user: user.server_user.clone(),
         password: user.server_password.as_deref().map(|p| ServerPassword::new(p, &user.server_user)),
+        password_key: "server_password or server_password_file for this user in [[users]]",
         keys: shared.derived_keys.clone(),
         connect_timeout: settings.connect_timeout,
         max_prepared_statements: settings.max_prepared_statements,

@@ -46,6 +46,7 @@ fn lookup_pool(shared: &Shared, route: &RouteEntry, lookup: &AuthLookup) -> Arc<
         database,
         user: lookup.user.clone(),
         password: lookup.password.as_deref().map(|p| ServerPassword::new(p, &lookup.user)),
+        password_key: "auth.auth_password or auth.auth_password_file",
         keys: shared.derived_keys.clone(),
         connect_timeout: settings.connect_timeout,
         max_prepared_statements: settings.max_prepared_statements,

@@ -54,7 +54,7 @@ async fn accept(tcp: TcpStream, tls: &ClientTls, conn: &Conn, need_alpn: bool) -
     let stream = match tokio::time::timeout_at(conn.deadline, tls.acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
-            tracing::info!(peer = %conn.peer, error = %e, "TLS handshake failed");
+            tracing::info!(peer = %conn.peer, error = %e, "TLS handshake failed{}", explain_tls_error(&e));
             return None;
         }
         Err(_) => {
@@ -90,5 +90,16 @@ async fn inside(mut stream: TlsStream<TcpStream>, tls: Arc<ClientTls>, conn: Con
         Err(_) => {
             refuse(&mut stream, conn.peer, Error::LoginTimeout(conn.shared.config.load().listen.login_timeout)).await
         }
+    }
+}
+
+/// Words for the handshake errors whose cause is not obvious from rustls's name for them.
+fn explain_tls_error(error: &std::io::Error) -> &'static str {
+    if error.to_string().contains("UnsupportedCertVersion") {
+        ": the client certificate is X.509 version 1; pgate accepts version 3 certificates only \
+         (OpenSSL-based servers accept v1 too): reissue it with extensions, e.g. `openssl x509 -req \
+         ... -extfile <(printf 'basicConstraints=CA:FALSE')`"
+    } else {
+        ""
     }
 }

@@ -156,6 +156,24 @@ password = "pw"
     }
 
     #[test]
+    fn auth_user_needs_a_password_which_its_users_entry_can_give() {
+        let missing = parse_str(&format!("[auth]\nauth_user = \"pgate_auth\"\n{BASE}")).unwrap_err().to_string();
+        assert!(missing.contains("auth.auth_password") && missing.contains("server_password"), "{missing}");
+        let text = format!(
+            "[auth]\nauth_user = \"pgate_auth\"\n{BASE}\n[[users]]\nname = \"pgate_auth\"\nserver_password = \"lookup-pw\"\n"
+        );
+        let s = parse_str(&text).unwrap();
+        assert_eq!(s.auth.lookup.unwrap().password.as_deref(), Some("lookup-pw"));
+    }
+
+    #[test]
+    fn config_names_print_as_written() {
+        assert_eq!(AuthMethod::ScramSha256.to_string(), "scram-sha-256");
+        assert_eq!(PoolMode::Transaction.to_string(), "transaction");
+        assert_eq!(SslMode::VerifyFull.to_string(), "verify-full");
+    }
+
+    #[test]
     fn min_idle_above_size_is_rejected() {
         let text = format!("[pool]\nsize = 2\nmin_idle = 3\n{BASE}");
         assert!(parse_str(&text).unwrap_err().to_string().contains("min_idle"));

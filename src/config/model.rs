@@ -247,3 +247,27 @@ pub struct RawUser {
     #[serde(default)]
     pub pool: RawPool,
 }
+
+/// The configuration's own spellings, for `pgate check` and messages.
+macro_rules! config_names {
+    ($ty:ty { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self { $(Self::$variant => $name),+ })
+            }
+        }
+    };
+}
+
+config_names!(SslMode {
+    Disable => "disable",
+    Allow => "allow",
+    Prefer => "prefer",
+    Require => "require",
+    VerifyCa => "verify-ca",
+    VerifyFull => "verify-full",
+});
+config_names!(TlsVersion { Tls12 => "1.2", Tls13 => "1.3" });
+config_names!(AuthMethod { ScramSha256 => "scram-sha-256", Md5 => "md5", Trust => "trust", Cert => "cert" });
+config_names!(PoolMode { Session => "session", Transaction => "transaction", Statement => "statement" });
+config_names!(OnSessionState { Pin => "pin", Error => "error" });

@@ -32,6 +32,7 @@ pub(super) fn build(raw: RawConfig, src: &Source) -> Result<Snapshot, ConfigErro
     let backends = build_backends(&raw.backends, src)?;
     let routes = build_routes(&raw, &backends, src)?;
     let users = build_users(raw.users, &auth, src)?;
+    let auth = lookup_password(auth, &users, src)?;
     check_cert_auth(&auth, &users, tls.as_ref(), src)?;
     let workspaces = Arc::new(build_workspaces(&raw.workspaces, &routes, src)?);
     let audit = raw
@@ -84,6 +85,27 @@ fn build_tls(raw: Option<&RawTls>, src: &Source) -> Result<Option<TlsSettings>, 
     };
     crate::tls::ClientTls::load(&settings).map_err(|e| src.invalid(None, format!("tls: {e}")))?;
     Ok(Some(settings))
+}
+
+/// `auth_user` logs into the backends to look users up: its password comes from
+/// `auth_password(_file)`, or, as PgBouncer's auth_file would give it, from its own
+/// `[[users]]` entry's `server_password(_file)`.
+fn lookup_password(mut auth: Auth, users: &HashMap<String, Arc<User>>, src: &Source) -> Result<Auth, ConfigError> {
+    let Some(lookup) = auth.lookup.as_mut() else { return Ok(auth) };
+    if lookup.password.is_none() {
+        lookup.password = users.get(&lookup.user).and_then(|u| u.server_password.clone());
+    }
+    if lookup.password.is_none() {
+        return Err(src.invalid(
+            None,
+            format!(
+                "auth.auth_user \"{}\" has no password: set auth.auth_password or auth.auth_password_file, \
+                 or give [[users]] \"{}\" a server_password",
+                lookup.user, lookup.user
+            ),
+        ));
+    }
+    Ok(auth)
 }
 
 fn build_lookup(raw: &super::model::RawAuth, src: &Source) -> Result<Option<AuthLookup>, ConfigError> {

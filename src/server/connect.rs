@@ -31,6 +31,8 @@ pub struct Target {
     pub database: String,
     pub user: String,
     pub password: Option<ServerPassword>,
+    /// The configuration key that gives `password`, for the message when it is missing.
+    pub password_key: &'static str,
     /// SCRAM keys derived from passwords, shared by every pool.
     pub keys: Arc<DerivedKeys>,
     pub connect_timeout: Duration,
@@ -207,7 +209,8 @@ async fn answer(
     binding: Option<&[u8]>,
 ) -> Result<(), ServerError> {
     let backend = || target.backend.name.clone();
-    let no_password = || ServerError::NoPassword { backend: backend(), user: target.user.clone() };
+    let no_password =
+        || ServerError::NoPassword { backend: backend(), user: target.user.clone(), key: target.password_key };
     let passthrough = target.passthrough.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let scram_error = |reason: String| ServerError::Scram { backend: backend(), reason };
     let out_of_turn = |during| ProtocolError::Unexpected { code: backend::AUTHENTICATION, during };

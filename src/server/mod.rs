@@ -43,10 +43,8 @@ pub enum ServerError {
     ConnectTimeout { backend: String, addr: String, after: Duration },
     #[error("backend {backend} refused the login of \"{user}\": {}", fields.message)]
     Rejected { backend: String, user: String, fields: Box<ErrorFields> },
-    #[error(
-        "backend {backend} asks for a password for \"{user}\", and none is configured: set server_password or server_password_file for this user"
-    )]
-    NoPassword { backend: String, user: String },
+    #[error("backend {backend} asks for a password for \"{user}\", and none is configured: set {key}")]
+    NoPassword { backend: String, user: String, key: &'static str },
     #[error(
         "backend {backend} asks for authentication method {method}, which pgate does not speak to servers (use scram-sha-256, md5, password or trust)"
     )]
