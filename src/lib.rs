@@ -12,7 +12,7 @@
 //! - [`params`]: session parameters a client asked for and their sync onto servers.
 //! - [`sql`]: the SQL lexer and what a query may do to its server session.
 //! - [`audit`]: the audit log: records, pgaudit and JSON lines, redaction, queue and writer.
-//! - [`stats`]: counters for operators.
+//! - [`metrics`]: Prometheus metrics, and the HTTP endpoint with /metrics, /healthz, /readyz.
 //! - [`cancel`]: pgate's own cancel keys and forwarding of CancelRequests.
 //! - [`protocol`]: message codes, header-only framing, startup packets, messages.
 //! - [`config`]: TOML model, validation, the immutable [`config::Snapshot`].
@@ -43,6 +43,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod metrics;
 pub mod params;
 pub mod pool;
 pub mod protocol;
@@ -50,5 +51,4 @@ pub mod proxy;
 pub mod routing;
 pub mod server;
 pub mod sql;
-pub mod stats;
 pub mod tls;

@@ -87,7 +87,9 @@ fn run(path: &Path) -> anyhow::Result<()> {
         tracing::info!(address = %proxy.local_addr()?, %config, "pgate listening");
         tokio::spawn(pgate::proxy::reload_on_sighup(proxy.shared(), path_buf));
         tokio::spawn(pgate::proxy::reopen_audit_on_sigusr1(proxy.shared()));
-        proxy.run(pgate::proxy::stop_signal()).await;
+        // A first SIGTERM or SIGINT drains; a second one during the drain stops at once.
+        let signals = pgate::proxy::stop_signals();
+        proxy.run_until(signals.clone().wait(1), signals.wait(2)).await;
         Ok(())
     })
 }
@@ -121,6 +123,19 @@ fn describe(s: &Snapshot) -> String {
         s.listen.max_client_connections,
         humantime::format_duration(s.listen.login_timeout)
     );
+    match &s.metrics.address {
+        Some(address) => {
+            let _ = writeln!(
+                out,
+                "metrics on http://{address} (/metrics, /healthz, /readyz; backends probed every {}, timeout {})",
+                humantime::format_duration(s.metrics.probe_interval),
+                humantime::format_duration(s.metrics.probe_timeout)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "metrics off");
+        }
+    }
     let trust: Vec<String> = s.auth.trust_networks.iter().map(|n| n.to_string()).collect();
     let _ = writeln!(out, "auth {}, trust networks: [{}]", s.auth.method, trust.join(", "));
     match &s.tls {

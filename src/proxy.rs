@@ -1,5 +1,5 @@
 //! The proxy: the listener and accept loop, the state every client shares, the client
-//! limit, the pool janitor, and graceful shutdown.
+//! limit, the pool janitor, the metrics endpoint and backend probes, and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,8 @@ const CLASSIFIER_CACHE: usize = 10_000;
 
 /// How long a shutdown waits for the audit log to be written out.
 const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same, when a second signal asked pgate to stop at once.
+const AUDIT_FLUSH_TIMEOUT_HURRIED: Duration = Duration::from_secs(1);
 
 /// How often the janitor looks at the pools.
 const JANITOR_PERIOD: Duration = Duration::from_secs(1);
@@ -35,7 +37,11 @@ pub struct Shared {
     pub cancels: Arc<CancelRegistry>,
     /// Seeds the fake SCRAM salts of logins that must fail.
     pub mock_nonce: [u8; 32],
-    pub counters: crate::stats::Counters,
+    /// The metrics registry and its families.
+    pub metrics: crate::metrics::Metrics,
+    /// Listening and backend probes, for /readyz.
+    pub readiness: crate::metrics::Readiness,
+    pub started: std::time::SystemTime,
     /// Secrets `auth_query` fetched.
     pub secrets: crate::auth::lookup::SecretCache,
     /// SCRAM keys derived from configured server passwords (memory only, never logged).
@@ -61,7 +67,9 @@ impl Shared {
             pools: Pools::default(),
             cancels: Arc::default(),
             mock_nonce: rand::random(),
-            counters: Default::default(),
+            metrics: crate::metrics::Metrics::new()?,
+            readiness: Default::default(),
+            started: std::time::SystemTime::now(),
             secrets: Default::default(),
             derived_keys: Arc::default(),
             classifier: crate::sql::classify::ClassifierCache::new(CLASSIFIER_CACHE),
@@ -140,24 +148,38 @@ pub enum ProxyError {
     Tls(#[from] TlsError),
     #[error("audit: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 pub struct Proxy {
     shared: Arc<Shared>,
     listener: TcpListener,
+    /// The HTTP endpoint (`None`: metrics.address is off).
+    metrics: Option<TcpListener>,
 }
 
 impl Proxy {
-    /// Binds the listen address of `snapshot`.
+    /// Binds the listen address of `snapshot`, and its metrics address.
     pub async fn bind(snapshot: Snapshot) -> Result<Self, ProxyError> {
         let address = snapshot.listen.address.clone();
+        let metrics_address = snapshot.metrics.address.clone();
         let shared = Shared::new(snapshot)?;
         let listener = TcpListener::bind(&address).await.map_err(|source| ProxyError::Bind { address, source })?;
-        Ok(Self { shared, listener })
+        let metrics = match metrics_address {
+            Some(address) => Some(crate::metrics::bind(&address).await?),
+            None => None,
+        };
+        Ok(Self { shared, listener, metrics })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where /metrics, /healthz and /readyz are served (`None`: the endpoint is off).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn shared(&self) -> Arc<Shared> {
@@ -168,12 +190,29 @@ impl Proxy {
     /// clients inside a transaction finish it first, and after `shutdown_timeout` the
     /// rest are cut off.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        self.run_until(stop, std::future::pending()).await
+    }
+
+    /// Like [`Self::run`]; when `hurry` completes during the drain, the remaining clients
+    /// are cut off at once and the audit log gets a short deadline.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+        hurry: impl std::future::Future<Output = ()>,
+    ) {
         let janitor = tokio::spawn(janitor(self.shared.clone()));
+        let probes = tokio::spawn(crate::metrics::probe_backends(self.shared.clone()));
+        if let Some(address) = self.metrics_addr() {
+            tracing::info!(%address, "metrics endpoint listening (/metrics, /healthz, /readyz)");
+        }
+        let Proxy { shared, listener, metrics } = self;
+        let http = metrics.map(|endpoint| tokio::spawn(crate::metrics::serve(endpoint, shared.clone())));
+        shared.readiness.set_listening(true);
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.spawn_client(stream, peer),
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => spawn_client(&shared, stream, peer),
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         tracing::error!(error = %e, "accept failed");
@@ -183,39 +222,55 @@ impl Proxy {
                 _ = &mut stop => break,
             }
         }
-        let Proxy { shared, listener } = self;
+        // Not ready from this moment: load balancers stop sending new clients.
+        shared.shutdown.send_replace(true);
+        shared.readiness.set_listening(false);
         drop(listener);
-        drain(&shared).await;
+        let hurried = drain(&shared, hurry).await;
         janitor.abort();
+        probes.abort();
         shared.pools.close_all();
         if let Some(auditor) = &shared.auditor {
-            auditor.flush_and_close(AUDIT_FLUSH_TIMEOUT).await;
+            let timeout = if hurried { AUDIT_FLUSH_TIMEOUT_HURRIED } else { AUDIT_FLUSH_TIMEOUT };
+            auditor.flush_and_close(timeout).await;
         }
-    }
-
-    fn spawn_client(&self, stream: tokio::net::TcpStream, peer: SocketAddr) {
-        let _ = stream.set_nodelay(true);
-        let (admission, slot) = self.shared.admit();
-        let shared = self.shared.clone();
-        tokio::spawn(async move {
-            client::serve(stream, peer, shared, admission).await;
-            drop(slot);
-        });
+        if let Some(http) = http {
+            http.abort();
+        }
     }
 }
 
-async fn drain(shared: &Shared) {
+fn spawn_client(shared: &Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (admission, slot) = shared.admit();
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        client::serve(stream, peer, shared, admission).await;
+        drop(slot);
+    });
+}
+
+/// Waits for the clients to finish, up to `shutdown_timeout` or until `hurry` completes;
+/// returns true when hurried.
+async fn drain(shared: &Shared, hurry: impl std::future::Future<Output = ()>) -> bool {
     let timeout = shared.config.load().listen.shutdown_timeout;
     tracing::info!(clients = shared.client_count(), ?timeout, "shutting down");
-    shared.shutdown.send_replace(true);
     let deadline = tokio::time::Instant::now() + timeout;
+    tokio::pin!(hurry);
     while shared.client_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = &mut hurry => {
+                tracing::warn!(clients = shared.client_count(), "asked again to stop: closing the remaining clients now");
+                return true;
+            }
+        }
     }
     let left = shared.client_count();
     if left > 0 {
         tracing::warn!(clients = left, "shutdown_timeout passed; closing the remaining clients");
     }
+    false
 }
 
 async fn janitor(shared: Arc<Shared>) {
@@ -240,9 +295,18 @@ pub async fn reload_on_sighup(shared: Arc<Shared>, path: std::path::PathBuf) {
         // Validation derives SCRAM secrets of plain passwords: off the relay threads.
         let file = path.clone();
         match tokio::task::spawn_blocking(move || crate::config::load(&file)).await {
-            Ok(Ok(snapshot)) => shared.apply_config(snapshot),
-            Ok(Err(e)) => tracing::error!(error = %e, "configuration reload failed; keeping the running configuration"),
-            Err(e) => tracing::error!(error = %e, "configuration reload failed; keeping the running configuration"),
+            Ok(Ok(snapshot)) => {
+                shared.apply_config(snapshot);
+                shared.metrics.config_reload(true);
+            }
+            Ok(Err(e)) => {
+                shared.metrics.config_reload(false);
+                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration")
+            }
+            Err(e) => {
+                shared.metrics.config_reload(false);
+                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration")
+            }
         }
         if let Err(e) = shared.reload_tls() {
             tracing::error!(error = %e, "TLS reload failed; keeping the previous certificates");
@@ -264,16 +328,51 @@ pub async fn reopen_audit_on_sigusr1(shared: Arc<Shared>) {
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn stop_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops pgate");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    stop_signals().wait(1).await
+}
+
+/// SIGINT and SIGTERM, counted: the first asks for a graceful drain, a second one for an
+/// immediate stop.
+#[derive(Clone)]
+pub struct StopSignals(watch::Receiver<u32>);
+
+impl StopSignals {
+    /// Resolves once `n` stop signals have arrived.
+    pub async fn wait(mut self, n: u32) {
+        // The sender lives as long as its task, which runs for the process's life.
+        let _ = self.0.wait_for(|&count| count >= n).await;
     }
+}
+
+/// Starts counting SIGINT and SIGTERM (on the current runtime).
+pub fn stop_signals() -> StopSignals {
+    let (tx, rx) = watch::channel(0u32);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| tracing::error!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops pgate"))
+            .ok();
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| tracing::error!(error = %e, "cannot watch SIGINT"))
+            .ok();
+        loop {
+            let term_recv = async {
+                match term.as_mut() {
+                    Some(term) => term.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let int_recv = async {
+                match int.as_mut() {
+                    Some(int) => int.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = term_recv => {}
+                _ = int_recv => {}
+            }
+            tx.send_modify(|count| *count += 1);
+        }
+    });
+    StopSignals(rx)
 }

@@ -100,8 +100,10 @@ fn scram_secret_prints_a_secret_the_config_accepts() {
 fn run_serves_until_sigterm() {
     let b = backends();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config =
-        format!("[listen]\naddress = \"127.0.0.1:{port}\"\n{}", routes_and_users(b.infra.port(), b.data.port()));
+    let config = format!(
+        "[listen]\naddress = \"127.0.0.1:{port}\"\n[metrics]\nenabled = false\n{}",
+        routes_and_users(b.infra.port(), b.data.port())
+    );
     let path = write_temp("run.toml", &config);
     let mut child =
         pgate().arg("--config").arg(&path).args(["--log-format", "json"]).stderr(Stdio::piped()).spawn().unwrap();

@@ -59,7 +59,7 @@ fn prepare(cluster: &pgate::demo::cluster::Cluster, db: &str) {
 
 fn lookup_config(head: &str, port: u16, tls: &str) -> String {
     format!(
-        "[listen]\naddress = \"127.0.0.1:0\"\n{head}\n[auth]\nauth_user = \"pgate_auth\"\nauth_password = \"{LOOKUP_PW}\"\n\
+        "[listen]\naddress = \"127.0.0.1:0\"\n[metrics]\naddress = \"127.0.0.1:0\"\n{head}\n[auth]\nauth_user = \"pgate_auth\"\nauth_password = \"{LOOKUP_PW}\"\n\
          auth_query_ttl = \"1h\"\n\n[backends.main]\nhost = \"localhost\"\nport = {port}\ndatabases = [\"*\"]\n{tls}\n"
     )
 }

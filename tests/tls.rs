@@ -311,7 +311,7 @@ async fn psql_session(pgate: &Pgate) -> tokio_postgres::Client {
 fn backend_config(mode: &str, host: &str, port: u16) -> String {
     let p = pki();
     format!(
-        "[listen]\naddress = \"127.0.0.1:0\"\n\n[backends.main]\nhost = \"{host}\"\nport = {port}\ndatabases = [\"*\"]\n\
+        "[listen]\naddress = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n\n[backends.main]\nhost = \"{host}\"\nport = {port}\ndatabases = [\"*\"]\n\
          tls = {{ mode = \"{mode}\", root_cert = \"{}\" }}\n\n[[users]]\nname = \"alice\"\npassword = \"{ALICE_PW}\"\n",
         p.path("ca.crt").display()
     )

@@ -188,7 +188,7 @@ async fn session_state_pins_the_client_until_it_is_gone() {
     }
     let locked = simple_row(&others[0], "SELECT pg_try_advisory_lock(77)").await;
     assert_eq!(locked, ["f"], "the lock is a's");
-    assert_eq!(pgate.shared.counters.pins().iter().map(|(_, n)| n).sum::<u64>(), 2, "temp table and lock, once each");
+    assert_eq!(pgate.shared.metrics.pins().iter().map(|(_, n)| n).sum::<u64>(), 2, "temp table and lock, once each");
     // Releasing everything unpins: afterwards a's transactions may run anywhere again,
     // and whatever server it leaves is clean.
     a.batch_execute("DROP TABLE mine; SELECT pg_advisory_unlock(77)").await.unwrap();
@@ -295,7 +295,7 @@ async fn on_session_state_error_refuses_and_keeps_the_session() {
     let err = c.prepare("LISTEN y").await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("0A000"));
     assert_eq!(simple_row(&c, "SELECT 1").await, ["1"]);
-    assert_eq!(pgate.shared.counters.pins().iter().map(|(_, n)| n).sum::<u64>(), 0);
+    assert_eq!(pgate.shared.metrics.pins().iter().map(|(_, n)| n).sum::<u64>(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         for reason in &reasons {
             if !self.pin_counted.contains(reason) {
                 self.pin_counted.push(*reason);
-                self.shared.counters.pinned(*reason);
+                self.shared.metrics.pinned(*reason);
             }
         }
         if !reasons.is_empty() && !was && !self.pin_logged {
@@ -230,6 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// client, whose next statement starts clean.
     pub(super) async fn end_refused_transaction(&mut self, server: &mut PooledServer) -> Result<(), Error> {
         self.refused_transaction = false;
+        self.tx_started = None;
         Box::pin(server.run_internal("ROLLBACK")).await.map_err(Error::ServerLost)?;
         if let Some(fields) = Error::TransactionInStatementPooling.to_response() {
             fields.encode(&mut self.out);

@@ -349,7 +349,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let prepared = Prepared::new(self.login.pool.statement_id(parse.definition), parse.definition);
         let undo_client = Undo::ClientStatement(name.clone());
         self.statements.insert(name, prepared.clone());
-        match server.statements.admit(prepared.id) {
+        match self.admit(server, prepared.id) {
             Admit::Present => {
                 self.expect.push(Request::Parse, Fate::Answer(extended::parse_complete()), vec![undo_client]);
             }
@@ -365,11 +365,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Makes sure the server has `prepared`, injecting its Parse (reply hidden) if not.
     fn ensure(&mut self, server: &mut PooledServer, prepared: &Prepared) {
-        if let Admit::Prepare { close } = server.statements.admit(prepared.id) {
+        if let Admit::Prepare { close } = self.admit(server, prepared.id) {
             self.close_on_server(server, close);
             self.expect.push(Request::Parse, Fate::Hide, vec![Undo::ServerStatement(prepared.id)]);
             self.send(server, frontend::PARSE, &prepared.parse);
         }
+    }
+
+    /// Marks pool statement `id` as used on the server and says what it takes; counted as a
+    /// cache hit, or a miss (and an eviction when one had to make room).
+    fn admit(&self, server: &mut PooledServer, id: u64) -> Admit {
+        let admit = server.statements.admit(id);
+        let metrics = self.login.pool.metrics();
+        match admit {
+            Admit::Present => metrics.prepared_hits.inc(),
+            Admit::Prepare { close: [_, evicted] } => {
+                metrics.prepared_misses.inc();
+                if evicted.is_some() {
+                    metrics.prepared_evictions.inc();
+                }
+            }
+        }
+        admit
     }
 
     /// Makes sure the server's unnamed statement is the client's, injecting it if not.

@@ -286,6 +286,7 @@ impl Inspector {
         let (index, denial) = self.first_denial(&prepared.classified)?;
         let fields = refusal_fields(sqlstate::INSUFFICIENT_PRIVILEGE, denial.message(), Some(denial.hint.clone()));
         tracing::info!(user = self.context.user.as_deref().unwrap_or_default(), workspace = %denial.workspace, rule = denial.rule.name(), "statement refused: {}", denial.message());
+        self.shared.metrics.statement_denied(&denial.workspace, denial.rule);
         Some(self.refuse(fields, prepared, Some((index, denial)), parameters))
     }
 

@@ -47,7 +47,9 @@ pub struct LoggedIn {
 }
 
 /// Logs a client in; `pending` holds what the client sent after its StartupMessage, `tls`
-/// what its TLS session says (`None`: plaintext).
+/// what its TLS session says (`None`: plaintext). `method` learns the authentication
+/// method as soon as it is chosen, for the metrics of a login that fails.
+#[allow(clippy::too_many_arguments)]
 pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     mut pending: BytesMut,
@@ -56,6 +58,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
     snapshot: &Snapshot,
     tls: Option<&TlsFacts>,
+    method_used: &mut &'static str,
 ) -> Result<LoggedIn, Error> {
     let mut out = BytesMut::new();
     let options = startup.protocol_options();
@@ -77,6 +80,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         auth::plan(&snapshot.auth, &user_name, configured.as_deref(), fetched.as_ref(), peer.ip(), &shared.mock_nonce);
     let by_certificate = matches!(plan, Plan::Cert);
     let method = plan.name();
+    *method_used = method;
     let client_key = match authenticate(stream, &mut pending, &mut out, &user_name, plan, tls).await {
         Ok(key) => key,
         Err(e) => {
@@ -198,7 +202,7 @@ fn pool_for(shared: &Shared, snapshot: &Snapshot, route: &crate::config::RouteEn
         max_prepared_statements: settings.max_prepared_statements,
         passthrough: Default::default(),
     };
-    shared.pools.get_or_create(key, settings, target)
+    shared.pools.get_or_create(key, settings, target, &shared.metrics)
 }
 
 /// What a login with a fetched secret lets pgate do at the server: SCRAM with the client's

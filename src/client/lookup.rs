@@ -52,5 +52,5 @@ fn lookup_pool(shared: &Shared, route: &RouteEntry, lookup: &AuthLookup) -> Arc<
         max_prepared_statements: settings.max_prepared_statements,
         passthrough: Default::default(),
     };
-    shared.pools.get_or_create(key, settings, target)
+    shared.pools.get_or_create(key, settings, target, &shared.metrics)
 }

@@ -93,29 +93,34 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
     conn: Conn,
 ) {
     let Conn { peer, shared, admission, deadline } = conn;
-    if let Admission::OverLimit(max) = admission {
-        return refuse(&mut stream, peer, Error::TooManyClients(max)).await;
-    }
-    if shared.is_shutting_down() {
-        return refuse(&mut stream, peer, Error::ShuttingDown).await;
-    }
     let snapshot = shared.config.load_full();
+    let early = match admission {
+        Admission::OverLimit(max) => Some(Error::TooManyClients(max)),
+        Admission::Admitted if shared.is_shutting_down() => Some(Error::ShuttingDown),
+        Admission::Admitted => None,
+    };
+    if let Some(e) = early {
+        shared.metrics.login("none", Err(&e), &snapshot.workspaces);
+        return refuse(&mut stream, peer, e).await;
+    }
     let claimed = shared.auditor.is_some().then(|| audit_log::Claimed::of(&startup, peer, tls.as_ref()));
+    let mut method = "none";
     // Boxed: the login's state is large and lives only until the session starts; the
     // task of an idle client should not carry it.
-    let login = Box::pin(login::login(&mut stream, pending, peer, startup, &shared, &snapshot, tls.as_ref()));
-    let logged_in = match tokio::time::timeout_at(deadline, login).await {
-        Ok(Ok(logged_in)) => logged_in,
-        Ok(Err(e)) => {
-            audit_log::login_failed(&shared, claimed, &e).await;
-            return refuse(&mut stream, peer, e).await;
-        }
-        Err(_) => {
-            let e = Error::LoginTimeout(snapshot.listen.login_timeout);
+    let login =
+        Box::pin(login::login(&mut stream, pending, peer, startup, &shared, &snapshot, tls.as_ref(), &mut method));
+    let logged_in = tokio::time::timeout_at(deadline, login)
+        .await
+        .unwrap_or_else(|_| Err(Error::LoginTimeout(snapshot.listen.login_timeout)));
+    let logged_in = match logged_in {
+        Ok(logged_in) => logged_in,
+        Err(e) => {
+            shared.metrics.login(method, Err(&e), &snapshot.workspaces);
             audit_log::login_failed(&shared, claimed, &e).await;
             return refuse(&mut stream, peer, e).await;
         }
     };
+    shared.metrics.login(logged_in.method, Ok(()), &snapshot.workspaces);
     drop(snapshot);
     audit_log::login_ok(&shared, &logged_in).await;
     let tls_version = tls.as_ref().map(|t| t.version).unwrap_or("none");
@@ -152,11 +157,16 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, peer: SocketAddr, error: 
 /// A CancelRequest gets no answer, whatever happens (as with PostgreSQL).
 async fn forward_cancel(shared: &Shared, key: crate::protocol::CancelKey, peer: SocketAddr) {
     let Some(in_flight) = shared.cancels.lookup(key) else {
+        shared.metrics.cancel("unknown");
         audit_log::cancel(shared, peer, key, false).await;
         return tracing::debug!(pid = key.pid, "cancel request for no running query");
     };
     audit_log::cancel(shared, peer, key, true).await;
-    if let Err(e) = cancel::forward(&in_flight.target, CANCEL_TIMEOUT).await {
-        tracing::warn!(server = %in_flight.target.addr, error = %e, "could not forward a cancel request");
+    match cancel::forward(&in_flight.target, CANCEL_TIMEOUT).await {
+        Ok(()) => shared.metrics.cancel("forwarded"),
+        Err(e) => {
+            shared.metrics.cancel("failed");
+            tracing::warn!(server = %in_flight.target.addr, error = %e, "could not forward a cancel request");
+        }
     }
 }

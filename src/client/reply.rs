@@ -4,6 +4,8 @@
 //! name pool-wide statements (rewritten to the client's names), and pgate's own answers
 //! (inserted when their turn comes).
 
+use std::time::Instant;
+
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -11,17 +13,18 @@ use super::expect::{Undo, Verdict};
 use super::session::Session;
 use crate::config::PoolMode;
 use crate::error::Error;
+use crate::metrics::seconds;
 use crate::params;
 use crate::pool::PooledServer;
-use crate::protocol::codes::backend;
+use crate::protocol::codes::{backend, tx_status};
 use crate::protocol::{Interest, ProtocolError, Scan, extended, frame, messages};
 use crate::server::statements::parse_global_name;
 use crate::server::{ServerError, ServerEvent, ServerState};
 
-/// Session pooling: only what the relay itself needs.
+/// Session pooling: only what the relay itself needs (errors for their SQLSTATE metric).
 fn plain_interest(code: u8) -> Interest {
     match code {
-        backend::READY_FOR_QUERY | backend::PARAMETER_STATUS => Interest::Whole,
+        backend::READY_FOR_QUERY | backend::PARAMETER_STATUS | backend::ERROR_RESPONSE => Interest::Whole,
         _ => Interest::None,
     }
 }
@@ -74,6 +77,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn relay_server(&mut self, server: &mut PooledServer) -> Result<(), Error> {
         let interest = if self.tracks_replies() { tracking_interest } else { plain_interest };
         let (mut from, mut pos) = (0, 0);
+        let mut sent = 0;
         loop {
             match self.sscan.next(&server.buf[pos..], interest).map_err(server_desync)? {
                 Scan::Pass(n) => pos += n,
@@ -106,11 +110,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                     let keep = if matches!(action, Action::Relay) { pos + total } else { pos };
                     self.client.write_all(&server.buf[from..keep]).await?;
+                    sent += keep - from;
                     if let Action::Replace(bytes) = action {
                         self.client.write_all(&bytes).await?;
+                        sent += bytes.len();
                     }
                     for answer in answers {
                         self.client.write_all(&answer).await?;
+                        sent += answer.len();
                     }
                     pos += total;
                     from = pos;
@@ -120,7 +127,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         if pos > from {
             self.client.write_all(&server.buf[from..pos]).await?;
+            sent += pos - from;
         }
+        self.login.pool.metrics().sent.inc_by(sent as u64);
         if pos > 0 {
             self.client.flush().await?;
         }
@@ -144,7 +153,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Verdict::Relay
         };
         let action = match seen {
-            Seen::Ready(status) => self.on_ready(server, status)?,
+            Seen::Ready(status) => {
+                let action = self.on_ready(server, status)?;
+                if verdict != Verdict::Drop {
+                    self.count_ready(server, status);
+                }
+                action
+            }
             Seen::Param(name, value) => {
                 if params::is_client_reported(&name) {
                     self.set_client_param(&name, &value);
@@ -152,10 +167,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 server.set_param(&name, &value);
                 Action::Relay
             }
-            Seen::Error(body) if self.tracks_replies() => self.on_error(server, &body)?,
-            _ => Action::Relay,
+            Seen::Error(body) => {
+                let action = if self.tracks_replies() { self.on_error(server, &body)? } else { Action::Relay };
+                let metrics = self.login.pool.metrics();
+                match (&action, verdict) {
+                    (_, Verdict::Drop) | (Action::Drop, _) => {}
+                    (Action::Relay, _) => metrics.error(&body),
+                    (Action::Replace(frame), _) => metrics.error(frame.get(frame::HEADER_LEN..).unwrap_or_default()),
+                }
+                action
+            }
+            Seen::Other => Action::Relay,
         };
         Ok(if verdict == Verdict::Drop { Action::Drop } else { action })
+    }
+
+    /// A ReadyForQuery reached the client: a query ended, and with status idle a
+    /// transaction. A request already in flight behind it starts its clock now.
+    fn count_ready(&mut self, server: &PooledServer, status: u8) {
+        let metrics = self.login.pool.metrics();
+        let now = Instant::now();
+        metrics.queries.inc();
+        if let Some(started) = self.query_started.take() {
+            metrics.query_duration.observe(seconds(now - started));
+        }
+        if status == tx_status::IDLE {
+            metrics.transactions.inc();
+            if let Some(started) = self.tx_started.take() {
+                metrics.transaction_duration.observe(seconds(now - started));
+            }
+        }
+        if matches!(server.state(), ServerState::Busy { .. }) {
+            self.query_started = Some(now);
+            self.tx_started.get_or_insert(now);
+        }
     }
 
     fn on_ready(&mut self, server: &mut PooledServer, status: u8) -> Result<Action, Error> {

@@ -8,6 +8,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -22,6 +23,7 @@ use super::statements::ClientStatements;
 use crate::cancel::CancelTarget;
 use crate::config::{PoolMode, PoolSettings};
 use crate::error::Error;
+use crate::metrics::{ClientState, Presence, seconds};
 use crate::params::{self, Params};
 use crate::pool::{PoolError, PooledServer};
 use crate::protocol::codes::{frontend, tx_status};
@@ -91,12 +93,19 @@ pub struct Session<S> {
     params_fingerprint: Option<u64>,
     /// Statement rules and audit tickets (`None`: no workspace rules, no audit log).
     pub(super) inspect: Option<Box<Inspector>>,
+    /// This client in `pgate_clients`, under its state.
+    presence: Presence,
+    /// When the request the server is working on reached it, and when the transaction's
+    /// first request did (for the duration histograms).
+    pub(super) query_started: Option<Instant>,
+    pub(super) tx_started: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(client: S, mut login: LoggedIn, shared: Arc<Shared>) -> Self {
         let settings = login.pool.settings().clone();
         let inspect = login.inspect.take();
+        let presence = login.pool.metrics().presence();
         Self {
             client,
             cbuf: std::mem::take(&mut login.pending),
@@ -121,6 +130,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             refused_transaction: false,
             params_fingerprint: None,
             inspect,
+            presence,
+            query_started: None,
+            tx_started: None,
         }
     }
 
@@ -185,13 +197,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Next::Terminate = self.wait_for_request().await? {
                 return Ok(());
             }
-            let mut server = match self.login.pool.checkout().await {
+            self.presence.set(ClientState::Waiting);
+            let asked = Instant::now();
+            let checkout = self.login.pool.checkout().await;
+            self.login.pool.metrics().checkout_wait.observe(seconds(asked.elapsed()));
+            let mut server = match checkout {
                 Ok(server) => server,
                 Err(e) => {
+                    self.login.pool.metrics().checkout_error(&e);
+                    self.presence.set(ClientState::Idle);
                     self.refuse_request(Error::Checkout(e)).await?;
                     continue;
                 }
             };
+            self.presence.set(ClientState::Active);
             if self.settings.mode == PoolMode::Session {
                 server.reset_on_release();
             }
@@ -199,6 +218,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let end = self.serve_with(&mut server).await;
             self.login.cancel.set(None);
             self.login.cancel.settle().await;
+            // The server goes back only now: no cancel can reach it on this client's behalf.
+            drop(server);
+            self.presence.set(ClientState::Idle);
             match end? {
                 RelayEnd::Released => continue,
                 RelayEnd::ClientGone => return Ok(()),
@@ -213,7 +235,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Reads more client bytes; `false` on EOF.
     async fn read_client(&mut self) -> Result<bool, Error> {
         self.cbuf.reserve(IDLE_BUFFER);
-        Ok(self.client.read_buf(&mut self.cbuf).await? > 0)
+        let n = self.client.read_buf(&mut self.cbuf).await?;
+        self.login.pool.metrics().received.inc_by(n as u64);
+        Ok(n > 0)
     }
 
     /// Handles what needs no server (Sync, Flush, stray copy messages, Terminate) until a
@@ -298,6 +322,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(fields) = error.to_response() else {
             return Err(error);
         };
+        self.login.pool.metrics().error_code(&fields.code);
         fields.encode(&mut self.out);
         if !error.keeps_session() {
             flush(&mut self.client, &mut self.out).await?;
@@ -347,6 +372,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             server.mark_synced(fingerprint);
             return Ok(());
         };
+        self.login.pool.metrics().settings_syncs.inc();
         let changes = Box::pin(server.run_internal(&sql)).await?;
         for (name, value) in changes {
             // Keep the server's spelling of the client's own settings, so the next
@@ -397,6 +423,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn relay(&mut self, server: &mut PooledServer) -> Result<RelayEnd, Error> {
         loop {
             let end = self.scan_client(server)?;
+            if self.query_started.is_none() && matches!(server.state(), ServerState::Busy { .. }) {
+                // A request is on its way: the clock of the duration histograms starts.
+                let now = Instant::now();
+                self.query_started = Some(now);
+                self.tx_started.get_or_insert(now);
+            }
             self.flush_audit().await;
             if let Some(end) = end {
                 return Ok(end);
@@ -433,7 +465,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
                 RelayEvent::ClientRead(Ok(0)) => return Ok(RelayEnd::ClientGone),
-                RelayEvent::ClientRead(Ok(_)) => {}
+                RelayEvent::ClientRead(Ok(n)) => self.login.pool.metrics().received.inc_by(n as u64),
                 RelayEvent::ClientRead(Err(e)) => return Err(e.into()),
             }
         }

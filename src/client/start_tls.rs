@@ -51,32 +51,42 @@ pub async fn direct(tcp: TcpStream, tls: Arc<ClientTls>, conn: Conn) {
 }
 
 async fn accept(tcp: TcpStream, tls: &ClientTls, conn: &Conn, need_alpn: bool) -> Option<TlsStream<TcpStream>> {
+    let metrics = &conn.shared.metrics;
     let stream = match tokio::time::timeout_at(conn.deadline, tls.acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
+            metrics.tls_handshake(None, "failed");
             tracing::info!(peer = %conn.peer, error = %e, "TLS handshake failed{}", explain_tls_error(&e));
             return None;
         }
         Err(_) => {
+            metrics.tls_handshake(None, "timeout");
             tracing::debug!(peer = %conn.peer, "closed: TLS handshake not done within login_timeout");
             return None;
         }
     };
+    let version = version_name(stream.get_ref().1.protocol_version());
     if need_alpn && stream.get_ref().1.alpn_protocol() != Some(ALPN_POSTGRESQL) {
+        metrics.tls_handshake(Some(version), "no_alpn");
         tracing::info!(peer = %conn.peer, "refused: direct TLS without ALPN \"postgresql\"");
         return None;
     }
+    metrics.tls_handshake(Some(version), "ok");
     Some(stream)
+}
+
+fn version_name(version: Option<rustls::ProtocolVersion>) -> &'static str {
+    match version {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    }
 }
 
 async fn inside(mut stream: TlsStream<TcpStream>, tls: Arc<ClientTls>, conn: Conn) {
     let session = stream.get_ref().1;
     let peer = session.peer_certificates().and_then(|c| c.first()).map(|c| PeerIdentity::new(c.clone().into_owned()));
-    let version = match session.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-        _ => "TLS",
-    };
+    let version = version_name(session.protocol_version());
     let facts = TlsFacts { tls, peer, version };
     let mut pending = BytesMut::new();
     let opened =

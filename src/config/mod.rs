@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 pub use model::{AuthMethod, OnSessionState, PoolMode, RawConfig, RawPool, SslMode, TlsVersion};
 pub use secret::{ScramVerifier, StoredPassword};
 pub use snapshot::{
-    Auth, AuthLookup, Backend, BackendTlsSettings, Listen, PoolSettings, RouteEntry, RouteTable, Snapshot, TlsSettings,
-    User,
+    Auth, AuthLookup, Backend, BackendTlsSettings, Listen, MetricsSettings, PoolSettings, RouteEntry, RouteTable,
+    Snapshot, TlsSettings, User,
 };
 
 #[derive(Debug, thiserror::Error)]

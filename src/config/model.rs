@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub workspaces: Vec<Spanned<crate::access::RawWorkspace>>,
     /// `[audit]`; absent: no audit log.
     pub audit: Option<crate::audit::RawAudit>,
+    /// `[metrics]`: the HTTP endpoint with /metrics, /healthz and /readyz.
+    pub metrics: RawMetrics,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +45,31 @@ impl Default for RawListen {
             max_client_connections: 5000,
             login_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// `false` turns the HTTP endpoint off (so does an empty `address`).
+    pub enabled: bool,
+    pub address: String,
+    /// How often every backend is probed for /readyz.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// How long one probe may take.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: "0.0.0.0:9127".into(),
+            probe_interval: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(3),
         }
     }
 }

@@ -25,7 +25,22 @@ pub struct Snapshot {
     pub workspaces: Arc<crate::access::Workspaces>,
     /// `[audit]`; `None`: no audit log.
     pub audit: Option<crate::audit::AuditSettings>,
+    pub metrics: MetricsSettings,
+    /// A hash of the file's text (48 bits, so a metric's float holds it exactly): tells
+    /// replicas running different configurations apart.
+    pub hash: u64,
+    /// When this configuration was read.
+    pub loaded_at: std::time::SystemTime,
     pub(super) pool_defaults: RawPool,
+}
+
+/// `[metrics]`: where the HTTP endpoint listens, and how backends are probed for /readyz.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    /// `None`: the endpoint is off.
+    pub address: Option<String>,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::model::{AuthMethod, RawConfig, RawPool, RawTls, RawUser, SslMode};
 use super::secret::{ScramVerifier, StoredPassword, expand_env, read_secret_file};
 use super::snapshot::{
-    Auth, AuthLookup, Backend, BackendTlsSettings, DEFAULT_AUTH_QUERY, Listen, PoolSettings, RouteEntry, RouteTable,
-    Snapshot, TlsSettings, User,
+    Auth, AuthLookup, Backend, BackendTlsSettings, DEFAULT_AUTH_QUERY, Listen, MetricsSettings, PoolSettings,
+    RouteEntry, RouteTable, Snapshot, TlsSettings, User,
 };
 use super::{ConfigError, Source};
 
@@ -41,6 +41,7 @@ pub(super) fn build(raw: RawConfig, src: &Source) -> Result<Snapshot, ConfigErro
         .map(crate::audit::build)
         .transpose()
         .map_err(|e| src.invalid(None, format!("[audit] {e}")))?;
+    let metrics = build_metrics(&raw.metrics, src)?;
     let snapshot = Snapshot {
         source: src.path.clone(),
         listen,
@@ -51,10 +52,32 @@ pub(super) fn build(raw: RawConfig, src: &Source) -> Result<Snapshot, ConfigErro
         users,
         workspaces,
         audit,
+        metrics,
+        hash: text_hash(&src.text),
+        loaded_at: std::time::SystemTime::now(),
         pool_defaults: raw.pool,
     };
     check_effective_pools(&snapshot, src)?;
     Ok(snapshot)
+}
+
+fn build_metrics(raw: &super::model::RawMetrics, src: &Source) -> Result<MetricsSettings, ConfigError> {
+    let address = raw.address.trim();
+    if raw.probe_interval.is_zero() || raw.probe_timeout.is_zero() {
+        return Err(src.invalid(None, "metrics.probe_interval and metrics.probe_timeout must be above zero"));
+    }
+    Ok(MetricsSettings {
+        address: (raw.enabled && !address.is_empty()).then(|| address.to_owned()),
+        probe_interval: raw.probe_interval,
+        probe_timeout: raw.probe_timeout,
+    })
+}
+
+/// The first 48 bits of the text's SHA-256.
+fn text_hash(text: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..6].iter().fold(0, |hash, &b| hash << 8 | u64::from(b))
 }
 
 /// Client-facing TLS: the mode's needs are checked and the files are read now, so a bad

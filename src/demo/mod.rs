@@ -56,8 +56,10 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     std::fs::write(&config_path, demo_config(port, &infra, &data, &audit_path))?;
     let snapshot = crate::config::load(&config_path)?;
     let proxy = Proxy::bind(snapshot).await.context("is another PostgreSQL or pgate on that port? try --port 6432")?;
-    print_welcome(port, &config_path, &audit_path);
-    proxy.run(crate::proxy::stop_signal()).await;
+    let metrics = proxy.metrics_addr().map_or("off".to_owned(), |a| a.to_string());
+    print_welcome(port, &config_path, &audit_path, &metrics);
+    let signals = crate::proxy::stop_signals();
+    proxy.run_until(signals.clone().wait(1), signals.wait(2)).await;
     println!("stopping the clusters and removing {} ...", set.root().display());
     drop((infra, data));
     Ok(())
@@ -78,6 +80,9 @@ fn demo_config(port: u16, infra: &Cluster, data: &Cluster, audit: &Path) -> Stri
         r#"# Written by `pgate demo`; removed when it stops.
 [listen]
 address = "127.0.0.1:{port}"
+
+[metrics]                  # a free port; `pgate demo` prints it
+address = "127.0.0.1:0"
 
 [pool]
 size = 10
@@ -127,7 +132,7 @@ format = "pgaudit"
     )
 }
 
-fn print_welcome(port: u16, config: &Path, audit: &Path) {
+fn print_welcome(port: u16, config: &Path, audit: &Path, metrics: &str) {
     let url = |db: &str| format!("postgresql://{DEMO_USER}:{DEMO_PASSWORD}@127.0.0.1:{port}/{db}");
     let analyst = format!("postgresql://{ANALYST}:{ANALYST_PASSWORD}@127.0.0.1:{port}/akko");
     println!(
@@ -147,6 +152,7 @@ table shared with another workspace (row-level security on the pinned pgate.work
   psql \"{analyst}\" -c \"SELECT * FROM public.orders\"          # denied: 42501, not in the workspace
   psql \"{analyst}\" -c \"DELETE FROM alpha.reports\"            # denied: the workspace may only read
   tail {audit}                                   # the audit log, one line per statement
+  curl -s http://{metrics}/metrics | grep pgate_transactions_total   # metrics (also /readyz)
 
 Press Ctrl-C to stop; the clusters and their files are removed.",
         audit = audit.display(),

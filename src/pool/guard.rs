@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{Grant, Pool};
 use crate::config::PoolSettings;
+use crate::metrics::CloseReason;
 use crate::server::{ServerConn, ServerEvent, ServerState};
 
 pub struct PooledServer {
@@ -33,29 +34,33 @@ impl PooledServer {
     }
 
     /// Close the server instead of returning it.
-    pub(super) fn discard(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
-            conn.on(ServerEvent::Failed);
+    pub(super) fn discard(&mut self, reason: CloseReason) {
+        if let Some(conn) = self.conn.take() {
+            close(&self.pool, conn, reason);
         }
     }
 
     /// Checks an idle server before it is handed out: lifetime, a cheap liveness check,
     /// and a round trip when it has been idle longer than `server_check_delay`.
-    pub(super) async fn ready_for_reuse(&mut self, s: &PoolSettings) -> bool {
+    pub(super) async fn ready_for_reuse(&mut self, s: &PoolSettings) -> Result<(), CloseReason> {
         let Some(conn) = self.conn.as_mut() else {
-            return false;
+            return Err(CloseReason::Broken);
         };
-        if conn.age() > s.server_lifetime || !conn.looks_alive() {
-            return false;
+        if conn.age() > s.server_lifetime {
+            return Err(CloseReason::Lifetime);
+        }
+        if !conn.looks_alive() {
+            return Err(CloseReason::CheckFailed);
         }
         if conn.idle_for() > s.server_check_delay {
+            let _testing = self.pool.testing();
             let probe = tokio::time::timeout(s.reset_timeout, Box::pin(conn.run_internal(""))).await;
             if !matches!(probe, Ok(Ok(_))) {
                 conn.on(ServerEvent::Failed);
-                return false;
+                return Err(CloseReason::CheckFailed);
             }
         }
-        true
+        Ok(())
     }
 }
 
@@ -88,12 +93,14 @@ fn release(pool: &Arc<Pool>, mut conn: ServerConn, reset: bool) {
             pool.give(Grant::Server(PooledServer::new(conn, pool.clone())));
         }
         ServerState::Idle | ServerState::IdleInTransaction { .. } if !expired => spawn_reset(pool, conn),
-        _ => close(pool, conn),
+        _ if expired => close(pool, conn, CloseReason::Lifetime),
+        _ => close(pool, conn, CloseReason::Broken),
     }
 }
 
-fn close(pool: &Arc<Pool>, conn: ServerConn) {
+fn close(pool: &Arc<Pool>, conn: ServerConn, reason: CloseReason) {
     conn.close();
+    pool.closed(reason);
     pool.free_slot();
 }
 
@@ -101,20 +108,23 @@ fn close(pool: &Arc<Pool>, conn: ServerConn) {
 /// client's task; a server that cannot be cleaned in `reset_timeout` is closed.
 fn spawn_reset(pool: &Arc<Pool>, mut conn: ServerConn) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return close(pool, conn);
+        return close(pool, conn, CloseReason::Broken);
     };
     let pool = pool.clone();
     runtime.spawn(async move {
         let timeout = pool.settings().reset_timeout;
-        match tokio::time::timeout(timeout, reset(&mut conn)).await {
+        let testing = pool.testing();
+        let result = tokio::time::timeout(timeout, reset(&mut conn)).await;
+        drop(testing);
+        match result {
             Ok(Ok(())) => release(&pool, conn, false),
             Ok(Err(e)) => {
                 tracing::warn!(pool = %pool.key(), error = %e, "server reset failed; closing it");
-                close(&pool, conn);
+                close(&pool, conn, CloseReason::ResetFailed);
             }
             Err(_) => {
                 tracing::warn!(pool = %pool.key(), ?timeout, "server reset timed out; closing it");
-                close(&pool, conn);
+                close(&pool, conn, CloseReason::ResetFailed);
             }
         }
     });

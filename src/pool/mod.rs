@@ -7,7 +7,7 @@ mod guard;
 mod registry;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ pub use guard::PooledServer;
 pub use registry::Pools;
 
 use crate::config::PoolSettings;
+use crate::metrics::{CloseReason, PoolMetrics};
 use crate::params::Params;
 use crate::server::{self, ServerConn, ServerError, Target};
 
@@ -55,12 +56,26 @@ enum Grant {
     Connect(Slot),
 }
 
-/// Counts, for admin views and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Counts, for metrics, admin views and tests. Servers by state add up to `open` (up to
+/// the moments between two counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PoolStats {
+    /// Servers open, being opened, or being reset.
     pub open: usize,
+    /// Checked out by clients.
+    pub active: usize,
+    /// Idle and ready to hand out.
     pub idle: usize,
+    /// Idle past `server_check_delay`: checked with a round trip before reuse.
+    pub used: usize,
+    /// Being reset (ROLLBACK / DISCARD ALL) or checked before reuse.
+    pub tested: usize,
+    /// Being opened and logged in.
+    pub login: usize,
+    /// Clients queued for a server of the full pool.
     pub waiting: usize,
+    /// How long the first of them has waited.
+    pub longest_wait: Duration,
 }
 
 pub struct Pool {
@@ -74,6 +89,32 @@ pub struct Pool {
     /// `host:port` of the backend, where cancel requests for this pool's servers go.
     cancel_addr: Arc<str>,
     statement_ids: Mutex<StatementIds>,
+    metrics: Arc<PoolMetrics>,
+    /// Servers being opened, and being reset or checked (for `PoolStats`).
+    opening: AtomicUsize,
+    testing: AtomicUsize,
+}
+
+/// A client queued for a server.
+struct Waiter {
+    grant: oneshot::Sender<Grant>,
+    since: Instant,
+}
+
+/// Counts one server under `opening` or `testing` while it lives.
+pub(crate) struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    pub(crate) fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Pool-wide ids of prepared statements, by definition (query text and parameter types):
@@ -96,16 +137,25 @@ struct Inner {
     idle: Vec<ServerConn>,
     /// Idle + checked out + being opened or reset.
     open: usize,
-    waiters: VecDeque<oneshot::Sender<Grant>>,
+    waiters: VecDeque<Waiter>,
     /// ParameterStatus values of a fresh server, shown to clients at login.
     defaults: Option<Arc<Params>>,
     closed: bool,
 }
 
 impl Pool {
-    pub fn new(key: PoolKey, settings: PoolSettings, target: Target, ids: Arc<AtomicU64>) -> Arc<Self> {
+    pub fn new(
+        key: PoolKey,
+        settings: PoolSettings,
+        target: Target,
+        ids: Arc<AtomicU64>,
+        metrics: PoolMetrics,
+    ) -> Arc<Self> {
         let cancel_addr = Arc::from(target.backend.address());
         Arc::new(Self {
+            metrics: Arc::new(metrics),
+            opening: AtomicUsize::new(0),
+            testing: AtomicUsize::new(0),
             cancel_addr,
             key,
             settings,
@@ -131,6 +181,21 @@ impl Pool {
 
     pub fn cancel_addr(&self) -> &Arc<str> {
         &self.cancel_addr
+    }
+
+    /// This pool's metric children.
+    pub fn metrics(&self) -> &Arc<PoolMetrics> {
+        &self.metrics
+    }
+
+    /// Counts a server under `tested` while the guard lives.
+    pub(crate) fn testing(&self) -> Busy<'_> {
+        Busy::new(&self.testing)
+    }
+
+    /// A server of this pool was closed.
+    pub(crate) fn closed(&self, reason: CloseReason) {
+        self.metrics.closed(reason, 1);
     }
 
     /// The pool-wide id of a statement definition (a Parse body after the name).
@@ -166,7 +231,22 @@ impl Pool {
 
     pub fn stats(&self) -> PoolStats {
         let inner = self.lock();
-        PoolStats { open: inner.open, idle: inner.idle.len(), waiting: inner.waiters.len() }
+        let used = inner.idle.iter().filter(|c| c.idle_for() > self.settings.server_check_delay).count();
+        // Waiters that gave up stay queued until a grant finds them gone.
+        let waiting = inner.waiters.iter().filter(|w| !w.grant.is_closed());
+        let (waiting, longest) = waiting.fold((0, None), |(n, first), w| (n + 1, first.or(Some(w.since))));
+        let login = self.opening.load(Ordering::Relaxed);
+        let tested = self.testing.load(Ordering::Relaxed);
+        PoolStats {
+            open: inner.open,
+            active: inner.open.saturating_sub(inner.idle.len() + login + tested),
+            idle: inner.idle.len() - used,
+            used,
+            tested,
+            login,
+            waiting,
+            longest_wait: longest.map(|since| since.elapsed()).unwrap_or_default(),
+        }
     }
 
     /// The parameters a fresh server reports, once any server has connected.
@@ -202,12 +282,10 @@ impl Pool {
                 Err(rx) => self.wait(rx, deadline).await?,
             };
             match grant {
-                Grant::Server(mut server) => {
-                    if server.ready_for_reuse(&self.settings).await {
-                        return Ok(server);
-                    }
-                    server.discard();
-                }
+                Grant::Server(mut server) => match server.ready_for_reuse(&self.settings).await {
+                    Ok(()) => return Ok(server),
+                    Err(reason) => server.discard(reason),
+                },
                 Grant::Connect(slot) => return self.open_in(slot).await,
             }
         }
@@ -226,7 +304,7 @@ impl Pool {
             return Ok(Ok(Grant::Connect(Slot::new(self.clone()))));
         }
         let (tx, rx) = oneshot::channel();
-        inner.waiters.push_back(tx);
+        inner.waiters.push_back(Waiter { grant: tx, since: Instant::now() });
         Ok(Err(rx))
     }
 
@@ -249,8 +327,17 @@ impl Pool {
 
     async fn open_in(self: &Arc<Self>, slot: Slot) -> Result<PooledServer, PoolError> {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let opening = Busy::new(&self.opening);
         // Boxed, like other rare long steps: a client's task stays small while it idles.
-        let conn = Box::pin(server::connect(&self.target, id)).await?;
+        let conn = match Box::pin(server::connect(&self.target, id)).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.metrics.connect_error(&e);
+                return Err(e.into());
+            }
+        };
+        drop(opening);
+        self.metrics.servers_opened.inc();
         let first = {
             let mut inner = self.lock();
             let first = inner.defaults.is_none();
@@ -271,7 +358,7 @@ impl Pool {
     fn give(self: &Arc<Self>, mut grant: Grant) {
         let mut inner = self.lock();
         while let Some(waiter) = inner.waiters.pop_front() {
-            match waiter.send(grant) {
+            match waiter.grant.send(grant) {
                 Ok(()) => return,
                 Err(returned) => grant = returned,
             }
@@ -283,6 +370,7 @@ impl Pool {
                         inner.open -= 1;
                         drop(inner);
                         conn.close();
+                        self.closed(CloseReason::Shutdown);
                         return;
                     }
                     inner.idle.push(conn);
@@ -312,9 +400,10 @@ impl Pool {
             // Oldest-idle first: `idle` is used from the back.
             for conn in inner.idle.drain(..) {
                 let surplus = total_idle - expired.len() > self.settings.min_idle;
-                let too_idle = surplus && conn.idle_for() > self.settings.server_idle_timeout;
-                if too_idle || conn.age() > self.settings.server_lifetime {
-                    expired.push(conn);
+                if conn.age() > self.settings.server_lifetime {
+                    expired.push((conn, CloseReason::Lifetime));
+                } else if surplus && conn.idle_for() > self.settings.server_idle_timeout {
+                    expired.push((conn, CloseReason::IdleTimeout));
                 } else {
                     keep.push(conn);
                 }
@@ -323,7 +412,10 @@ impl Pool {
             inner.open -= expired.len();
             expired
         };
-        expired.into_iter().for_each(ServerConn::close);
+        for (conn, reason) in expired {
+            conn.close();
+            self.closed(reason);
+        }
         self.fill_min_idle();
     }
 
@@ -362,6 +454,7 @@ impl Pool {
             (std::mem::take(&mut inner.idle), std::mem::take(&mut inner.waiters))
         };
         drop(waiters);
+        self.metrics.closed(CloseReason::Shutdown, idle.len());
         idle.into_iter().for_each(ServerConn::close);
     }
 }

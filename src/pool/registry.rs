@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Pool, PoolKey};
 use crate::config::PoolSettings;
+use crate::metrics::{Metrics, PoolMetrics};
 use crate::server::Target;
 
 #[derive(Default)]
@@ -16,10 +17,16 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// The pool for `key`; created with `settings` and `target` if it does not exist.
-    pub fn get_or_create(&self, key: PoolKey, settings: PoolSettings, target: Target) -> Arc<Pool> {
+    /// The pool for `key`; created with `settings` and `target` if it does not exist, with
+    /// its label children in `metrics`.
+    pub fn get_or_create(&self, key: PoolKey, settings: PoolSettings, target: Target, metrics: &Metrics) -> Arc<Pool> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key.clone()).or_insert_with(|| Pool::new(key, settings, target, self.ids.clone())).clone()
+        map.entry(key.clone())
+            .or_insert_with(|| {
+                let children = PoolMetrics::new(&metrics.pools, &key);
+                Pool::new(key, settings, target, self.ids.clone(), children)
+            })
+            .clone()
     }
 
     pub fn all(&self) -> Vec<Arc<Pool>> {

@@ -65,6 +65,23 @@ pub enum ServerError {
     Query(Box<ErrorFields>),
 }
 
+impl ServerError {
+    /// A word for metrics (`pgate_server_connect_errors_total`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ServerError::Connect { .. } => "connect",
+            ServerError::ConnectTimeout { .. } => "timeout",
+            ServerError::Rejected { .. } => "rejected",
+            ServerError::NoPassword { .. } => "no_password",
+            ServerError::UnsupportedAuth { .. } | ServerError::Scram { .. } => "auth",
+            ServerError::TlsRefused { .. } | ServerError::Tls { .. } => "tls",
+            ServerError::Protocol(_) => "protocol",
+            ServerError::Closed | ServerError::Io(_) => "io",
+            ServerError::Query(_) => "query",
+        }
+    }
+}
+
 /// One PostgreSQL connection. Owned by the pool while idle and by one client task while
 /// checked out; the client task relays through `stream` and `buf` directly.
 #[derive(Debug)]

@@ -111,7 +111,7 @@ fn binary_reopens_on_sigusr1_and_flushes_on_sigterm() {
     let (path, moved) = (dir.path().join("audit.log"), dir.path().join("audit.log.1"));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
-        "[listen]\naddress = \"127.0.0.1:{port}\"\n[audit]\n{}\nformat = \"json\"\n{}",
+        "[listen]\naddress = \"127.0.0.1:{port}\"\n[metrics]\nenabled = false\n[audit]\n{}\nformat = \"json\"\n{}",
         sink_line(&path),
         routes_and_users(b.infra.port(), b.data.port())
     );

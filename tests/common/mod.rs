@@ -149,7 +149,14 @@ pub fn single_backend_config(head: &str, port: u16) -> String {
     )
 }
 
+/// The listen and metrics addresses on free ports (a `[metrics]` table in `head` keeps its
+/// own settings).
 fn with_listen(head: &str) -> String {
+    let head = if head.contains("[metrics]") {
+        head.to_owned()
+    } else {
+        format!("[metrics]\naddress = \"127.0.0.1:0\"\n{head}")
+    };
     if head.contains("[listen]") {
         head.replace("[listen]", "[listen]\naddress = \"127.0.0.1:0\"")
     } else {
@@ -160,6 +167,8 @@ fn with_listen(head: &str) -> String {
 /// pgate running in this test's runtime.
 pub struct Pgate {
     pub addr: SocketAddr,
+    /// Where /metrics, /healthz and /readyz are served (`None`: metrics are off).
+    pub metrics_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
@@ -171,12 +180,13 @@ impl Pgate {
         let snapshot = pgate::config::parse(config_text, Path::new("test.toml")).expect("test config is valid");
         let proxy = Proxy::bind(snapshot).await.expect("bind");
         let addr = proxy.local_addr().unwrap();
+        let metrics_addr = proxy.metrics_addr();
         let shared = proxy.shared();
         let (tx, rx) = oneshot::channel();
         let done = tokio::spawn(proxy.run(async {
             let _ = rx.await;
         }));
-        Pgate { addr, shared, stop: Some(tx), done: Some(done) }
+        Pgate { addr, metrics_addr, shared, stop: Some(tx), done: Some(done) }
     }
 
     pub fn port(&self) -> u16 {
@@ -201,11 +211,21 @@ impl Pgate {
         self.connect("alice", ALICE_PW, db).await.expect("alice connects")
     }
 
-    /// Stops accepting, drains and waits for the proxy to finish.
-    pub async fn stop(mut self) {
+    /// Starts the drain without waiting for it (see [`Self::stop`]).
+    pub fn begin_stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// True once the proxy's run has returned.
+    pub fn finished(&self) -> bool {
+        self.done.as_ref().is_none_or(|d| d.is_finished())
+    }
+
+    /// Stops accepting, drains and waits for the proxy to finish.
+    pub async fn stop(mut self) {
+        self.begin_stop();
         if let Some(done) = self.done.take() {
             let _ = tokio::time::timeout(Duration::from_secs(40), done).await;
         }
