@@ -91,7 +91,7 @@ impl Readiness {
         let mut missing = Vec::new();
         for name in config.backends.keys() {
             let reach = self.reach(name);
-            if !reach.last_ok.is_some_and(|(at, _)| at.elapsed() <= fresh) {
+            if reach.last_ok.is_none_or(|(at, _)| at.elapsed() > fresh) {
                 let why = reach.last_error.unwrap_or_else(|| "not probed yet".into());
                 missing.push(format!("backend {name} not reached in the last {fresh:?}: {why}"));
             }
