@@ -16,7 +16,7 @@
 #   SERVER_LOGINS concurrent session clients against a fresh pool, for the CPU per server
 #                 login (default 50; 0: skip that test)
 #   PGATE_BASELINE_BIN  a second pgate binary (e.g. an older commit) measured beside PGATE_BIN
-#                 in the server-login test
+#                 in the server-login test and the metrics-* rows
 #   JOBS          pgbench threads, -j (default 2)
 #   PGATE_BIN     use this pgate binary instead of running `cargo build --release`
 #   PG_BIN        directory with initdb, pg_ctl, postgres, psql, pgbench
@@ -60,12 +60,16 @@ die() { say "pgbench.sh: $*"; exit 1; }
 ALL_WORKLOADS=(select-simple-16 select-simple-128 select-extended-16 select-extended-128
     select-prepared-16 select-prepared-128 churn-16
     select-simple-500 select-extended-500 select-prepared-500 tls-select-simple-128 tls-churn-16
-    rules-select-simple-128 rules-select-extended-128)
+    rules-select-simple-128 rules-select-extended-128
+    metrics-select-simple-128 metrics-select-extended-128 metrics-select-prepared-128)
 # tls-* workloads connect with sslmode=require: pgate, PgBouncer and PostgreSQL terminate
 # TLS (one RSA 2048 certificate, made with openssl, for all three); the others use plaintext.
 workload_args() {
     case $1 in
     rules-select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
+    metrics-select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
+    metrics-select-extended-*) echo "-S -M extended -c ${1##*-}" ;;
+    metrics-select-prepared-*) echo "-S -M prepared -c ${1##*-}" ;;
     rules-select-extended-*) echo "-S -M extended -c ${1##*-}" ;;
     tls-select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
     tls-churn-16) echo "-S -M simple -C -c 16" ;;
@@ -80,20 +84,21 @@ workload_in_group() { # workload group
     local w=$1
     case $2 in
     all) return 0 ;;
-    default) [[ $w != select-prepared-500 ]] ;; # ~20 minutes with DURATION=10 ROUNDS=2
+    default) [[ $w != select-prepared-500 && $w != metrics-* ]] ;; # ~20 minutes with DURATION=10 ROUNDS=2
     earlier) [[ $w == select-simple-16 || $w == select-simple-128 || $w == select-extended-16 ||
         $w == select-extended-128 || $w == churn-16 ]] ;;
     targets) [[ $w == select-simple-128 || $w == select-extended-128 || $w == select-prepared-128 ||
         $w == churn-16 || $w == tls-churn-16 ]] ;;
     tls) [[ $w == tls-* ]] ;;
     rules) [[ $w == rules-* ]] ;;
+    metrics) [[ $w == metrics-* ]] ;;
     simple | extended | prepared) [[ $w == select-$2-* ]] ;;
     churn) [[ $w == *churn-* ]] ;;
     16 | 128 | 500) [[ $w == *-$2 ]] ;;
     *) return 1 ;;
     esac
 }
-WORKLOAD_GROUPS=(default all earlier targets simple extended prepared churn tls rules 16 128 500)
+WORKLOAD_GROUPS=(default all earlier targets simple extended prepared churn tls rules metrics 16 128 500)
 if [[ $WORKLOADS == list ]]; then
     for g in "${WORKLOAD_GROUPS[@]}"; do
         printf '%-9s' "$g"
@@ -128,6 +133,13 @@ RULES=0
 for w in "${SELECTED[@]}"; do [[ $w == rules-* ]] && RULES=1; done
 if ((RULES)) && [[ " ${MODES[*]} " != *" transaction "* ]]; then
     die "the rules-* workloads need transaction in MODES"
+fi
+# The metrics rows compare pgate in transaction mode with its metrics endpoint off and on,
+# scraped every second during each run (and PGATE_BASELINE_BIN, when given).
+METRICS=0
+for w in "${SELECTED[@]}"; do [[ $w == metrics-* ]] && METRICS=1; done
+if ((METRICS)) && [[ " ${MODES[*]} " != *" transaction "* ]]; then
+    die "the metrics-* workloads need transaction in MODES"
 fi
 
 # PgBouncer 1.18 has no prepared statements in transaction mode: -M prepared fails there every
@@ -287,14 +299,35 @@ for m in "${MODES[@]}"; do
     PORT[pgbouncer-$m]=$(free_port)
 done
 PORT[pgate-rules]=$(free_port)
+PORT[pgate-metrics]=$(free_port)
+PORT[baseline-metrics]=$(free_port)
+METRICS_PORT=$(free_port)
+
+# A pgate binary that knows [metrics] (an older baseline may not: its configuration then
+# has none, and it serves no endpoint).
+knows_metrics() { # binary
+    printf '[metrics]\nenabled = false\n[backends.b]\nhost = "127.0.0.1"\ndatabases = ["*"]\n' >"$WORK/knows.toml"
+    "$1" check --config "$WORK/knows.toml" >/dev/null 2>&1
+}
+# The [metrics] table of a pgate configuration: served (and scraped) for pgate-metrics,
+# off for the others, absent for a binary that predates it.
+metrics_table() { # name binary
+    if [[ $1 == pgate-metrics ]]; then
+        printf '[metrics]\naddress = "127.0.0.1:%s"\n' "$METRICS_PORT"
+    elif knows_metrics "$2"; then
+        printf '[metrics]\nenabled = false\n'
+    fi
+}
 
 proxy_log() { echo "$WORK/logs/$1.log"; }
 
-write_pgate_config() { # name mode [pool size]
+write_pgate_config() { # name mode [pool size] [binary]
     cat >"$WORK/$1.toml" <<EOF
 [listen]
 address = "127.0.0.1:${PORT[$1]}"
 max_client_connections = 5000
+
+$(metrics_table "$1" "${4:-$PGATE_BIN}")
 
 [tls]
 mode = "allow"
@@ -399,6 +432,15 @@ start_proxy() { # name
         WAIT_PID[$name]=$!
         PROXY_PID[$name]=$!
         ;;
+    pgate-metrics | baseline-metrics)
+        local bin=$PGATE_BIN
+        [[ $name == baseline-* ]] && bin=$PGATE_BASELINE_BIN
+        write_pgate_config "$name" transaction "$POOL_SIZE" "$bin"
+        (ulimit -n 8192 && PGATE_LOG=warn exec "$bin" run --config "$WORK/$name.toml") \
+            >>"$(proxy_log "$name")" 2>&1 &
+        WAIT_PID[$name]=$!
+        PROXY_PID[$name]=$!
+        ;;
     pgate-*)
         write_pgate_config "$name" "$mode"
         (ulimit -n 8192 && PGATE_LOG=warn exec "$PGATE_BIN" run --config "$WORK/$name.toml") \
@@ -445,6 +487,10 @@ for m in "${MODES[@]}"; do
     start_proxy "pgbouncer-$m"
 done
 ((RULES)) && start_proxy pgate-rules
+if ((METRICS)); then
+    start_proxy pgate-metrics
+    [[ -n $PGATE_BASELINE_BIN ]] && start_proxy baseline-metrics
+fi
 for name in "${!PROXY_PID[@]}"; do
     say "  $name: 127.0.0.1:${PORT[$name]}, pid ${PROXY_PID[$name]}"
 done
@@ -454,14 +500,44 @@ TARGETS=(direct)
 for m in "${MODES[@]}"; do TARGETS+=("pgate-$m" "pgbouncer-$m"); done
 # The targets a workload runs against.
 targets_for() { # workload
-    if [[ $1 == rules-* ]]; then echo "pgate-transaction pgate-rules"; else echo "${TARGETS[*]}"; fi
+    if [[ $1 == rules-* ]]; then
+        echo "pgate-transaction pgate-rules"
+    elif [[ $1 == metrics-* ]]; then
+        echo "pgate-transaction pgate-metrics${PGATE_BASELINE_BIN:+ baseline-metrics}"
+    else
+        echo "${TARGETS[*]}"
+    fi
 }
 
 RESULTS=$WORK/results.tsv
 PROBLEMS=$WORK/problems.txt
+SCRAPES=$WORK/scrapes.tsv
 : >"$RESULTS"
 : >"$PROBLEMS"
+: >"$SCRAPES"
 RUN_NO=0
+
+# Scrapes /metrics every second until killed, writing "<ok> <failed> <bytes>" to $2 after each.
+start_scraper() { # url counts-file
+    python3 - "$1" "$2" <<'PY' &
+import signal, sys, time, urllib.request
+url, out = sys.argv[1:]
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+ok = bad = size = 0
+while True:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            size = len(r.read())
+            ok += 1
+    except Exception:
+        bad += 1
+    with open(out, "w") as f:
+        f.write(f"{ok} {bad} {size}\n")
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+PY
+    SCRAPER_PID=$!
+}
 
 # What pgbench's errors say, most frequent first: the server's message for aborted clients
 # ("client 3 script 0 aborted in command 1 query 0: ERROR:  ..."), else its own error lines.
@@ -487,11 +563,22 @@ run_pgbench() {
     cmd="PGSSLMODE=$sslmode pgbench -n $args -j $JOBS -T $secs -h 127.0.0.1 -p $port -U bench bench"
     check_alive "$target" "the pause before: $cmd"
     pid=${PROXY_PID[$target]:-}
+    local scraped=
+    if [[ $target == pgate-metrics ]]; then
+        scraped=$WORK/logs/scrapes-$(printf %03d $RUN_NO).txt
+        echo "0 0 0" >"$scraped"
+        start_scraper "http://127.0.0.1:$METRICS_PORT/metrics" "$scraped"
+    fi
     [[ -n $pid ]] && before=$(cpu_ticks "$pid")
     # shellcheck disable=SC2086
     (ulimit -n 8192 && PGSSLMODE=$sslmode exec "$PGBENCH" -n $args -j "$JOBS" -T "$secs" -h 127.0.0.1 -p "$port" -U bench bench) \
         >"$out" 2>&1 || rc=$?
     [[ -n $pid ]] && after=$(cpu_ticks "$pid")
+    if [[ -n $scraped ]]; then
+        kill -TERM "$SCRAPER_PID" 2>/dev/null || true
+        wait "$SCRAPER_PID" 2>/dev/null || true
+        ((round > 0)) && printf '%s\t%s\t%s\n' "$workload" "$round" "$(tr ' ' '\t' <"$scraped")" >>"$SCRAPES"
+    fi
     local tps tx failed aborted clients message
     tps=$(awk '/^tps = / { print $3; exit }' "$out")
     tx=$(awk -F': ' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1]; exit }' "$out")
@@ -595,7 +682,7 @@ for round in $(seq "$ROUNDS"); do
         pgate-logins | baseline-logins)
             bin=$PGATE_BIN
             [[ $name == baseline-* ]] && bin=$PGATE_BASELINE_BIN
-            write_pgate_config "$name" session $((SERVER_LOGINS + 10))
+            write_pgate_config "$name" session $((SERVER_LOGINS + 10)) "$bin"
             (ulimit -n 8192 && PGATE_LOG=warn exec "$bin" run --config "$WORK/$name.toml") \
                 >>"$(proxy_log "$name")" 2>&1 &
             WAIT_PID[$name]=$!
@@ -695,10 +782,10 @@ done
 
 # ---------------------------------------------------------------- report
 for c in "${CRASHES[@]}"; do echo "$c" >>"$PROBLEMS"; done
-python3 - "$RESULTS" "$IDLE" "$PROBLEMS" "$CLK_TCK" "$DURATION" "$ROUNDS" "$POOL_SIZE" "$JOBS" "$LOGINS" <<'EOF'
+python3 - "$RESULTS" "$IDLE" "$PROBLEMS" "$CLK_TCK" "$DURATION" "$ROUNDS" "$POOL_SIZE" "$JOBS" "$LOGINS" "$SCRAPES" <<'EOF'
 import statistics, sys
 
-results, idle, problems, clk, duration, rounds, pool, jobs, logins = sys.argv[1:]
+results, idle, problems, clk, duration, rounds, pool, jobs, logins, scrapes = sys.argv[1:]
 clk = int(clk)
 
 # (workload, target) -> list of dict(tps, tx, cpu ticks, status, aborted, clients, message)
@@ -708,7 +795,7 @@ for line in open(results):
     w, t, _r, tps, tx, cpu, status, aborted, clients, message = line.rstrip("\n").split("\t")
     runs.setdefault((w, t), []).append(dict(tps=float(tps), tx=int(tx), cpu=int(cpu), status=status,
                                             aborted=int(aborted), clients=int(clients), message=message))
-    if w not in workloads and not w.startswith("rules-"):
+    if w not in workloads and not w.startswith(("rules-", "metrics-")):
         workloads.append(w)
 
 def ok_runs(w, t):
@@ -840,6 +927,36 @@ if rules:
               f"{ratio(tps(w, b), tps(w, a)):>9}  {num(cpu_ms(w, a), '.1f'):>7}  {num(cpu_ms(w, b), '.1f'):>7}  "
               f"{ratio(cpu_ms(w, b), cpu_ms(w, a)):>9}  {num(max(worst) if worst else None, '.1f'):>16}")
     print("targets: TPS ratio >= 0.90x (at most 10% cost), CPU ratio <= 1.15x (at most 15% more CPU per transaction)")
+
+scrape_rows = {}
+for line in open(scrapes):
+    w, _round, good, bad, size = line.rstrip("\n").split("\t")
+    scrape_rows.setdefault(w, []).append((int(good), int(bad), int(size)))
+metric_rows = [w for w in ("metrics-select-simple-128", "metrics-select-extended-128", "metrics-select-prepared-128")
+               if (w, "pgate-metrics") in runs]
+if metric_rows:
+    base = any((w, "baseline-metrics") in runs for w in metric_rows)
+    print()
+    print("metrics (transaction mode): pgate with its endpoint off vs on and scraped every second during the")
+    print("run; same run, alternating" + ("; baseline: PGATE_BASELINE_BIN" if base else ""))
+    head = f"{'workload':<30}  {'off':>8}  {'on+scrape':>9}  {'TPS ratio':>9}  {'CPU/tx off':>10}  {'on':>7}  {'CPU ratio':>9}  {'scrapes ok/failed':>17}  {'KiB/scrape':>10}"
+    if base:
+        head += f"  {'baseline':>8}  {'off/baseline':>12}  {'CPU baseline':>12}"
+    print(head)
+    print("  ".join("-" * len(c) for c in head.split("  ") if c))
+    for w in metric_rows:
+        a, b = "pgate-transaction", "pgate-metrics"
+        sc = scrape_rows.get(w, [])
+        good, bad = sum(g for g, _b, _s in sc), sum(x for _g, x, _s in sc)
+        kib = max((s for _g, _b, s in sc), default=0) / 1024
+        line = (f"{'select-only ' + w.split('-')[2] + ', 128 clients':<30}  {cell(w, a):>8}  {cell(w, b):>9}  "
+                f"{ratio(tps(w, b), tps(w, a)):>9}  {num(cpu_ms(w, a), '.1f'):>10}  {num(cpu_ms(w, b), '.1f'):>7}  "
+                f"{ratio(cpu_ms(w, b), cpu_ms(w, a)):>9}  {f'{good}/{bad}':>17}  {kib:>10.1f}")
+        if base:
+            c = "baseline-metrics"
+            line += f"  {cell(w, c):>8}  {ratio(tps(w, a), tps(w, c)):>12}  {num(cpu_ms(w, c), '.1f'):>12}"
+        print(line)
+    print("target: TPS ratio >= 0.97x (at most 3% cost for metrics on and scraped every second)")
 
 login_rows = {}
 for line in open(logins):
