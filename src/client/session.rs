@@ -185,13 +185,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Next::Terminate = self.wait_for_request().await? {
                 return Ok(());
             }
+            self.login.waiting();
             let mut server = match self.login.pool.checkout().await {
                 Ok(server) => server,
                 Err(e) => {
+                    self.login.idle();
                     self.refuse_request(Error::Checkout(e)).await?;
                     continue;
                 }
             };
+            self.login.serving(&server);
             if self.settings.mode == PoolMode::Session {
                 server.reset_on_release();
             }
@@ -199,6 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let end = self.serve_with(&mut server).await;
             self.login.cancel.set(None);
             self.login.cancel.settle().await;
+            self.login.idle();
             match end? {
                 RelayEnd::Released => continue,
                 RelayEnd::ClientGone => return Ok(()),
