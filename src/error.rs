@@ -149,8 +149,12 @@ fn admin_response(e: &AdminError) -> ErrorFields {
             (sqlstate::INVALID_CATALOG_NAME, Some("SHOW DATABASES lists the databases pgate routes"))
         }
         AdminError::ConsoleDatabase { .. } => (sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, None),
-        AdminError::NoSuchClient(_) => (sqlstate::UNDEFINED_OBJECT, Some("SHOW CLIENTS lists the clients and their ids")),
-        AdminError::NotPaused { .. } => (sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, Some("SHOW DATABASES shows what is paused")),
+        AdminError::NoSuchClient(_) => {
+            (sqlstate::UNDEFINED_OBJECT, Some("SHOW CLIENTS lists the clients and their ids"))
+        }
+        AdminError::NotPaused { .. } => {
+            (sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, Some("SHOW DATABASES shows what is paused"))
+        }
         AdminError::Reload(_) | AdminError::TlsReload(_) => (sqlstate::CONFIG_FILE_ERROR, None),
         AdminError::ExtendedProtocol => {
             (sqlstate::FEATURE_NOT_SUPPORTED, Some("use psql, or a driver's simple query mode"))

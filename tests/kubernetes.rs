@@ -28,7 +28,8 @@ fn port_of(config: &toml::Value, table: &str) -> i64 {
 fn configmap_toml(name: &str) -> toml::Value {
     let map = manifest(name);
     let text = map["data"]["pgate.toml"].as_str().expect("data.pgate.toml");
-    toml::from_str::<pgate::config::RawConfig>(text).unwrap_or_else(|e| panic!("{name}: not a pgate configuration: {e}"));
+    toml::from_str::<pgate::config::RawConfig>(text)
+        .unwrap_or_else(|e| panic!("{name}: not a pgate configuration: {e}"));
     toml::from_str(text).unwrap()
 }
 
@@ -86,7 +87,8 @@ fn the_deployment_matches_the_configuration() {
     }
     // The drain finishes before the kubelet kills the pod.
     let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap();
-    let drain: std::time::Duration = humantime::parse_duration(config["listen"]["shutdown_timeout"].as_str().unwrap()).unwrap();
+    let drain: std::time::Duration =
+        humantime::parse_duration(config["listen"]["shutdown_timeout"].as_str().unwrap()).unwrap();
     let pause = container["lifecycle"]["preStop"]["exec"]["command"][1].as_str().unwrap().parse::<u64>().unwrap();
     assert!(grace as u64 > drain.as_secs() + pause, "grace {grace}s, drain {drain:?} + preStop {pause}s");
 }
@@ -116,7 +118,10 @@ fn the_jupyterhub_sidecar_serves_its_notebook_on_localhost() {
     let singleuser = &values["singleuser"];
     assert!(config["listen"]["address"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(singleuser["extraEnv"]["PGHOST"].as_str(), Some("127.0.0.1"));
-    assert_eq!(singleuser["extraEnv"]["PGPORT"].as_str().map(|p| p.parse::<i64>().unwrap()), Some(port_of(&config, "listen")));
+    assert_eq!(
+        singleuser["extraEnv"]["PGPORT"].as_str().map(|p| p.parse::<i64>().unwrap()),
+        Some(port_of(&config, "listen"))
+    );
     let sidecar = &singleuser["extraContainers"][0];
     assert_eq!(sidecar["readinessProbe"]["httpGet"]["port"].as_i64(), Some(port_of(&config, "metrics")));
     let mounts: Vec<&str> =

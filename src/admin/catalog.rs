@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::table::{NULL, Table, Type, num, text};
 use super::DATABASE;
+use super::table::{NULL, Table, Type, num, text};
 use crate::config::{PoolSettings, RouteEntry, Snapshot, User};
 use crate::pool::PoolKey;
 use crate::proxy::Shared;
@@ -203,7 +203,12 @@ pub fn config(shared: &Shared) -> Table {
         ("pool.connect_timeout", dur(p.connect_timeout), dur(d.connect_timeout), true),
         ("pool.server_check_delay", dur(p.server_check_delay), dur(d.server_check_delay), true),
         ("pool.reset_timeout", dur(p.reset_timeout), dur(d.reset_timeout), true),
-        ("pool.max_prepared_statements", p.max_prepared_statements.to_string(), d.max_prepared_statements.to_string(), true),
+        (
+            "pool.max_prepared_statements",
+            p.max_prepared_statements.to_string(),
+            d.max_prepared_statements.to_string(),
+            true,
+        ),
         ("pool.on_session_state", p.on_session_state.to_string(), d.on_session_state.to_string(), true),
         ("tls.mode", s.tls.as_ref().map_or("disable".into(), |t| t.mode.to_string()), "disable".into(), true),
         ("audit.sink", s.audit.as_ref().map(|a| a.sink.to_string()).unwrap_or_default(), "".into(), false),

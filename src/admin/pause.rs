@@ -97,7 +97,11 @@ pub async fn pause(shared: &Shared, database: Option<&str>) -> Result<(), AdminE
         pools.iter().for_each(|p| p.pause());
         pools
     };
-    tracing::info!(database = database.unwrap_or("(all)"), pools = pools.len(), "PAUSE: waiting for servers to come free");
+    tracing::info!(
+        database = database.unwrap_or("(all)"),
+        pools = pools.len(),
+        "PAUSE: waiting for servers to come free"
+    );
     for pool in &pools {
         pool.reconnect();
     }

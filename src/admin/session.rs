@@ -83,7 +83,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let ended = session.serve().await;
     if let (Some(auditor), Some(context)) = (&session.shared.auditor, &session.admin.audit) {
-        let _ = auditor.record(Record { time: SystemTime::now(), context: context.clone(), event: Event::Logout }).await;
+        let _ =
+            auditor.record(Record { time: SystemTime::now(), context: context.clone(), event: Event::Logout }).await;
     }
     match ended {
         Ok(()) => tracing::info!("admin console session ended"),

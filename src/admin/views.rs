@@ -125,15 +125,15 @@ pub fn servers(shared: &Shared) -> Table {
     let mut t = Table::new(&SOCKET_COLUMNS);
     let pools = sorted_pools(shared);
     let labels = Labels::of(&pools);
-    let clients: HashMap<u64, Arc<ClientEntry>> =
-        shared.console.clients.all().into_iter().map(|c| (c.id, c)).collect();
+    let clients: HashMap<u64, Arc<ClientEntry>> = shared.console.clients.all().into_iter().map(|c| (c.id, c)).collect();
     for pool in &pools {
         let backend = &pool.target().backend;
         let mut servers = pool.servers();
         servers.sort_by_key(|s| s.facts.id);
         for server in servers {
             let f = &server.facts;
-            let client = f.link().filter(|_| server.state == crate::pool::ServerUse::Active).and_then(|id| clients.get(&id));
+            let client =
+                f.link().filter(|_| server.state == crate::pool::ServerUse::Active).and_then(|id| clients.get(&id));
             t.push(vec![
                 text("S"),
                 text(&pool.key().user),

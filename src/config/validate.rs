@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::model::{AuthMethod, RawConfig, RawPool, RawTls, RawUser, SslMode};
 use super::secret::{ScramVerifier, StoredPassword, expand_env, read_secret_file};
 use super::snapshot::{
-    Admin, Auth, AuthLookup, Backend, BackendTlsSettings, DEFAULT_AUTH_QUERY, Listen, PoolSettings, RouteEntry, RouteTable,
-    Snapshot, TlsSettings, User,
+    Admin, Auth, AuthLookup, Backend, BackendTlsSettings, DEFAULT_AUTH_QUERY, Listen, PoolSettings, RouteEntry,
+    RouteTable, Snapshot, TlsSettings, User,
 };
 use super::{ConfigError, Source};
 

@@ -17,10 +17,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use connect::{Target, connect};
 pub use facts::ServerFacts;
-pub use tally::Finished;
 pub use state::{ServerEvent, ServerState};
 pub use statements::ServerStatements;
 pub use stream::ServerStream;
+pub use tally::Finished;
 
 use crate::params::Params;
 use crate::protocol::codes::backend;

@@ -201,6 +201,31 @@ impl Pgate {
         self.connect("alice", ALICE_PW, db).await.expect("alice connects")
     }
 
+    /// pgate running on a configuration file (for RELOAD); the listen address in the file
+    /// should be `127.0.0.1:0`.
+    pub async fn start_file(path: &Path) -> Pgate {
+        init_logging();
+        let snapshot = pgate::config::load(path).expect("test config file is valid");
+        let proxy = Proxy::bind(snapshot).await.expect("bind");
+        let addr = proxy.local_addr().unwrap();
+        let shared = proxy.shared();
+        let (tx, rx) = oneshot::channel();
+        let done = tokio::spawn(proxy.run(async {
+            let _ = rx.await;
+        }));
+        Pgate { addr, shared, stop: Some(tx), done: Some(done) }
+    }
+
+    /// Waits up to `timeout` for pgate to stop on its own (an admin's SHUTDOWN); true if it did.
+    pub async fn stopped_within(&mut self, timeout: Duration) -> bool {
+        let Some(done) = self.done.as_mut() else { return true };
+        let stopped = tokio::time::timeout(timeout, done).await.is_ok();
+        if stopped {
+            self.done = None;
+        }
+        stopped
+    }
+
     /// Stops accepting, drains and waits for the proxy to finish.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
