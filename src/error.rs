@@ -2,6 +2,7 @@
 //! ErrorResponse: severity, SQLSTATE, message, hint.
 
 use crate::access::LoginDenial;
+use crate::admin::AdminError;
 use crate::auth::AuthError;
 use crate::params::ParamError;
 use crate::pool::PoolError;
@@ -51,6 +52,15 @@ pub enum Error {
     /// A server rejected the settings the client asked for at startup.
     #[error("{}", .0.message)]
     StartupSetting(Box<ErrorFields>),
+    /// An admin console command failed; the console stays usable.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// A user not listed in `[admin] users` asked for the admin console.
+    #[error("user \"{0}\" is not an admin user (admin.users); the database \"pgate\" is pgate's admin console")]
+    NotAdmin(String),
+    /// An admin ended this client's session (KILL_CLIENT).
+    #[error("terminating connection: terminated by an administrator (KILL_CLIENT)")]
+    Killed,
     /// The client's socket failed: there is nobody left to tell.
     #[error("client connection failed: {0}")]
     ClientIo(#[from] std::io::Error),
@@ -62,7 +72,7 @@ pub const ERROR: &str = "ERROR";
 impl Error {
     /// True when the client can keep using its session after this error.
     pub fn keeps_session(&self) -> bool {
-        matches!(self, Error::Checkout(_) | Error::TransactionInStatementPooling)
+        matches!(self, Error::Checkout(_) | Error::TransactionInStatementPooling | Error::Admin(_))
     }
 
     /// The ErrorResponse a client gets; `None` when the client is gone.
@@ -112,6 +122,12 @@ impl Error {
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 Some("run each statement on its own, or use a pool in transaction mode for this client"),
             ),
+            Error::Admin(e) => return Some(admin_response(e)),
+            Error::NotAdmin(_) => (
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                Some("connect to a routed database, or ask the operator to list you in [admin] users"),
+            ),
+            Error::Killed => (sqlstate::ADMIN_SHUTDOWN, Some("reconnect if you still need a session")),
             Error::ServerLost(_) => {
                 (sqlstate::CONNECTION_FAILURE, Some("the transaction was lost; reconnect and retry it"))
             }
@@ -123,6 +139,33 @@ impl Error {
             detail: None,
             hint: hint.map(Into::into),
         })
+    }
+}
+
+fn admin_response(e: &AdminError) -> ErrorFields {
+    let (code, hint) = match e {
+        AdminError::Syntax { .. } => (sqlstate::SYNTAX_ERROR, Some(crate::admin::COMMANDS_HINT)),
+        AdminError::NoSuchDatabase { .. } => {
+            (sqlstate::INVALID_CATALOG_NAME, Some("SHOW DATABASES lists the databases pgate routes"))
+        }
+        AdminError::ConsoleDatabase { .. } => (sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, None),
+        AdminError::NoSuchClient(_) => {
+            (sqlstate::UNDEFINED_OBJECT, Some("SHOW CLIENTS lists the clients and their ids"))
+        }
+        AdminError::NotPaused { .. } => {
+            (sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, Some("SHOW DATABASES shows what is paused"))
+        }
+        AdminError::Reload(_) | AdminError::TlsReload(_) => (sqlstate::CONFIG_FILE_ERROR, None),
+        AdminError::ExtendedProtocol => {
+            (sqlstate::FEATURE_NOT_SUPPORTED, Some("use psql, or a driver's simple query mode"))
+        }
+    };
+    ErrorFields {
+        severity: ERROR.into(),
+        code: code.into(),
+        message: e.to_string(),
+        detail: None,
+        hint: hint.map(Into::into),
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! # Map of the crate
 //! - [`proxy`]: listener, accept loop, shared state, client limit, janitor, shutdown.
+//! - [`admin`]: the admin console (database `pgate`): SHOW views, PAUSE, RELOAD, ...
 //! - [`access`]: workspaces: who may reach which database, what each statement may do.
 //! - [`client`]: one client connection: startup packets, login, the session loop.
 //! - [`auth`]: client authentication exchanges (SCRAM-SHA-256(-PLUS), md5, cert, trust).
@@ -36,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cancel;

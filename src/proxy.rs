@@ -52,6 +52,8 @@ pub struct Shared {
     pub auditor: Option<Arc<crate::audit::Auditor>>,
     /// Clients per workspace, for their max_client_connections.
     pub workspace_clients: crate::access::WorkspaceClients,
+    /// The admin console: the registry of clients, pauses, SHUTDOWN.
+    pub console: crate::admin::Console,
     clients: AtomicUsize,
     shutdown: watch::Sender<bool>,
 }
@@ -75,6 +77,7 @@ impl Shared {
             classifier: crate::sql::classify::ClassifierCache::new(CLASSIFIER_CACHE),
             auditor,
             workspace_clients: Default::default(),
+            console: Default::default(),
             clients: AtomicUsize::new(0),
             shutdown: watch::Sender::new(false),
         }))
@@ -200,6 +203,8 @@ impl Proxy {
         stop: impl std::future::Future<Output = ()>,
         hurry: impl std::future::Future<Output = ()>,
     ) {
+        // An admin's SHUTDOWN stops pgate like a signal does.
+        let stop = crate::admin::until_stopped(self.shared.clone(), stop);
         let janitor = tokio::spawn(janitor(self.shared.clone()));
         let probes = tokio::spawn(crate::metrics::probe_backends(self.shared.clone()));
         if let Some(address) = self.metrics_addr() {

@@ -143,6 +143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                     self.cbuf.advance(pos + total);
                     for (name, prepared) in parsed {
+                        self.login.pool.live().totals.client_parse();
                         self.statements.insert(name, prepared);
                         self.out.extend_from_slice(&extended::parse_complete());
                     }
@@ -339,6 +340,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         }
         let name = Bytes::copy_from_slice(parse.name);
+        self.login.pool.live().totals.client_parse();
         if let Some(existing) = self.statements.get(&name).cloned() {
             // The name is taken: let the server say so, about its pool-wide statement.
             self.ensure(server, &existing);

@@ -11,6 +11,7 @@ use super::TlsFacts;
 use super::inspect::Inspector;
 use super::io::{flush, read_frame};
 use crate::access::{Identity, Permit, WORKSPACE_SETTING, WorkspaceSlot};
+use crate::admin::Registration;
 use crate::audit::SessionContext;
 use crate::auth::derived::{ScramKeys, ServerPassword};
 use crate::auth::passthrough::Passthrough;
@@ -25,7 +26,7 @@ use crate::protocol::codes::{frontend, tx_status};
 use crate::protocol::{StartupMessage, messages};
 use crate::proxy::Shared;
 use crate::routing;
-use crate::server::Target;
+use crate::server::{ServerConn, Target};
 
 /// A client that passed login, ready for its session.
 pub struct LoggedIn {
@@ -44,6 +45,31 @@ pub struct LoggedIn {
     pub workspace_slot: Option<WorkspaceSlot>,
     /// How the client proved who it is, as the audit log names it.
     pub method: &'static str,
+    /// The client's entry in the admin console's registry (set once the session starts).
+    pub registration: Option<Registration>,
+}
+
+impl LoggedIn {
+    /// A request waits for a server (SHOW CLIENTS, SHOW POOLS).
+    pub fn waiting(&self) {
+        if let Some(r) = &self.registration {
+            r.waiting();
+        }
+    }
+
+    /// `server` now works for the client.
+    pub fn serving(&self, server: &ServerConn) {
+        if let Some(r) = &self.registration {
+            r.serving(server);
+        }
+    }
+
+    /// No server, no request under way.
+    pub fn idle(&self) {
+        if let Some(r) = &self.registration {
+            r.idle();
+        }
+    }
 }
 
 /// Logs a client in; `pending` holds what the client sent after its StartupMessage, `tls`
@@ -91,13 +117,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(e);
         }
     };
-    let user = match configured {
-        Some(user) => user,
-        // A certificate or a secret from the backend proves who the client is; the server
-        // login then needs no password from the configuration.
-        None if by_certificate || fetched.is_some() => Arc::new(User::implicit(&user_name)),
-        None => return Err(AuthError::PasswordFailed(user_name).into()),
-    };
+    let user = proven_user(configured, &user_name, by_certificate, fetched.is_some())?;
     let certificate = tls.and_then(|t| t.peer.as_ref());
     let who = Identity { user: &user_name, certificate, database: &database, requested: params.get(WORKSPACE_SETTING) };
     let permit = snapshot.workspaces.authorize(who)?;
@@ -118,7 +138,34 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     let facts = Facts { peer, user: &user_name, database: &database, tls, cancel: &cancel };
     let inspect = inspector(shared, &facts, permit, &pool, &params);
     flush(stream, &mut out).await?;
-    Ok(LoggedIn { pending, user: user_name, database, pool, params, cancel, inspect, workspace_slot, method })
+    Ok(LoggedIn {
+        pending,
+        user: user_name,
+        database,
+        pool,
+        params,
+        cancel,
+        inspect,
+        workspace_slot,
+        method,
+        registration: None,
+    })
+}
+
+/// The user a successful authentication proved: the configured one, or, for a user the
+/// configuration does not list, one known by certificate or by a secret from the backend
+/// (whose server login then needs no configured password).
+pub(crate) fn proven_user(
+    configured: Option<Arc<User>>,
+    name: &str,
+    by_certificate: bool,
+    fetched: bool,
+) -> Result<Arc<User>, AuthError> {
+    match configured {
+        Some(user) => Ok(user),
+        None if by_certificate || fetched => Ok(Arc::new(User::implicit(name))),
+        None => Err(AuthError::PasswordFailed(name.to_owned())),
+    }
 }
 
 /// What the audit context of a session is made of.
@@ -169,7 +216,7 @@ fn inspector(
 }
 
 /// What `[tls] mode` demands of the connection itself, before any password.
-fn check_transport(snapshot: &Snapshot, tls: Option<&TlsFacts>, user: &str) -> Result<(), AuthError> {
+pub(crate) fn check_transport(snapshot: &Snapshot, tls: Option<&TlsFacts>, user: &str) -> Result<(), AuthError> {
     let Some(settings) = &snapshot.tls else { return Ok(()) };
     match (settings.mode, tls) {
         (SslMode::Require, None) => Err(AuthError::TlsRequired("require")),
@@ -228,7 +275,7 @@ fn welcome(out: &mut BytesMut, defaults: &Params, client: &Params, cancel: &Canc
 }
 
 /// Runs the exchange; a SCRAM login also yields the client's ClientKey (for passthrough).
-async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     out: &mut BytesMut,

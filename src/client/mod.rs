@@ -3,14 +3,15 @@
 //! under the pool mode of its pool.
 
 mod after;
-mod audit_log;
+pub(crate) mod audit_log;
+mod counted;
 mod expect;
 mod forward;
 mod handshake;
 mod inspect;
-mod io;
-mod login;
-mod lookup;
+pub(crate) mod io;
+pub(crate) mod login;
+pub(crate) mod lookup;
 mod reply;
 mod session;
 mod start_tls;
@@ -49,6 +50,8 @@ pub enum Admission {
 /// What every step of one connection needs to know.
 struct Conn {
     peer: SocketAddr,
+    /// pgate's end of the connection (SHOW CLIENTS).
+    local: Option<SocketAddr>,
     shared: Arc<Shared>,
     admission: Admission,
     deadline: Instant,
@@ -57,7 +60,8 @@ struct Conn {
 /// Serves one accepted connection to its end.
 pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admission: Admission) {
     let login_timeout = shared.config.load().listen.login_timeout;
-    let conn = Conn { peer, shared, admission, deadline: Instant::now() + login_timeout };
+    let local = tcp.local_addr().ok();
+    let conn = Conn { peer, local, shared, admission, deadline: Instant::now() + login_timeout };
     let tls = conn.shared.client_tls();
     if let Some(tls) = &tls
         && start_tls::opens_with_tls(&tcp, conn.deadline).await
@@ -92,7 +96,7 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
     tls: Option<TlsFacts>,
     conn: Conn,
 ) {
-    let Conn { peer, shared, admission, deadline } = conn;
+    let Conn { peer, local, shared, admission, deadline } = conn;
     let snapshot = shared.config.load_full();
     let early = match admission {
         Admission::OverLimit(max) => Some(Error::TooManyClients(max)),
@@ -102,6 +106,10 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(e) = early {
         shared.metrics.login("none", Err(&e), &snapshot.workspaces);
         return refuse(&mut stream, peer, e).await;
+    }
+    if crate::admin::wants_console(&startup) {
+        let origin = crate::admin::Origin { peer, local, tls, deadline };
+        return crate::admin::serve(stream, pending, startup, origin, shared).await;
     }
     let claimed = shared.auditor.is_some().then(|| audit_log::Claimed::of(&startup, peer, tls.as_ref()));
     let mut method = "none";
@@ -126,13 +134,45 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
     let tls_version = tls.as_ref().map(|t| t.version).unwrap_or("none");
     let span =
         tracing::debug_span!("client", %peer, user = %logged_in.user, db = %logged_in.database, tls = tls_version);
-    run_session(stream, logged_in, shared).instrument(span).await;
+    let origin = Origin { peer, local, tls: tls.map(|t| t.version) };
+    run_session(stream, logged_in, origin, shared).instrument(span).await;
 }
 
-async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, logged_in: login::LoggedIn, shared: Arc<Shared>) {
+/// Where a client connected from, for the admin console's registry.
+struct Origin {
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    tls: Option<&'static str>,
+}
+
+async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    mut logged_in: login::LoggedIn,
+    origin: Origin,
+    shared: Arc<Shared>,
+) {
     tracing::debug!("logged in");
+    let registration = shared.console.register(crate::admin::ClientInfo {
+        peer: origin.peer,
+        local: origin.local,
+        user: logged_in.user.clone(),
+        database: logged_in.database.clone(),
+        pool: Some(logged_in.pool.clone()),
+        tls: origin.tls,
+        application_name: logged_in.params.get("application_name").unwrap_or_default().to_owned(),
+        session: logged_in.cancel.key().pid,
+    });
+    let entry = registration.entry().clone();
+    logged_in.registration = Some(registration);
+    // The client's bytes count in its pool's totals (SHOW STATS).
+    let stream = counted::Counted::new(stream, logged_in.pool.clone());
     let mut session = Session::new(stream, logged_in, shared);
-    let ended = session.run().await;
+    // KILL_CLIENT ends the session wherever it is; the server it held is closed or reset
+    // as for a client that vanished.
+    let ended = tokio::select! {
+        ended = session.run() => ended,
+        () = entry.killed() => Err(Error::Killed),
+    };
     session.finish_audit().await;
     match ended {
         Ok(()) => tracing::debug!("session ended"),

@@ -210,6 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ProtocolError::Unexpected { code: backend::READY_FOR_QUERY, during: "relay: no request was pending" };
             return Err(server_desync(e));
         }
+        self.login.pool.live().totals.finished(server.finished());
         let in_transaction = matches!(server.state(), ServerState::IdleInTransaction { .. });
         if self.settings.mode == PoolMode::Statement && in_transaction && self.pinned.is_empty() {
             // Statement pooling cannot keep a server for a transaction: end it, and tell the

@@ -198,6 +198,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Ok(());
             }
             self.presence.set(ClientState::Waiting);
+            self.login.waiting();
             let asked = Instant::now();
             let checkout = self.login.pool.checkout().await;
             self.login.pool.metrics().checkout_wait.observe(seconds(asked.elapsed()));
@@ -206,11 +207,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Err(e) => {
                     self.login.pool.metrics().checkout_error(&e);
                     self.presence.set(ClientState::Idle);
+                    self.login.idle();
                     self.refuse_request(Error::Checkout(e)).await?;
                     continue;
                 }
             };
             self.presence.set(ClientState::Active);
+            self.login.serving(&server);
             if self.settings.mode == PoolMode::Session {
                 server.reset_on_release();
             }
@@ -221,6 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // The server goes back only now: no cancel can reach it on this client's behalf.
             drop(server);
             self.presence.set(ClientState::Idle);
+            self.login.idle();
             match end? {
                 RelayEnd::Released => continue,
                 RelayEnd::ClientGone => return Ok(()),

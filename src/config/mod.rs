@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub use model::{AuthMethod, OnSessionState, PoolMode, RawConfig, RawPool, SslMode, TlsVersion};
 pub use secret::{ScramVerifier, StoredPassword};
+pub use snapshot::Admin;
 pub use snapshot::{
     Auth, AuthLookup, Backend, BackendTlsSettings, Listen, MetricsSettings, PoolSettings, RouteEntry, RouteTable,
     Snapshot, TlsSettings, User,

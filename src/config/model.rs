@@ -14,6 +14,8 @@ use toml::Spanned;
 pub struct RawConfig {
     pub listen: RawListen,
     pub auth: RawAuth,
+    /// `[admin]`: who may use the admin console (the virtual database `pgate`).
+    pub admin: RawAdmin,
     pub pool: RawPool,
     pub tls: Option<RawTls>,
     pub backends: BTreeMap<String, RawBackend>,
@@ -72,6 +74,14 @@ impl Default for RawMetrics {
             probe_timeout: Duration::from_secs(3),
         }
     }
+}
+
+/// `[admin]`: the users who may connect to the admin console. They log in like any user
+/// (a `[[users]]` entry, `auth_query`, or a certificate); everyone else is refused there.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub users: Vec<Spanned<String>>,
 }
 
 /// libpq's sslmode values; for clients they say what pgate demands of them, for backends

@@ -1,6 +1,6 @@
 //! The validated, typed, immutable configuration that the proxy runs on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub source: PathBuf,
     pub listen: Listen,
     pub auth: Auth,
+    /// `[admin]`: who may use the admin console.
+    pub admin: Admin,
     /// Client-facing TLS; `None` when disabled.
     pub tls: Option<TlsSettings>,
     pub backends: BTreeMap<String, Arc<Backend>>,
@@ -49,6 +51,18 @@ pub struct Listen {
     pub max_client_connections: usize,
     pub login_timeout: Duration,
     pub shutdown_timeout: Duration,
+}
+
+/// The admin console's users (`[admin] users`); empty: nobody may use it.
+#[derive(Debug, Clone, Default)]
+pub struct Admin {
+    pub users: BTreeSet<String>,
+}
+
+impl Admin {
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.users.contains(user)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +260,11 @@ impl Snapshot {
             .apply(&route.backend.pool)
             .apply(&route.pool)
             .apply(&user.pool)
+    }
+
+    /// The `[pool]` settings, before any backend, database or user override.
+    pub fn default_pool_settings(&self) -> PoolSettings {
+        PoolSettings::default().apply(&self.pool_defaults)
     }
 
     /// The client-facing database names with a route, for error messages and `check`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::model::{AuthMethod, RawConfig, RawPool, RawTls, RawUser, SslMode};
 use super::secret::{ScramVerifier, StoredPassword, expand_env, read_secret_file};
 use super::snapshot::{
-    Auth, AuthLookup, Backend, BackendTlsSettings, DEFAULT_AUTH_QUERY, Listen, MetricsSettings, PoolSettings,
+    Admin, Auth, AuthLookup, Backend, BackendTlsSettings, DEFAULT_AUTH_QUERY, Listen, MetricsSettings, PoolSettings,
     RouteEntry, RouteTable, Snapshot, TlsSettings, User,
 };
 use super::{ConfigError, Source};
@@ -33,6 +33,7 @@ pub(super) fn build(raw: RawConfig, src: &Source) -> Result<Snapshot, ConfigErro
     let routes = build_routes(&raw, &backends, src)?;
     let users = build_users(raw.users, &auth, src)?;
     let auth = lookup_password(auth, &users, src)?;
+    let admin = build_admin(&raw.admin, &routes, src)?;
     check_cert_auth(&auth, &users, tls.as_ref(), src)?;
     let workspaces = Arc::new(build_workspaces(&raw.workspaces, &routes, src)?);
     let audit = raw
@@ -46,6 +47,7 @@ pub(super) fn build(raw: RawConfig, src: &Source) -> Result<Snapshot, ConfigErro
         source: src.path.clone(),
         listen,
         auth,
+        admin,
         tls,
         backends,
         routes,
@@ -78,6 +80,34 @@ fn text_hash(text: &str) -> u64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(text.as_bytes());
     digest[..6].iter().fold(0, |hash, &b| hash << 8 | u64::from(b))
+}
+
+/// `[admin] users`; the console's database name cannot also be a route (the console would
+/// shadow it).
+fn build_admin(raw: &super::model::RawAdmin, routes: &RouteTable, src: &Source) -> Result<Admin, ConfigError> {
+    let console = crate::admin::DATABASE;
+    if let Some(entry) = routes.exact.get(console) {
+        return Err(src.invalid(
+            None,
+            format!(
+                "database \"{console}\" (backend {}) is the admin console's name; route it under another name: \
+                 [databases.<alias>] backend = \"{}\", dbname = \"{console}\"",
+                entry.backend.name, entry.backend.name
+            ),
+        ));
+    }
+    let mut admin = Admin::default();
+    for user in &raw.users {
+        let line = Some(user.span().start);
+        let name = user.get_ref();
+        if name.is_empty() {
+            return Err(src.invalid(line, "admin.users has an empty name"));
+        }
+        if !admin.users.insert(name.clone()) {
+            return Err(src.invalid(line, format!("admin.users lists \"{name}\" twice")));
+        }
+    }
+    Ok(admin)
 }
 
 /// Client-facing TLS: the mode's needs are checked and the files are read now, so a bad

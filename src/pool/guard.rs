@@ -86,7 +86,8 @@ impl Drop for PooledServer {
 }
 
 fn release(pool: &Arc<Pool>, mut conn: ServerConn, reset: bool) {
-    let expired = conn.age() > pool.settings().server_lifetime;
+    // A server opened before a RECONNECT is replaced as it comes free.
+    let expired = conn.age() > pool.settings().server_lifetime || pool.is_stale(&conn);
     match conn.state() {
         ServerState::Idle if !reset && !expired => {
             conn.touch();

@@ -4,6 +4,7 @@
 //! returns it clean, resets it, or closes it (`guard.rs`).
 
 mod guard;
+mod live;
 mod registry;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -16,6 +17,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 pub use guard::PooledServer;
+pub use live::{Live, STATS_PERIOD, ServerCounts, ServerUse, ServerView, Totals, TotalsSnapshot};
 pub use registry::Pools;
 
 use crate::config::PoolSettings;
@@ -82,6 +84,8 @@ pub struct Pool {
     key: PoolKey,
     settings: PoolSettings,
     target: Target,
+    /// The admin console's view and levers: pause gate, generation, listing, totals.
+    live: Live,
     ids: Arc<AtomicU64>,
     inner: Mutex<Inner>,
     /// Woken when the first server of the pool has connected and `defaults` is known.
@@ -160,6 +164,7 @@ impl Pool {
             key,
             settings,
             target,
+            live: Live::default(),
             ids,
             inner: Mutex::default(),
             defaults_known: Notify::new(),
@@ -274,13 +279,24 @@ impl Pool {
     }
 
     /// Waits up to `query_wait_timeout` for a server of this pool.
+    /// While the pool is paused (admin PAUSE) new checkouts wait without a deadline; the
+    /// wait for a server starts when it resumes.
     pub async fn checkout(self: &Arc<Self>) -> Result<PooledServer, PoolError> {
-        let deadline = Instant::now() + self.settings.query_wait_timeout;
+        let mut deadline = Instant::now() + self.settings.query_wait_timeout;
         loop {
+            if self.live.gate.pass().await {
+                deadline = Instant::now() + self.settings.query_wait_timeout;
+            }
             let grant = match self.grant_or_wait()? {
                 Ok(grant) => grant,
                 Err(rx) => self.wait(rx, deadline).await?,
             };
+            if self.live.gate.is_closed() {
+                // Paused while queued: the grant goes to the next in line (or back to the
+                // pool), and this client waits at the gate with the new ones.
+                drop(grant);
+                continue;
+            }
             match grant {
                 Grant::Server(mut server) => match server.ready_for_reuse(&self.settings).await {
                     Ok(()) => return Ok(server),
@@ -296,7 +312,13 @@ impl Pool {
         if inner.closed {
             return Err(PoolError::Closed(self.key.clone()));
         }
-        if let Some(conn) = inner.idle.pop() {
+        while let Some(conn) = inner.idle.pop() {
+            if self.is_stale(&conn) {
+                // Went idle just as a RECONNECT emptied the idle list.
+                inner.open -= 1;
+                conn.close();
+                continue;
+            }
             return Ok(Ok(Grant::Server(PooledServer::new(conn, self.clone()))));
         }
         if inner.open < self.settings.size {
@@ -392,6 +414,7 @@ impl Pool {
     /// Janitor work: close servers idle past `server_idle_timeout` (keeping `min_idle`) or
     /// past `server_lifetime`, and open servers up to `min_idle`.
     pub fn maintain(self: &Arc<Self>) {
+        self.live.sample();
         let expired = {
             let mut inner = self.lock();
             let mut expired = Vec::new();
@@ -420,6 +443,9 @@ impl Pool {
     }
 
     fn fill_min_idle(self: &Arc<Self>) {
+        if self.is_paused() {
+            return;
+        }
         let missing = {
             let mut inner = self.lock();
             if inner.closed {
@@ -447,6 +473,7 @@ impl Pool {
     /// Stops handing out servers and closes the idle ones; checked-out servers close when
     /// their clients let go.
     pub fn close(&self) {
+        self.live.gate.shut();
         let (idle, waiters) = {
             let mut inner = self.lock();
             inner.closed = true;
@@ -467,15 +494,20 @@ struct Slot {
 
 impl Slot {
     fn new(pool: Arc<Pool>) -> Self {
+        pool.live.login_started();
         Self { pool: Some(pool) }
     }
 
     fn disarm(&mut self) {
-        self.pool = None;
+        if let Some(pool) = self.pool.take() {
+            pool.live.login_ended();
+        }
     }
 
     fn fill(mut self, conn: ServerConn) -> PooledServer {
         let pool = self.pool.take().expect("a slot is filled once");
+        pool.live.login_ended();
+        pool.live.track(&conn);
         PooledServer::new(conn, pool)
     }
 }
@@ -483,6 +515,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.take() {
+            pool.live.login_ended();
             pool.free_slot();
         }
     }

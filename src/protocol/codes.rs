@@ -99,4 +99,12 @@ pub mod sqlstate {
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// The audit log cannot be written (audit.on_error = "deny").
     pub const IO_ERROR: &str = "58030";
+    /// An admin console command pgate does not know, or with wrong arguments.
+    pub const SYNTAX_ERROR: &str = "42601";
+    /// An admin console command naming a client that is not connected.
+    pub const UNDEFINED_OBJECT: &str = "42704";
+    /// An admin console command that does not fit the current state (RESUME of what is not paused).
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    /// RELOAD found the configuration file invalid.
+    pub const CONFIG_FILE_ERROR: &str = "F0000";
 }

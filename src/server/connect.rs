@@ -11,7 +11,7 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{ServerConn, ServerError, ServerState, ServerStream};
+use super::{ServerConn, ServerError, ServerFacts, ServerState, ServerStream};
 use crate::auth::derived::{DerivedKeys, Iterations, ScramKeys, ServerPassword};
 use crate::auth::passthrough::{KeyedScram, Passthrough, parse_server_first};
 use crate::config::{Backend, SslMode};
@@ -83,10 +83,12 @@ async fn open(target: &Target, addr: &str, id: u64, encrypt: Encrypt) -> Result<
         source,
     })?;
     tcp.set_nodelay(true)?;
+    let local = tcp.local_addr().ok();
     let (stream, binding) = match (encrypt, target.backend.connector.clone()) {
         (Encrypt::Never, _) | (_, None) => (ServerStream::plain(tcp), None),
         (encrypt, Some(connector)) => negotiate(tcp, target, connector, encrypt == Encrypt::Always).await?,
     };
+    let tls = stream.tls_version();
     let mut conn = ServerConn {
         stream,
         buf: BytesMut::with_capacity(super::READ_BUFFER),
@@ -99,12 +101,15 @@ async fn open(target: &Target, addr: &str, id: u64, encrypt: Encrypt) -> Result<
         last_used: Instant::now(),
         id,
         synced_for: None,
+        facts: Arc::new(ServerFacts::new(id, local, tls)),
+        tally: Default::default(),
     };
     let mut out = BytesMut::new();
     messages::startup_message(&mut out, [("user", target.user.as_str()), ("database", target.database.as_str())])?;
     conn.write_all(&out).await?;
     login(&mut conn, target, binding).await?;
     conn.defaults = Arc::new(conn.params().clone());
+    conn.facts.set_pid(conn.key.pid);
     Ok(conn)
 }
 

@@ -2,9 +2,11 @@
 //! protocol state (`state`), and how it is opened and logged in (`connect`).
 
 mod connect;
+mod facts;
 mod state;
 pub mod statements;
 mod stream;
+mod tally;
 
 use std::io;
 use std::sync::Arc;
@@ -14,9 +16,11 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use connect::{Target, connect};
+pub use facts::ServerFacts;
 pub use state::{ServerEvent, ServerState};
 pub use statements::ServerStatements;
 pub use stream::ServerStream;
+pub use tally::Finished;
 
 use crate::params::Params;
 use crate::protocol::codes::backend;
@@ -103,6 +107,10 @@ pub struct ServerConn {
     created: Instant,
     last_used: Instant,
     id: u64,
+    /// What the admin console lists of this connection.
+    facts: Arc<ServerFacts>,
+    /// Request and transaction timing and message counts, for the pool's totals.
+    tally: tally::Tally,
 }
 
 impl ServerConn {
@@ -111,7 +119,23 @@ impl ServerConn {
     }
 
     pub fn on(&mut self, event: ServerEvent) {
+        let before = self.state;
         self.state = self.state.on(event);
+        let sent = match event {
+            ServerEvent::Sent(code) => Some(code),
+            _ => None,
+        };
+        self.tally.on(before, self.state, sent);
+    }
+
+    /// A ReadyForQuery from the server reached the client: the request's (and maybe the
+    /// transaction's) duration and the messages counted since the last one.
+    pub fn finished(&mut self) -> Finished {
+        self.tally.finish(self.state)
+    }
+
+    pub fn facts(&self) -> &Arc<ServerFacts> {
+        &self.facts
     }
 
     pub fn key(&self) -> CancelKey {

@@ -36,6 +36,16 @@ impl ServerStream {
         matches!(self.inner, Inner::Tls(_))
     }
 
+    /// The TLS version in use, as the admin console shows it (`None`: plaintext).
+    pub fn tls_version(&self) -> Option<&'static str> {
+        let Inner::Tls(tls) = &self.inner else { return None };
+        Some(match tls.get_ref().1.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLS",
+        })
+    }
+
     fn tcp(&self) -> &TcpStream {
         match &self.inner {
             Inner::Plain(tcp) => tcp,

@@ -178,6 +178,18 @@ impl Pgate {
     pub async fn start(config_text: &str) -> Pgate {
         init_logging();
         let snapshot = pgate::config::parse(config_text, Path::new("test.toml")).expect("test config is valid");
+        Self::launch(snapshot).await
+    }
+
+    /// pgate running on a configuration file (for RELOAD); the listen address in the file
+    /// should be `127.0.0.1:0`.
+    pub async fn start_file(path: &Path) -> Pgate {
+        init_logging();
+        let snapshot = pgate::config::load(path).expect("test config file is valid");
+        Self::launch(snapshot).await
+    }
+
+    async fn launch(snapshot: pgate::config::Snapshot) -> Pgate {
         let proxy = Proxy::bind(snapshot).await.expect("bind");
         let addr = proxy.local_addr().unwrap();
         let metrics_addr = proxy.metrics_addr();
@@ -209,6 +221,16 @@ impl Pgate {
 
     pub async fn alice(&self, db: &str) -> tokio_postgres::Client {
         self.connect("alice", ALICE_PW, db).await.expect("alice connects")
+    }
+
+    /// Waits up to `timeout` for pgate to stop on its own (an admin's SHUTDOWN); true if it did.
+    pub async fn stopped_within(&mut self, timeout: Duration) -> bool {
+        let Some(done) = self.done.as_mut() else { return true };
+        let stopped = tokio::time::timeout(timeout, done).await.is_ok();
+        if stopped {
+            self.done = None;
+        }
+        stopped
     }
 
     /// Starts the drain without waiting for it (see [`Self::stop`]).

@@ -1,0 +1,260 @@
+//! The registry of logged-in clients (SHOW CLIENTS, SHOW POOLS, KILL_CLIENT): one entry per
+//! session, added when its login succeeds and removed when its [`Registration`] drops.
+//! Sessions update their entry's state with relaxed atomics; the registry's lock is taken
+//! only at login, at logout, and when an admin looks.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use crate::pool::Pool;
+use crate::server::{ServerConn, ServerFacts};
+
+/// Where a client stands, as PgBouncer names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    /// Logged in, no request under way.
+    Idle = 0,
+    /// Its request waits for a server.
+    Waiting = 1,
+    /// A server works for it.
+    Active = 2,
+}
+
+impl ClientState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => ClientState::Waiting,
+            2 => ClientState::Active,
+            _ => ClientState::Idle,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientState::Idle => "idle",
+            ClientState::Waiting => "waiting",
+            ClientState::Active => "active",
+        }
+    }
+}
+
+/// What is known of a client when it logs in.
+#[derive(Clone)]
+pub struct ClientInfo {
+    pub peer: SocketAddr,
+    pub local: Option<SocketAddr>,
+    pub user: String,
+    /// The database name the client asked for.
+    pub database: String,
+    /// Its pool (`None`: the admin console).
+    pub pool: Option<Arc<Pool>>,
+    /// The TLS version (`None`: plaintext).
+    pub tls: Option<&'static str>,
+    pub application_name: String,
+    /// pgate's session id (the audit log's `session=`): its cancel key's process id.
+    pub session: i32,
+}
+
+pub struct ClientEntry {
+    pub id: u64,
+    pub info: ClientInfo,
+    pub connected_at: SystemTime,
+    state: AtomicU8,
+    /// When the state last changed (microseconds since the epoch).
+    since: AtomicU64,
+    /// The server working for it now.
+    server: Mutex<Option<Arc<ServerFacts>>>,
+    killed: AtomicBool,
+    kill: Notify,
+}
+
+impl ClientEntry {
+    pub fn state(&self) -> ClientState {
+        ClientState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// When its state last changed: its last request, or its login.
+    pub fn since(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.since.load(Ordering::Relaxed))
+    }
+
+    /// How long it has waited for a server (zero unless waiting).
+    pub fn waited(&self) -> Duration {
+        match self.state() {
+            ClientState::Waiting => SystemTime::now().duration_since(self.since()).unwrap_or_default(),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The id of the server working for it.
+    pub fn server_id(&self) -> Option<u64> {
+        self.server.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.id)
+    }
+
+    /// Ends the client's session (KILL_CLIENT).
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        // A stored permit: the session sees it even if it is not waiting yet.
+        self.kill.notify_one();
+    }
+
+    /// Resolves once an admin killed the client.
+    pub async fn killed(&self) {
+        while !self.killed.load(Ordering::Acquire) {
+            self.kill.notified().await;
+        }
+    }
+
+    fn set_state(&self, state: ClientState) -> Duration {
+        let now = micros(SystemTime::now());
+        let before = self.since.swap(now, Ordering::Relaxed);
+        self.state.store(state as u8, Ordering::Relaxed);
+        Duration::from_micros(now.saturating_sub(before))
+    }
+}
+
+/// All logged-in clients, by id.
+#[derive(Default)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: AtomicU64,
+    map: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
+}
+
+impl Registry {
+    pub fn register(&self, info: ClientInfo) -> Registration {
+        let now = SystemTime::now();
+        let entry = Arc::new(ClientEntry {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            info,
+            connected_at: now,
+            state: AtomicU8::new(ClientState::Idle as u8),
+            since: AtomicU64::new(micros(now)),
+            server: Mutex::new(None),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+        });
+        self.inner.map.lock().unwrap_or_else(|e| e.into_inner()).insert(entry.id, entry.clone());
+        Registration { registry: self.inner.clone(), entry }
+    }
+
+    /// Every client, by id.
+    pub fn all(&self) -> Vec<Arc<ClientEntry>> {
+        self.inner.map.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientEntry>> {
+        self.inner.map.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A session's place in the registry; dropping it removes the client.
+pub struct Registration {
+    registry: Arc<Inner>,
+    entry: Arc<ClientEntry>,
+}
+
+impl Registration {
+    pub fn entry(&self) -> &Arc<ClientEntry> {
+        &self.entry
+    }
+
+    /// A request waits for a server.
+    pub fn waiting(&self) {
+        self.entry.set_state(ClientState::Waiting);
+    }
+
+    /// `server` now works for the client; the wait counts in its pool's totals.
+    pub fn serving(&self, server: &ServerConn) {
+        let waited = self.entry.set_state(ClientState::Active);
+        if let Some(pool) = &self.entry.info.pool {
+            pool.live().totals.assigned(waited);
+        }
+        server.facts().set_link(Some(self.entry.id));
+        *self.entry.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.facts().clone());
+    }
+
+    /// The client has no server and no request under way.
+    pub fn idle(&self) {
+        self.entry.set_state(ClientState::Idle);
+        self.unlink();
+    }
+
+    /// The console works on the admin's command (admins have no server).
+    pub fn busy(&self) {
+        self.entry.set_state(ClientState::Active);
+    }
+
+    fn unlink(&self) {
+        let server = self.entry.server.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(server) = server
+            && server.link() == Some(self.entry.id)
+        {
+            server.set_link(None);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.unlink();
+        self.registry.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.entry.id);
+    }
+}
+
+fn micros(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ClientInfo {
+        ClientInfo {
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            local: None,
+            user: "alice".into(),
+            database: "akko".into(),
+            pool: None,
+            tls: None,
+            application_name: String::new(),
+            session: 7,
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_leave_the_registry_when_their_session_ends() {
+        let registry = Registry::default();
+        let a = registry.register(info());
+        let b = registry.register(info());
+        assert_eq!(registry.len(), 2);
+        assert_ne!(a.entry().id, b.entry().id);
+        a.waiting();
+        assert_eq!(a.entry().state(), ClientState::Waiting);
+        let entry = registry.get(b.entry().id).unwrap();
+        entry.kill();
+        tokio::time::timeout(Duration::from_secs(1), b.entry().killed()).await.expect("kill is seen");
+        drop(b);
+        assert!(registry.get(entry.id).is_none());
+        assert_eq!(registry.len(), 1);
+    }
+}
