@@ -198,14 +198,16 @@ fn login_result(e: &Error) -> &'static str {
     match e {
         Error::Auth(_) => "auth_failed",
         Error::Access(LoginDenial::TooManyClients { .. }) | Error::TooManyClients(_) => "too_many_clients",
-        Error::Access(_) => "denied",
+        Error::Access(_) | Error::NotAdmin(_) => "denied",
         Error::Route(_) => "unknown_database",
         Error::ShuttingDown => "shutting_down",
         Error::LoginTimeout(_) => "timeout",
         Error::LoginServer(_) | Error::AuthLookup { .. } | Error::StartupSetting(_) => "server_error",
         Error::ClientIo(_) => "client_gone",
         Error::Protocol(_) | Error::Params(_) | Error::MissingUser => "protocol_error",
+        // Not login errors; named so a new variant has to be placed here.
         Error::Checkout(_) | Error::ServerLost(_) | Error::TransactionInStatementPooling => "server_error",
+        Error::Admin(_) | Error::Killed => "server_error",
     }
 }
 
