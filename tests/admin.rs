@@ -215,11 +215,11 @@ async fn only_admins_get_the_console_and_only_simple_queries() {
     // A non-admin who proves who they are is told why; the workspaces do not matter here.
     let e = psql_as(&pgate, "alice", ALICE_PW, "SHOW POOLS").await.unwrap_err();
     assert!(e.contains("FATAL") && e.contains("\"alice\" is not an admin user (admin.users)"), "{e}");
-    let e = pgate.connect("alice", ALICE_PW, "pgate").await.err().expect("refused");
+    let e = pgate.connect("alice", ALICE_PW, "pgate").await.expect_err("refused");
     assert_eq!(sqlstate(&e).as_deref(), Some("28000"));
-    let e = pgate.connect("carol", "wrong", "pgate").await.err().expect("refused");
+    let e = pgate.connect("carol", "wrong", "pgate").await.expect_err("refused");
     assert_eq!(sqlstate(&e).as_deref(), Some("28P01"));
-    let e = pgate.connect("nobody", "x", "pgate").await.err().expect("refused");
+    let e = pgate.connect("nobody", "x", "pgate").await.expect_err("refused");
     assert_eq!(sqlstate(&e).as_deref(), Some("28P01"));
     // The admin is let in although no workspace lists carol.
     let console = pgate.connect("carol", CAROL_PW, "pgate").await.expect("admin logs in");

@@ -77,7 +77,7 @@ pub fn parse(query: &str) -> Result<Command, AdminError> {
     if let Some(rest) = text.strip_suffix(';') {
         text = rest.trim_end();
     }
-    let words = split_words(text).map_err(|reason| syntax(reason))?;
+    let words = split_words(text).map_err(syntax)?;
     let Some((first, args)) = words.split_first() else {
         return Ok(Command::Empty);
     };

@@ -272,7 +272,7 @@ impl DatabaseStats {
         };
         let mean = |time: fn(&TotalsSnapshot) -> u64, count: fn(&TotalsSnapshot) -> u64| -> u64 {
             let (t, n) = self.periods.iter().fold((0, 0), |(t, n), (delta, _)| (t + time(delta), n + count(delta)));
-            if n == 0 { 0 } else { t / n }
+            t.checked_div(n).unwrap_or(0)
         };
         [
             rate(|s| s.assignments),
