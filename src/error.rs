@@ -155,7 +155,7 @@ fn admin_response(e: &AdminError) -> ErrorFields {
         AdminError::NotPaused { .. } => {
             (sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, Some("SHOW DATABASES shows what is paused"))
         }
-        AdminError::Reload(_) | AdminError::TlsReload(_) => (sqlstate::CONFIG_FILE_ERROR, None),
+        AdminError::Reload(_) => (sqlstate::CONFIG_FILE_ERROR, None),
         AdminError::ExtendedProtocol => {
             (sqlstate::FEATURE_NOT_SUPPORTED, Some("use psql, or a driver's simple query mode"))
         }

@@ -17,6 +17,7 @@
 //! - [`cancel`]: pgate's own cancel keys and forwarding of CancelRequests.
 //! - [`protocol`]: message codes, header-only framing, startup packets, messages.
 //! - [`config`]: TOML model, validation, the immutable [`config::Snapshot`].
+//! - [`reload`]: SIGHUP and RELOAD: validate the file, then apply it pool by pool.
 //! - [`error`]: the errors a client can see and their one mapping to ErrorResponse.
 //! - [`demo`]: throwaway PostgreSQL clusters for `pgate demo` and the tests.
 //!
@@ -50,6 +51,7 @@ pub mod params;
 pub mod pool;
 pub mod protocol;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod sql;

@@ -81,11 +81,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(path: &Path) -> anyhow::Result<()> {
     let snapshot = config::load(path)?;
     let config = path.display().to_string();
-    let path_buf = path.to_path_buf();
     on_worker(async move {
         let proxy = Proxy::bind(snapshot).await?;
         tracing::info!(address = %proxy.local_addr()?, %config, "pgate listening");
-        tokio::spawn(pgate::proxy::reload_on_sighup(proxy.shared(), path_buf));
+        tokio::spawn(pgate::reload::on_sighup(proxy.shared()));
         tokio::spawn(pgate::proxy::reopen_audit_on_sigusr1(proxy.shared()));
         // A first SIGTERM or SIGINT drains; a second one during the drain stops at once.
         let signals = pgate::proxy::stop_signals();

@@ -90,23 +90,27 @@ impl Shared {
 
     /// Makes a new, validated configuration the one in force. Workspaces' rules and pinned
     /// settings apply to every session's next statement and transaction, users and routes to
-    /// the next login; existing pools keep their settings and servers, and the audit log its
-    /// settings, until pgate restarts.
-    pub fn apply_config(&self, snapshot: Snapshot) {
+    /// the next login. Pools are brought in line one by one (see `pool::reload`): those
+    /// that did not change keep their servers; the others get new servers as the old ones
+    /// come free. Returns what happened to the pools.
+    pub fn apply_config(&self, snapshot: Snapshot) -> Vec<crate::pool::PoolChange> {
         self.derived_keys.clear();
+        let changes = self.pools.reconfigure(&snapshot, &self.derived_keys);
         self.config.store(Arc::new(snapshot));
-        tracing::info!("configuration reloaded");
+        for change in &changes {
+            tracing::info!(%change, "pool reconfigured");
+        }
+        tracing::info!(pools_changed = changes.len(), "configuration reloaded");
+        changes
     }
 
-    /// Reads the certificate files again; new handshakes use them, established connections
-    /// keep theirs. A file that cannot be read or does not match keeps the old certificate.
-    pub fn reload_tls(&self) -> Result<(), TlsError> {
-        let config = self.config.load();
-        let Some(settings) = &config.tls else { return Ok(()) };
-        let fresh = ClientTls::load(settings)?;
-        tracing::info!(certificate = %fresh.subject, "TLS certificates reloaded");
-        self.tls.store(Some(Arc::new(fresh)));
-        Ok(())
+    /// New handshakes use `tls` (`None`: TLS turned off); established connections keep
+    /// theirs.
+    pub fn set_client_tls(&self, tls: Option<Arc<ClientTls>>) {
+        if let Some(tls) = &tls {
+            tracing::info!(certificate = %tls.subject, "TLS certificates loaded");
+        }
+        self.tls.store(tls);
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -285,36 +289,6 @@ async fn janitor(shared: Arc<Shared>) {
         tick.tick().await;
         for pool in shared.pools.all() {
             pool.maintain();
-        }
-    }
-}
-
-/// On every SIGHUP, for as long as the process runs: reads the configuration file again
-/// and, when it is valid, makes it the one in force (see [`Shared::apply_config`]); then
-/// reloads the TLS certificates.
-pub async fn reload_on_sighup(shared: Arc<Shared>, path: std::path::PathBuf) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        return tracing::error!("cannot watch SIGHUP; the configuration will not be reloaded");
-    };
-    while hup.recv().await.is_some() {
-        // Validation derives SCRAM secrets of plain passwords: off the relay threads.
-        let file = path.clone();
-        match tokio::task::spawn_blocking(move || crate::config::load(&file)).await {
-            Ok(Ok(snapshot)) => {
-                shared.apply_config(snapshot);
-                shared.metrics.config_reload(true);
-            }
-            Ok(Err(e)) => {
-                shared.metrics.config_reload(false);
-                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration")
-            }
-            Err(e) => {
-                shared.metrics.config_reload(false);
-                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration")
-            }
-        }
-        if let Err(e) = shared.reload_tls() {
-            tracing::error!(error = %e, "TLS reload failed; keeping the previous certificates");
         }
     }
 }

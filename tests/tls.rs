@@ -265,7 +265,9 @@ async fn certificate_reload_keeps_open_sessions() {
     std::fs::copy(p.path("server.crt"), &cert).unwrap();
     std::fs::copy(p.path("server.key"), &key).unwrap();
     let section = format!("[tls]\nmode = \"prefer\"\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display());
-    let pgate = Pgate::start(&config(&section)).await;
+    let file = dir.path().join("pgate.toml");
+    std::fs::write(&file, config(&section)).unwrap();
+    let pgate = Pgate::start_file(&file).await;
     let presented = |port: u16| async move {
         let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -281,18 +283,18 @@ async fn certificate_reload_keeps_open_sessions() {
 
     std::fs::copy(p.path("server2.crt"), &cert).unwrap();
     std::fs::copy(p.path("server2.key"), &key).unwrap();
-    pgate.shared.reload_tls().expect("reload");
+    pgate::reload::reload(&pgate.shared).await.expect("reload");
     let second = presented(pgate.port()).await;
     assert_eq!(second, der_of(&std::fs::read(p.path("server2.crt")).unwrap()));
     assert_eq!(simple_row(&open, "SELECT 'still here'").await, ["still here"]);
 
-    // A broken certificate keeps the current one.
+    // A broken certificate keeps the current one (and the reload fails as a whole).
     std::fs::write(&cert, "not a certificate").unwrap();
-    assert!(pgate.shared.reload_tls().is_err());
+    assert!(pgate::reload::reload(&pgate.shared).await.is_err());
     assert_eq!(presented(pgate.port()).await, second);
     // A key that does not match keeps it too.
     std::fs::copy(p.path("server.crt"), &cert).unwrap();
-    assert!(pgate.shared.reload_tls().is_err());
+    assert!(pgate::reload::reload(&pgate.shared).await.is_err());
     assert_eq!(presented(pgate.port()).await, second);
 }
 

@@ -53,8 +53,6 @@ pub enum AdminError {
     NotPaused { what: String },
     #[error("configuration reload failed; the running configuration is unchanged: {0}")]
     Reload(String),
-    #[error("the configuration was reloaded, but the TLS certificates were not (the previous ones stay): {0}")]
-    TlsReload(String),
     #[error("the admin console speaks the simple query protocol (psql); the extended query protocol is not supported")]
     ExtendedProtocol,
 }

@@ -249,15 +249,7 @@ fn show(shared: &Shared, view: View) -> Table {
     }
 }
 
-/// RELOAD: what SIGHUP does. The file is read and validated off the relay threads (plain
-/// passwords are turned into SCRAM secrets); an invalid one changes nothing.
+/// RELOAD: what SIGHUP does; an invalid file changes nothing and the error says why.
 async fn reload(shared: &Arc<Shared>) -> Result<(), AdminError> {
-    let path = shared.config.load().source.clone();
-    let loaded = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
-    match loaded {
-        Ok(Ok(snapshot)) => shared.apply_config(snapshot),
-        Ok(Err(e)) => return Err(AdminError::Reload(e.to_string())),
-        Err(e) => return Err(AdminError::Reload(e.to_string())),
-    }
-    shared.reload_tls().map_err(|e| AdminError::TlsReload(e.to_string()))
+    crate::reload::reload(shared).await.map(drop).map_err(|e| AdminError::Reload(e.to_string()))
 }

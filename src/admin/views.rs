@@ -127,11 +127,12 @@ pub fn servers(shared: &Shared) -> Table {
     let labels = Labels::of(&pools);
     let clients: HashMap<u64, Arc<ClientEntry>> = shared.console.clients.all().into_iter().map(|c| (c.id, c)).collect();
     for pool in &pools {
-        let backend = &pool.target().backend;
         let mut servers = pool.servers();
         servers.sort_by_key(|s| s.facts.id);
         for server in servers {
             let f = &server.facts;
+            // Where this server was opened (a reload may have pointed the pool elsewhere since).
+            let (host, port) = f.backend_addr.rsplit_once(':').unwrap_or((&f.backend_addr, ""));
             let client =
                 f.link().filter(|_| server.state == crate::pool::ServerUse::Active).and_then(|id| clients.get(&id));
             t.push(vec![
@@ -140,8 +141,8 @@ pub fn servers(shared: &Shared) -> Table {
                 text(labels.database(pool.key())),
                 text("none"),
                 text(server.state.name()),
-                text(&backend.host),
-                num(backend.port),
+                text(host),
+                Some(port.to_owned()),
                 f.local.map(|a| a.ip().to_string()),
                 f.local.map(|a| a.port().to_string()),
                 text(timestamp(f.connected_at)),

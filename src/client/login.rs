@@ -13,7 +13,7 @@ use super::io::{flush, read_frame};
 use crate::access::{Identity, Permit, WORKSPACE_SETTING, WorkspaceSlot};
 use crate::admin::Registration;
 use crate::audit::SessionContext;
-use crate::auth::derived::{ScramKeys, ServerPassword};
+use crate::auth::derived::ScramKeys;
 use crate::auth::passthrough::Passthrough;
 use crate::auth::scram::{MECHANISM, MECHANISM_PLUS, ScramExchange};
 use crate::auth::{self, AuthError, Plan};
@@ -21,12 +21,12 @@ use crate::cancel::CancelHandle;
 use crate::config::{Snapshot, SslMode, StoredPassword, User};
 use crate::error::Error;
 use crate::params::{self, Params};
-use crate::pool::{Pool, PoolKey};
+use crate::pool::{Origin, Pool, PoolKey, login_target};
 use crate::protocol::codes::{frontend, tx_status};
 use crate::protocol::{StartupMessage, messages};
 use crate::proxy::Shared;
 use crate::routing;
-use crate::server::{ServerConn, Target};
+use crate::server::ServerConn;
 
 /// A client that passed login, ready for its session.
 pub struct LoggedIn {
@@ -128,7 +128,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     // AuthenticationOk goes out with the welcome, in one write.
     messages::authentication_ok(&mut out);
 
-    let pool = pool_for(shared, snapshot, &route, &user);
+    let pool = pool_for(shared, snapshot, &database, &route, &user);
     if let Some(proof) = passthrough(fetched.as_ref(), client_key) {
         *pool.target().passthrough.lock().unwrap_or_else(|e| e.into_inner()) = Some(proof);
     }
@@ -231,25 +231,24 @@ pub(crate) fn check_transport(snapshot: &Snapshot, tls: Option<&TlsFacts>, user:
     }
 }
 
-fn pool_for(shared: &Shared, snapshot: &Snapshot, route: &crate::config::RouteEntry, user: &User) -> Arc<Pool> {
-    let settings = snapshot.pool_settings(route, user);
+fn pool_for(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    database: &str,
+    route: &crate::config::RouteEntry,
+    user: &Arc<User>,
+) -> Arc<Pool> {
     let key = PoolKey {
         backend: route.backend.name.clone(),
         database: route.server_database.clone(),
         user: user.server_user.clone(),
     };
-    let target = Target {
-        backend: route.backend.clone(),
-        database: route.server_database.clone(),
-        user: user.server_user.clone(),
-        password: user.server_password.as_deref().map(|p| ServerPassword::new(p, &user.server_user)),
-        password_key: "server_password or server_password_file for this user in [[users]]",
-        keys: shared.derived_keys.clone(),
-        connect_timeout: settings.connect_timeout,
-        max_prepared_statements: settings.max_prepared_statements,
-        passthrough: Default::default(),
+    let make = || {
+        let settings = snapshot.pool_settings(route, user);
+        let target = login_target(route, user, &settings, &shared.derived_keys);
+        (settings, target, Origin::Logins { database: database.to_owned(), user: user.clone() })
     };
-    shared.pools.get_or_create(key, settings, target, &shared.metrics)
+    shared.pools.get_or_create(key, make, &shared.metrics)
 }
 
 /// What a login with a fetched secret lets pgate do at the server: SCRAM with the client's

@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::auth::derived::ServerPassword;
 use crate::auth::lookup::{Cached, query_for, secret_of};
 use crate::config::{AuthLookup, PoolMode, PoolSettings, RouteEntry, StoredPassword};
 use crate::error::Error;
-use crate::pool::{Pool, PoolKey};
+use crate::pool::{Origin, Pool, PoolKey, lookup_target};
 use crate::proxy::Shared;
-use crate::server::{ServerError, Target};
+use crate::server::ServerError;
 
 /// Servers kept for lookups per backend and database.
 const LOOKUP_POOL_SIZE: usize = 2;
@@ -39,18 +38,11 @@ pub async fn fetch(
 
 fn lookup_pool(shared: &Shared, route: &RouteEntry, lookup: &AuthLookup) -> Arc<Pool> {
     let database = lookup.dbname.clone().unwrap_or_else(|| route.server_database.clone());
-    let settings = PoolSettings { mode: PoolMode::Transaction, size: LOOKUP_POOL_SIZE, ..PoolSettings::default() };
     let key = PoolKey { backend: route.backend.name.clone(), database: database.clone(), user: lookup.user.clone() };
-    let target = Target {
-        backend: route.backend.clone(),
-        database,
-        user: lookup.user.clone(),
-        password: lookup.password.as_deref().map(|p| ServerPassword::new(p, &lookup.user)),
-        password_key: "auth.auth_password or auth.auth_password_file",
-        keys: shared.derived_keys.clone(),
-        connect_timeout: settings.connect_timeout,
-        max_prepared_statements: settings.max_prepared_statements,
-        passthrough: Default::default(),
+    let make = || {
+        let settings = PoolSettings { mode: PoolMode::Transaction, size: LOOKUP_POOL_SIZE, ..PoolSettings::default() };
+        let target = lookup_target(&route.backend, database, lookup, &settings, &shared.derived_keys);
+        (settings, target, Origin::Lookup)
     };
-    shared.pools.get_or_create(key, settings, target, &shared.metrics)
+    shared.pools.get_or_create(key, make, &shared.metrics)
 }

@@ -103,7 +103,7 @@ pub struct Session<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(client: S, mut login: LoggedIn, shared: Arc<Shared>) -> Self {
-        let settings = login.pool.settings().clone();
+        let settings = PoolSettings::clone(&login.pool.settings());
         let inspect = login.inspect.take();
         let presence = login.pool.metrics().presence();
         Self {
@@ -217,7 +217,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if self.settings.mode == PoolMode::Session {
                 server.reset_on_release();
             }
-            self.login.cancel.set(Some(CancelTarget { addr: server.pool().cancel_addr().clone(), key: server.key() }));
+            self.login.cancel.set(Some(CancelTarget { addr: server.facts().backend_addr.clone(), key: server.key() }));
             let end = self.serve_with(&mut server).await;
             self.login.cancel.set(None);
             self.login.cancel.settle().await;

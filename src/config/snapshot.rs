@@ -118,7 +118,7 @@ pub struct TlsSettings {
 }
 
 /// Backend-facing TLS settings of one backend.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendTlsSettings {
     pub mode: SslMode,
     pub root_cert: Option<PathBuf>,

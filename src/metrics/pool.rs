@@ -58,16 +58,19 @@ pub enum CloseReason {
     CheckFailed,
     /// The pool closed (shutdown).
     Shutdown,
+    /// Opened before a RECONNECT, or before a reload changed the pool.
+    Replaced,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 6] = [
+    pub const ALL: [CloseReason; 7] = [
         CloseReason::IdleTimeout,
         CloseReason::Lifetime,
         CloseReason::Broken,
         CloseReason::ResetFailed,
         CloseReason::CheckFailed,
         CloseReason::Shutdown,
+        CloseReason::Replaced,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +81,7 @@ impl CloseReason {
             CloseReason::ResetFailed => "reset_failed",
             CloseReason::CheckFailed => "check_failed",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Replaced => "replaced",
         }
     }
 
@@ -208,7 +212,7 @@ pub struct PoolMetrics {
     pub prepared_evictions: IntCounter,
     pub settings_syncs: IntCounter,
     pub servers_opened: IntCounter,
-    servers_closed: [IntCounter; 6],
+    servers_closed: [IntCounter; CloseReason::ALL.len()],
 }
 
 impl std::fmt::Debug for PoolMetrics {

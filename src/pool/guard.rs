@@ -87,15 +87,19 @@ impl Drop for PooledServer {
 
 fn release(pool: &Arc<Pool>, mut conn: ServerConn, reset: bool) {
     // A server opened before a RECONNECT is replaced as it comes free.
-    let expired = conn.age() > pool.settings().server_lifetime || pool.is_stale(&conn);
-    match conn.state() {
-        ServerState::Idle if !reset && !expired => {
+    let expired = if pool.is_stale(&conn) {
+        Some(CloseReason::Replaced)
+    } else {
+        (conn.age() > pool.settings().server_lifetime).then_some(CloseReason::Lifetime)
+    };
+    match (conn.state(), expired) {
+        (ServerState::Idle, None) if !reset => {
             conn.touch();
             pool.give(Grant::Server(PooledServer::new(conn, pool.clone())));
         }
-        ServerState::Idle | ServerState::IdleInTransaction { .. } if !expired => spawn_reset(pool, conn),
-        _ if expired => close(pool, conn, CloseReason::Lifetime),
-        _ => close(pool, conn, CloseReason::Broken),
+        (ServerState::Idle | ServerState::IdleInTransaction { .. }, None) => spawn_reset(pool, conn),
+        (_, Some(reason)) => close(pool, conn, reason),
+        (_, None) => close(pool, conn, CloseReason::Broken),
     }
 }
 

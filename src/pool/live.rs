@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::Pool;
+use crate::metrics::CloseReason;
 use crate::server::{Finished, ServerConn, ServerFacts};
 
 #[derive(Debug, Default)]
@@ -332,6 +333,7 @@ impl Pool {
             idle
         };
         let closed = stale.len();
+        self.metrics.closed(CloseReason::Replaced, closed);
         stale.into_iter().for_each(ServerConn::close);
         closed
     }
@@ -348,7 +350,7 @@ impl Pool {
             .into_iter()
             .map(|facts| {
                 let state = match idle.iter().find(|(id, _)| *id == facts.id) {
-                    Some((_, idle_for)) if *idle_for > self.settings.server_check_delay => ServerUse::Used,
+                    Some((_, idle_for)) if *idle_for > self.settings.load().server_check_delay => ServerUse::Used,
                     Some(_) => ServerUse::Idle,
                     None if facts.link().is_some() => ServerUse::Active,
                     None => ServerUse::Tested,

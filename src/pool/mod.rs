@@ -5,20 +5,25 @@
 
 mod guard;
 mod live;
+mod origin;
 mod registry;
+mod reload;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 pub use guard::PooledServer;
 pub use live::{Live, STATS_PERIOD, ServerCounts, ServerUse, ServerView, Totals, TotalsSnapshot};
+pub use origin::{Origin, login_target, lookup_target};
 pub use registry::Pools;
+pub use reload::PoolChange;
 
 use crate::config::PoolSettings;
 use crate::metrics::{CloseReason, PoolMetrics};
@@ -82,16 +87,17 @@ pub struct PoolStats {
 
 pub struct Pool {
     key: PoolKey,
-    settings: PoolSettings,
-    target: Target,
+    /// Swapped by a configuration reload (`reload.rs`).
+    settings: ArcSwap<PoolSettings>,
+    target: ArcSwap<Target>,
+    /// What created the pool, so a reload can work out its settings again.
+    origin: Origin,
     /// The admin console's view and levers: pause gate, generation, listing, totals.
     live: Live,
     ids: Arc<AtomicU64>,
     inner: Mutex<Inner>,
     /// Woken when the first server of the pool has connected and `defaults` is known.
     defaults_known: Notify,
-    /// `host:port` of the backend, where cancel requests for this pool's servers go.
-    cancel_addr: Arc<str>,
     statement_ids: Mutex<StatementIds>,
     metrics: Arc<PoolMetrics>,
     /// Servers being opened, and being reset or checked (for `PoolStats`).
@@ -152,18 +158,18 @@ impl Pool {
         key: PoolKey,
         settings: PoolSettings,
         target: Target,
+        origin: Origin,
         ids: Arc<AtomicU64>,
         metrics: PoolMetrics,
     ) -> Arc<Self> {
-        let cancel_addr = Arc::from(target.backend.address());
         Arc::new(Self {
             metrics: Arc::new(metrics),
             opening: AtomicUsize::new(0),
             testing: AtomicUsize::new(0),
-            cancel_addr,
             key,
-            settings,
-            target,
+            settings: ArcSwap::from_pointee(settings),
+            target: ArcSwap::from_pointee(target),
+            origin,
             live: Live::default(),
             ids,
             inner: Mutex::default(),
@@ -176,16 +182,18 @@ impl Pool {
         &self.key
     }
 
-    pub fn settings(&self) -> &PoolSettings {
-        &self.settings
+    /// The settings in force (a reload may change them).
+    pub fn settings(&self) -> Guard<Arc<PoolSettings>> {
+        self.settings.load()
     }
 
-    pub fn target(&self) -> &Target {
-        &self.target
+    /// How servers are opened now (a reload may change it).
+    pub fn target(&self) -> Guard<Arc<Target>> {
+        self.target.load()
     }
 
-    pub fn cancel_addr(&self) -> &Arc<str> {
-        &self.cancel_addr
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     /// This pool's metric children.
@@ -236,7 +244,7 @@ impl Pool {
 
     pub fn stats(&self) -> PoolStats {
         let inner = self.lock();
-        let used = inner.idle.iter().filter(|c| c.idle_for() > self.settings.server_check_delay).count();
+        let used = inner.idle.iter().filter(|c| c.idle_for() > self.settings.load().server_check_delay).count();
         // Waiters that gave up stay queued until a grant finds them gone.
         let waiting = inner.waiters.iter().filter(|w| !w.grant.is_closed());
         let (waiting, longest) = waiting.fold((0, None), |(n, first), w| (n + 1, first.or(Some(w.since))));
@@ -282,10 +290,10 @@ impl Pool {
     /// While the pool is paused (admin PAUSE) new checkouts wait without a deadline; the
     /// wait for a server starts when it resumes.
     pub async fn checkout(self: &Arc<Self>) -> Result<PooledServer, PoolError> {
-        let mut deadline = Instant::now() + self.settings.query_wait_timeout;
+        let mut deadline = Instant::now() + self.settings.load().query_wait_timeout;
         loop {
             if self.live.gate.pass().await {
-                deadline = Instant::now() + self.settings.query_wait_timeout;
+                deadline = Instant::now() + self.settings.load().query_wait_timeout;
             }
             let grant = match self.grant_or_wait()? {
                 Ok(grant) => grant,
@@ -298,7 +306,7 @@ impl Pool {
                 continue;
             }
             match grant {
-                Grant::Server(mut server) => match server.ready_for_reuse(&self.settings).await {
+                Grant::Server(mut server) => match server.ready_for_reuse(&self.settings.load_full()).await {
                     Ok(()) => return Ok(server),
                     Err(reason) => server.discard(reason),
                 },
@@ -321,7 +329,7 @@ impl Pool {
             }
             return Ok(Ok(Grant::Server(PooledServer::new(conn, self.clone()))));
         }
-        if inner.open < self.settings.size {
+        if inner.open < self.settings.load().size {
             inner.open += 1;
             return Ok(Ok(Grant::Connect(Slot::new(self.clone()))));
         }
@@ -340,8 +348,8 @@ impl Pool {
                 rx.close();
                 rx.try_recv().map_err(|_| PoolError::Timeout {
                     pool: self.key.clone(),
-                    waited: self.settings.query_wait_timeout,
-                    size: self.settings.size,
+                    waited: self.settings.load().query_wait_timeout,
+                    size: self.settings.load().size,
                 })
             }
         }
@@ -351,7 +359,7 @@ impl Pool {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let opening = Busy::new(&self.opening);
         // Boxed, like other rare long steps: a client's task stays small while it idles.
-        let conn = match Box::pin(server::connect(&self.target, id)).await {
+        let conn = match Box::pin(server::connect(&self.target.load_full(), id)).await {
             Ok(conn) => conn,
             Err(e) => {
                 self.metrics.connect_error(&e);
@@ -422,10 +430,10 @@ impl Pool {
             let total_idle = inner.idle.len();
             // Oldest-idle first: `idle` is used from the back.
             for conn in inner.idle.drain(..) {
-                let surplus = total_idle - expired.len() > self.settings.min_idle;
-                if conn.age() > self.settings.server_lifetime {
+                let surplus = total_idle - expired.len() > self.settings.load().min_idle;
+                if conn.age() > self.settings.load().server_lifetime {
                     expired.push((conn, CloseReason::Lifetime));
-                } else if surplus && conn.idle_for() > self.settings.server_idle_timeout {
+                } else if surplus && conn.idle_for() > self.settings.load().server_idle_timeout {
                     expired.push((conn, CloseReason::IdleTimeout));
                 } else {
                     keep.push(conn);
@@ -451,8 +459,8 @@ impl Pool {
             if inner.closed {
                 return;
             }
-            let want = self.settings.min_idle.saturating_sub(inner.idle.len());
-            let n = want.min(self.settings.size.saturating_sub(inner.open));
+            let want = self.settings.load().min_idle.saturating_sub(inner.idle.len());
+            let n = want.min(self.settings.load().size.saturating_sub(inner.open));
             inner.open += n;
             n
         };

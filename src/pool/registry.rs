@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use super::{Pool, PoolKey};
+use super::{Origin, Pool, PoolKey};
 use crate::config::PoolSettings;
 use crate::metrics::{Metrics, PoolMetrics};
 use crate::server::Target;
@@ -17,14 +17,20 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// The pool for `key`; created with `settings` and `target` if it does not exist, with
-    /// its label children in `metrics`.
-    pub fn get_or_create(&self, key: PoolKey, settings: PoolSettings, target: Target, metrics: &Metrics) -> Arc<Pool> {
+    /// The pool for `key`; if it does not exist, `make` gives its settings, target and
+    /// origin, and its label children go into `metrics`.
+    pub fn get_or_create(
+        &self,
+        key: PoolKey,
+        make: impl FnOnce() -> (PoolSettings, Target, Origin),
+        metrics: &Metrics,
+    ) -> Arc<Pool> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(key.clone())
             .or_insert_with(|| {
+                let (settings, target, origin) = make();
                 let children = PoolMetrics::new(&metrics.pools, &key);
-                Pool::new(key, settings, target, self.ids.clone(), children)
+                Pool::new(key, settings, target, origin, self.ids.clone(), children)
             })
             .clone()
     }

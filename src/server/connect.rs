@@ -101,7 +101,7 @@ async fn open(target: &Target, addr: &str, id: u64, encrypt: Encrypt) -> Result<
         last_used: Instant::now(),
         id,
         synced_for: None,
-        facts: Arc::new(ServerFacts::new(id, local, tls)),
+        facts: Arc::new(ServerFacts::new(id, local, Arc::from(addr), tls)),
         tally: Default::default(),
     };
     let mut out = BytesMut::new();

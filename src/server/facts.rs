@@ -3,6 +3,7 @@
 //! whoever holds the connection.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +13,9 @@ pub struct ServerFacts {
     pub id: u64,
     /// pgate's end of the TCP connection.
     pub local: Option<SocketAddr>,
+    /// `host:port` it was opened to, where its cancel requests go (a reload may point the
+    /// pool elsewhere while this server lives on).
+    pub backend_addr: Arc<str>,
     /// The TLS version towards the server (`None`: plaintext).
     pub tls: Option<&'static str>,
     pub connected_at: SystemTime,
@@ -26,11 +30,12 @@ pub struct ServerFacts {
 }
 
 impl ServerFacts {
-    pub fn new(id: u64, local: Option<SocketAddr>, tls: Option<&'static str>) -> Self {
+    pub fn new(id: u64, local: Option<SocketAddr>, backend_addr: Arc<str>, tls: Option<&'static str>) -> Self {
         let now = SystemTime::now();
         Self {
             id,
             local,
+            backend_addr,
             tls,
             connected_at: now,
             pid: AtomicI32::new(0),
