@@ -175,7 +175,7 @@ pub fn users(shared: &Shared) -> Table {
 
 /// SHOW CONFIG: pgate's settings by their TOML keys, and the few PgBouncer names whose
 /// meaning pgate shares (monitoring reads `max_client_conn` and `max_user_connections`).
-/// `changeable`: whether RELOAD applies a change (pool settings: to pools created after it).
+/// `changeable`: whether RELOAD applies a change (pools: see `pool::reload`).
 pub fn config(shared: &Shared) -> Table {
     let mut t = Table::new(&[("key", Text), ("value", Text), ("default", Text), ("changeable", Text)]);
     let s = shared.config.load();
