@@ -28,7 +28,11 @@ enum Command {
     /// Run the proxy (the default).
     Run,
     /// Validate the configuration and print the routing table and pools.
-    Check,
+    Check {
+        /// A running configuration: also print what a reload from it to this one would change.
+        #[arg(long, value_name = "RUNNING.toml")]
+        diff: Option<PathBuf>,
+    },
     /// Read a password on stdin and print its SCRAM-SHA-256 secret for the config.
     ScramSecret,
     /// Start two throwaway PostgreSQL clusters and pgate in front of them.
@@ -50,7 +54,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
-        Command::Check => check(&cli.config),
+        Command::Check { diff } => check(&cli.config, diff.as_deref()),
         Command::ScramSecret => scram_secret(),
         Command::Demo { port } => demo(port),
     };
@@ -104,9 +108,21 @@ where
     runtime.block_on(runtime.spawn(work)).context("the proxy task failed")?
 }
 
-fn check(path: &Path) -> anyhow::Result<()> {
+fn check(path: &Path, running: Option<&Path>) -> anyhow::Result<()> {
     let snapshot = config::load(path)?;
+    // The running file is validated too (a diff against a file pgate would refuse means
+    // nothing), before anything is printed.
+    let running = match running {
+        Some(p) => Some((p, config::load(p).context("the running configuration is invalid")?)),
+        None => None,
+    };
     print!("{}", describe(&snapshot));
+    if let Some((running_path, running)) = running {
+        println!("changes from {}:", running_path.display());
+        for line in config::diff(&running, &snapshot).to_string().lines() {
+            println!("  {line}");
+        }
+    }
     Ok(())
 }
 

@@ -83,6 +83,37 @@ fn check_reports_the_file_and_line_of_an_error() {
 }
 
 #[test]
+fn check_diff_prints_what_a_reload_from_the_running_file_would_change() {
+    let running = "[backends.data]\nhost = \"h\"\ndatabases = [\"akko\", \"rag\"]\n\n\
+                   [[users]]\nname = \"alice\"\npassword = \"pw\"\nserver_password = \"old-secret\"\n";
+    let next = running.replace(", \"rag\"", "").replace("old-secret", "new-secret")
+        + "\n[[users]]\nname = \"bob\"\npassword = \"pw\"\n";
+    let (old_path, new_path) = (write_temp("diff-old.toml", running), write_temp("diff-new.toml", &next));
+    let out = pgate().arg("check").arg("--config").arg(&new_path).arg("--diff").arg(&old_path).output().unwrap();
+    let same = pgate().arg("check").arg("--config").arg(&old_path).arg("--diff").arg(&old_path).output().unwrap();
+    std::fs::remove_file(&old_path).unwrap();
+    std::fs::remove_file(&new_path).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with(&format!("{}: OK\n", new_path.display())), "the usual check output first:\n{text}");
+    let changes = text.split_once(&format!("changes from {}:\n", old_path.display())).map(|(_, c)| c);
+    assert_eq!(
+        changes,
+        Some(
+            "  route rag removed: new logins get 3D000; existing sessions stay\n\
+             \x20 user alice (server password changed): applies to the next login; existing sessions keep theirs\n\
+             \x20 user bob added: applies to the next login; existing sessions keep theirs\n\
+             \x20 pool data/akko/alice (server password changed): its servers are replaced as they come free; \
+             clients keep their sessions\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "{text}");
+    let same_text = String::from_utf8_lossy(&same.stdout);
+    assert!(same.status.success() && same_text.ends_with(":\n  no changes\n"), "{same_text}");
+}
+
+#[test]
 fn scram_secret_prints_a_secret_the_config_accepts() {
     let mut child = pgate().arg("scram-secret").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(b"hunter2\n").unwrap();

@@ -1,6 +1,8 @@
 //! Configuration: the TOML model (`model`), secrets (`secret`), validation (`validate`)
-//! into an immutable [`Snapshot`]. Nothing downstream re-validates.
+//! into an immutable [`Snapshot`]. Nothing downstream re-validates. `diff` tells what a
+//! reload from one snapshot to another would change.
 
+pub mod diff;
 mod model;
 mod secret;
 mod snapshot;
@@ -8,6 +10,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use diff::{Change, ConfigDiff, Effect, diff};
 pub use model::{AuthMethod, OnSessionState, PoolMode, RawConfig, RawPool, SslMode, TlsVersion};
 pub use secret::{ScramVerifier, StoredPassword};
 pub use snapshot::Admin;
