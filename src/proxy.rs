@@ -90,12 +90,19 @@ impl Shared {
 
     /// Makes a new, validated configuration the one in force. Workspaces' rules and pinned
     /// settings apply to every session's next statement and transaction, users and routes to
-    /// the next login; existing pools keep their settings and servers, and the audit log its
-    /// settings, until pgate restarts.
+    /// the next login; existing pools keep their settings and servers until pgate restarts.
+    /// (The audit log's settings change through [`Self::prepare_audit`].)
     pub fn apply_config(&self, snapshot: Snapshot) {
         self.derived_keys.clear();
         self.config.store(Arc::new(snapshot));
         tracing::info!("configuration reloaded");
+    }
+
+    /// The audit log's part of a reload, checked before anything changes: a new sink file
+    /// is opened (created if missing) here, so one that cannot be fails the reload. Apply
+    /// the result after [`Self::apply_config`]; see [`crate::audit::reload`].
+    pub fn prepare_audit(&self, next: &Snapshot) -> Result<crate::audit::AuditChange, crate::audit::AuditError> {
+        crate::audit::AuditChange::prepare(self.auditor.as_ref(), next.audit.as_ref())
     }
 
     /// Reads the certificate files again; new handshakes use them, established connections
@@ -300,10 +307,17 @@ pub async fn reload_on_sighup(shared: Arc<Shared>, path: std::path::PathBuf) {
         // Validation derives SCRAM secrets of plain passwords: off the relay threads.
         let file = path.clone();
         match tokio::task::spawn_blocking(move || crate::config::load(&file)).await {
-            Ok(Ok(snapshot)) => {
-                shared.apply_config(snapshot);
-                shared.metrics.config_reload(true);
-            }
+            Ok(Ok(snapshot)) => match shared.prepare_audit(&snapshot) {
+                Ok(audit) => {
+                    shared.apply_config(snapshot);
+                    audit.apply();
+                    shared.metrics.config_reload(true);
+                }
+                Err(e) => {
+                    shared.metrics.config_reload(false);
+                    tracing::error!(error = %e, "configuration reload failed; keeping the running configuration")
+                }
+            },
             Ok(Err(e)) => {
                 shared.metrics.config_reload(false);
                 tracing::error!(error = %e, "configuration reload failed; keeping the running configuration")

@@ -250,12 +250,17 @@ fn show(shared: &Shared, view: View) -> Table {
 }
 
 /// RELOAD: what SIGHUP does. The file is read and validated off the relay threads (plain
-/// passwords are turned into SCRAM secrets); an invalid one changes nothing.
+/// passwords are turned into SCRAM secrets); an invalid one, or an audit sink that cannot
+/// be opened, changes nothing.
 async fn reload(shared: &Arc<Shared>) -> Result<(), AdminError> {
     let path = shared.config.load().source.clone();
     let loaded = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
     match loaded {
-        Ok(Ok(snapshot)) => shared.apply_config(snapshot),
+        Ok(Ok(snapshot)) => {
+            let audit = shared.prepare_audit(&snapshot).map_err(|e| AdminError::Reload(e.to_string()))?;
+            shared.apply_config(snapshot);
+            audit.apply();
+        }
         Ok(Err(e)) => return Err(AdminError::Reload(e.to_string())),
         Err(e) => return Err(AdminError::Reload(e.to_string())),
     }
