@@ -104,6 +104,13 @@ impl Shared {
         changes
     }
 
+    /// The audit log's part of a reload, checked before anything changes: a new sink file
+    /// is opened (created if missing) here, so one that cannot be fails the reload. Apply
+    /// the result after [`Self::apply_config`]; see [`crate::audit::reload`].
+    pub fn prepare_audit(&self, next: &Snapshot) -> Result<crate::audit::AuditChange, crate::audit::AuditError> {
+        crate::audit::AuditChange::prepare(self.auditor.as_ref(), next.audit.as_ref())
+    }
+
     /// New handshakes use `tls` (`None`: TLS turned off); established connections keep
     /// theirs.
     pub fn set_client_tls(&self, tls: Option<Arc<ClientTls>>) {

@@ -1,6 +1,7 @@
 //! Configuration reload (SIGHUP and the console's RELOAD): the file is read and validated,
-//! the client TLS certificates with it, and only then is anything changed; pools are
-//! brought in line one by one (`pool::reload`).
+//! the client TLS certificates and a new audit sink with it, and only then is anything
+//! changed; pools are brought in line one by one (`pool::reload`), the audit log takes its
+//! new settings (`audit::reload`).
 
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     #[error("the reload task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -35,7 +38,10 @@ async fn read_and_apply(shared: &Arc<Shared>) -> Result<Vec<PoolChange>, ReloadE
     // Validation derives SCRAM secrets of plain passwords: off the relay threads.
     let snapshot = tokio::task::spawn_blocking(move || crate::config::load(&path)).await??;
     let tls = snapshot.tls.as_ref().map(ClientTls::load).transpose()?;
+    // A new audit sink is opened here, so one that cannot be fails the reload.
+    let audit = shared.prepare_audit(&snapshot)?;
     let changes = shared.apply_config(snapshot);
+    audit.apply();
     shared.set_client_tls(tls.map(Arc::new));
     Ok(changes)
 }

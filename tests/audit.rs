@@ -1,10 +1,13 @@
 //! The audit log against real PostgreSQL: completeness and order under load with a slow
 //! sink, the drop policy's counts, every pool mode and extended-protocol failures here; a
-//! failing sink, the pgaudit format and the binary's signals in the modules below.
+//! failing sink, the pgaudit format, configuration reloads and the binary's signals in the
+//! modules below.
 
 mod common;
 #[path = "audit/pgaudit.rs"]
 mod pgaudit;
+#[path = "audit/reload.rs"]
+mod reload;
 #[path = "audit/signals.rs"]
 mod signals;
 #[path = "audit/sinks.rs"]

@@ -211,8 +211,8 @@ pub fn config(shared: &Shared) -> Table {
         ),
         ("pool.on_session_state", p.on_session_state.to_string(), d.on_session_state.to_string(), true),
         ("tls.mode", s.tls.as_ref().map_or("disable".into(), |t| t.mode.to_string()), "disable".into(), true),
-        ("audit.sink", s.audit.as_ref().map(|a| a.sink.to_string()).unwrap_or_default(), "".into(), false),
-        ("audit.format", s.audit.as_ref().map(|a| a.format.to_string()).unwrap_or_default(), "".into(), false),
+        ("audit.sink", s.audit.as_ref().map(|a| a.sink.to_string()).unwrap_or_default(), "".into(), true),
+        ("audit.format", s.audit.as_ref().map(|a| a.format.to_string()).unwrap_or_default(), "".into(), true),
         ("workspaces", list(s.workspaces.list.iter().map(|w| w.name.clone()).collect()), "".into(), true),
         // PgBouncer's names, for tools that read them.
         ("max_client_conn", s.listen.max_client_connections.to_string(), "5000".into(), true),

@@ -7,6 +7,8 @@
 //! - `format`: which records and relations get lines, and the two line formats.
 //! - [`redact`]: passwords in CREATE / ALTER ROLE statements become `<REDACTED>`.
 //! - `writer`: the [`Auditor`] handle, the queue, the writer task and the sinks.
+//! - [`reload`]: what a configuration reload changes in the running audit log
+//!   ([`AuditChange`]).
 //!
 //! A session calls [`Auditor::check_available`] before it runs a statement (with
 //! `on_error = "deny"` a failing sink refuses statements), [`Auditor::logs`] to learn
@@ -18,13 +20,15 @@ pub mod config;
 mod format;
 pub mod record;
 pub mod redact;
+pub mod reload;
 mod writer;
 
 use std::io;
 
 pub use config::{AuditSettings, RawAudit, build};
 pub use record::{Event, Outcome, Parameters, Record, SessionContext, StatementRecord};
-pub use writer::{AuditStats, Auditor};
+pub use reload::AuditChange;
+pub use writer::{AuditStats, Auditor, Reconfiguration};
 
 /// Errors starting the audit log.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! The `pgate` binary as a child process: SIGUSR1 reopens the audit file after it was moved
-//! away, SIGTERM writes out every record before exiting.
+//! away, SIGHUP moves it to another file (or fails and changes nothing), SIGTERM writes out
+//! every record before exiting.
 
 use std::path::Path;
 use std::time::Duration;
@@ -158,4 +159,61 @@ fn binary_reopens_on_sigusr1_and_flushes_on_sigterm() {
     // its session ends, around the rotation), but nowhere twice.
     assert_eq!((old_logins, new_logins), (1, 3));
     assert_eq!(old_logouts + new_logouts, 4, "{logs}");
+}
+
+/// `pgate_config_reloads_total{result}` from the binary's metrics endpoint.
+fn reloads(metrics_port: u16, result: &str) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) else { return 0 };
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: pgate\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let series = format!("pgate_config_reloads_total{{result=\"{result}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// SIGHUP with an audit sink in a directory that does not exist fails (counted as an
+/// error) and changes nothing; then one with a new file moves later records there.
+#[test]
+fn binary_moves_the_audit_log_on_sighup_unless_the_new_sink_cannot_be_opened() {
+    let b = backends();
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new, missing) =
+        (dir.path().join("old.log"), dir.path().join("new.log"), dir.path().join("missing/audit.log"));
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, metrics_port) = (free_port(), free_port());
+    let config = |sink: &Path, log: &str| {
+        format!(
+            "[listen]\naddress = \"127.0.0.1:{port}\"\n[metrics]\naddress = \"127.0.0.1:{metrics_port}\"\n\
+             [audit]\n{}\nformat = \"json\"\nlog = [{log}]\n{}",
+            sink_line(sink),
+            routes_and_users(b.infra.port(), b.data.port())
+        )
+    };
+    let config_path = dir.path().join("pgate.toml");
+    std::fs::write(&config_path, config(&old, "\"ALL\"")).unwrap();
+    let pgate = Child::start(&config_path);
+    psql_binary(port, &["SELECT 'one'"]);
+
+    std::fs::write(&config_path, config(&missing, "\"NONE\"")).unwrap();
+    pgate.signal("HUP");
+    wait_for("the failed reload", || reloads(metrics_port, "error") == 1);
+    psql_binary(port, &["SELECT 'two'"]);
+    // (A logout still queued at the switch would rightly go to the new file.)
+    wait_for("both sessions' records in the old file", || statements_and_edges(&read_json(&old)).2 == 2);
+
+    std::fs::write(&config_path, config(&new, "\"ALL\"")).unwrap();
+    pgate.signal("HUP");
+    wait_for("the reload", || reloads(metrics_port, "ok") == 1);
+    psql_binary(port, &["SELECT 'three'"]);
+    pgate.signal("TERM");
+    let logs = pgate.wait();
+
+    assert!(logs.contains("configuration reload failed") && logs.contains("missing/audit.log"), "{logs}");
+    assert!(!dir.path().join("missing").exists());
+    let (before, before_logins, before_logouts) = statements_and_edges(&read_json(&old));
+    let (after, after_logins, after_logouts) = statements_and_edges(&read_json(&new));
+    assert_eq!(before, ["\"SELECT 'one'\"", "\"SELECT 'two'\""], "{logs}");
+    assert_eq!(after, ["\"SELECT 'three'\""], "{logs}");
+    assert_eq!((before_logins, before_logouts, after_logins, after_logouts), (2, 2, 1, 1), "{logs}");
 }

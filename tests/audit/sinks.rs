@@ -31,7 +31,7 @@ async fn repair_sink(pgate: &Pgate, path: &Path) {
 }
 
 /// What the lines say, in short: `LOGIN ok`, `3 SELECT 'x' ok`, `LOGOUT`.
-fn summary(lines: &[Value]) -> Vec<String> {
+pub fn summary(lines: &[Value]) -> Vec<String> {
     lines
         .iter()
         .map(|l| match l["kind"].as_str().unwrap() {

@@ -7,6 +7,17 @@
 //! the caller gets `Err` instead of a session hanging on a broken disk), or `lost`
 //! (`on_error = "continue"` while the sink fails, or still unwritten when
 //! `flush_and_close` ran out of time). Until then it is `queued`.
+//!
+//! A configuration reload changes the settings in two steps: `prepare` checks the new
+//! settings and opens a new sink (it can fail, and then nothing changed), `reconfigure`
+//! applies them (it cannot fail). Sessions read the settings through an `ArcSwap`, so the
+//! statement-side keys hold from their next statement on; the writer gets its copy, and the
+//! new sink, through its control channel and switches before it takes its next batch off
+//! the queue: records it takes after the switch, also those queued before the reload, are
+//! written under the new settings (sink, format, fsync), the batches before it under the
+//! old ones. A batch the old sink failed to write (held with `on_error = "deny"`) goes to
+//! the new sink as it was formatted, from the start of the line the failure tore. No record
+//! is lost or written twice by a switch. `queue_size` is not changed by a reload: the queue keeps its size.
 
 mod sink;
 mod task;
@@ -17,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::{ArcSwap, Guard};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -51,15 +63,48 @@ pub struct AuditStats {
 
 /// One per proxy, shared as `Arc<Auditor>`.
 pub struct Auditor {
-    settings: AuditSettings,
+    /// The settings in force; a reload swaps them whole.
+    settings: ArcSwap<AuditSettings>,
     queue: mpsc::Sender<Record>,
     control: mpsc::UnboundedSender<Control>,
     shared: Arc<Shared>,
+    /// Held while a reconfiguration is stored and sent, so that the writer gets them in
+    /// the order the sessions see them.
+    reconfiguring: Mutex<()>,
+}
+
+/// New settings that [`Auditor::prepare`] checked, for [`Auditor::reconfigure`]: a sink
+/// that differs from the running one is open already.
+pub struct Reconfiguration {
+    settings: AuditSettings,
+    sink: Option<Sink>,
+    changed: Vec<&'static str>,
+    ignored: Vec<&'static str>,
+}
+
+impl Reconfiguration {
+    /// The `[audit]` keys whose new values `reconfigure` applies.
+    pub fn changed(&self) -> &[&'static str] {
+        &self.changed
+    }
+
+    /// The keys whose new values are not applied: they need a restart (`queue_size`).
+    pub fn ignored(&self) -> &[&'static str] {
+        &self.ignored
+    }
 }
 
 enum Control {
     Reopen,
-    Close { deadline: tokio::time::Instant, done: oneshot::Sender<()> },
+    /// New settings, and the new sink when it changed.
+    Reconfigure {
+        settings: AuditSettings,
+        sink: Option<Sink>,
+    },
+    Close {
+        deadline: tokio::time::Instant,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// What the writer task and the handle both see.
@@ -117,16 +162,54 @@ impl Auditor {
         });
         let writer = task::Writer::new(settings.clone(), sink, shared.clone());
         runtime.spawn(writer.run(receiver, control_receiver));
-        Ok(Arc::new(Auditor { settings, queue, control, shared }))
+        let settings = ArcSwap::from_pointee(settings);
+        Ok(Arc::new(Auditor { settings, queue, control, shared, reconfiguring: Mutex::new(()) }))
     }
 
-    pub fn settings(&self) -> &AuditSettings {
-        &self.settings
+    /// The settings in force now (a reload may replace them): one atomic load, no
+    /// allocation. Read what is needed and let the guard go; do not hold it across `.await`.
+    pub fn settings(&self) -> Guard<Arc<AuditSettings>> {
+        self.settings.load()
     }
 
     /// True if statements of this class are logged (`log`); denials are logged regardless.
     pub fn logs(&self, class: AuditClass) -> bool {
-        self.settings.log.contains(class)
+        self.settings.load().log.contains(class)
+    }
+
+    /// Checks new settings for a reload without changing anything: the keys that differ,
+    /// and those that cannot change while pgate runs (`queue_size`: the running size is
+    /// kept). A sink that differs from the running one is opened (a file is created if
+    /// missing) now, so that a path that cannot be written fails the reload.
+    pub fn prepare(&self, next: &AuditSettings) -> Result<Reconfiguration, AuditError> {
+        let current = self.settings.load();
+        let mut settings = next.clone();
+        let mut ignored = Vec::new();
+        if settings.queue_size != current.queue_size {
+            ignored.push("queue_size");
+            settings.queue_size = current.queue_size;
+        }
+        let changed = changed_keys(&current, &settings);
+        let sink = match settings.sink != current.sink {
+            true => Some(
+                Sink::open(&settings.sink).map_err(|source| AuditError::Open { path: sink_name(&settings), source })?,
+            ),
+            false => None,
+        };
+        Ok(Reconfiguration { settings, sink, changed, ignored })
+    }
+
+    /// Applies prepared settings: the statement-side keys hold for every session's next
+    /// statement; the writer switches sink, format and fsync before its next batch (see the
+    /// module's documentation for which records go where).
+    pub fn reconfigure(&self, change: Reconfiguration) {
+        if change.changed.is_empty() {
+            return;
+        }
+        let _order = self.reconfiguring.lock().unwrap_or_else(|e| e.into_inner());
+        self.settings.store(Arc::new(change.settings.clone()));
+        // Fails only when the writer has ended (after flush_and_close): nothing to switch.
+        let _ = self.control.send(Control::Reconfigure { settings: change.settings, sink: change.sink });
     }
 
     /// Queues a record (one the settings leave out is ignored). With `on_full = "block"` it
@@ -135,32 +218,37 @@ impl Auditor {
     /// fails or after `flush_and_close`; the record is still queued when there is room and
     /// written once the sink recovers (it does not wait for room then: see `refused`).
     pub async fn record(&self, record: Record) -> Result<(), AuditUnavailable> {
-        if !is_logged(&self.settings, &record) {
+        // One load; the guard is not kept across the waits below.
+        let (logged, on_full, on_error) = {
+            let settings = self.settings.load();
+            (is_logged(&settings, &record), settings.on_full, settings.on_error)
+        };
+        if !logged {
             return Ok(());
         }
         if self.shared.closed.load(Ordering::Acquire) {
-            return self.dropped_after_close();
+            return self.dropped_after_close(on_error);
         }
         let record = match self.queue.try_send(record) {
-            Ok(()) => return self.check_available(),
-            Err(TrySendError::Closed(_)) => return self.dropped_after_close(),
+            Ok(()) => return self.available(on_error),
+            Err(TrySendError::Closed(_)) => return self.dropped_after_close(on_error),
             Err(TrySendError::Full(record)) => record,
         };
-        match self.settings.on_full {
+        match on_full {
             OnFull::Drop => {
                 self.count_dropped();
-                self.check_available()
+                self.available(on_error)
             }
-            OnFull::Block => self.wait_for_room(record).await,
+            OnFull::Block => self.wait_for_room(record, on_error).await,
         }
     }
 
-    async fn wait_for_room(&self, record: Record) -> Result<(), AuditUnavailable> {
+    async fn wait_for_room(&self, record: Record, on_error: OnError) -> Result<(), AuditUnavailable> {
         loop {
             let became_failing = self.shared.became_failing.notified();
             tokio::pin!(became_failing);
             became_failing.as_mut().enable();
-            if self.settings.on_error == OnError::Deny && self.shared.failing.load(Ordering::Acquire) {
+            if on_error == OnError::Deny && self.shared.failing.load(Ordering::Acquire) {
                 self.shared.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(self.failing_sink());
             }
@@ -169,9 +257,9 @@ impl Auditor {
                     return match permit {
                         Ok(permit) => {
                             permit.send(record);
-                            self.check_available()
+                            self.available(on_error)
                         }
-                        Err(_) => self.dropped_after_close(),
+                        Err(_) => self.dropped_after_close(on_error),
                     };
                 }
                 () = &mut became_failing => {}
@@ -179,9 +267,9 @@ impl Auditor {
         }
     }
 
-    fn dropped_after_close(&self) -> Result<(), AuditUnavailable> {
+    fn dropped_after_close(&self, on_error: OnError) -> Result<(), AuditUnavailable> {
         self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-        match self.settings.on_error {
+        match on_error {
             OnError::Deny => Err(AuditUnavailable::new("it has been closed: pgate is shutting down")),
             OnError::Continue => Ok(()),
         }
@@ -193,16 +281,20 @@ impl Auditor {
             tracing::warn!(
                 dropped = since_last,
                 total,
-                capacity = self.settings.queue_size,
+                capacity = self.queue.max_capacity(),
                 "audit queue full: records dropped (audit.on_full = \"drop\")"
             );
         }
     }
 
     /// With `on_error = "deny"`: `Err` while the sink fails (and after `flush_and_close`),
-    /// so that statements are refused before they run. An atomic load.
+    /// so that statements are refused before they run. A few atomic loads.
     pub fn check_available(&self) -> Result<(), AuditUnavailable> {
-        if self.settings.on_error == OnError::Continue {
+        self.available(self.settings.load().on_error)
+    }
+
+    fn available(&self, on_error: OnError) -> Result<(), AuditUnavailable> {
+        if on_error == OnError::Continue {
             return Ok(());
         }
         if self.shared.failing.load(Ordering::Acquire) {
@@ -253,6 +345,44 @@ impl Auditor {
             failing: s.failing.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The keys whose values differ between `a` and `b`, in the order of the `[audit]` table.
+fn changed_keys(a: &AuditSettings, b: &AuditSettings) -> Vec<&'static str> {
+    // Destructured so that a new key cannot be forgotten here.
+    let AuditSettings {
+        sink,
+        format,
+        log,
+        log_catalog,
+        log_relation,
+        log_parameter,
+        log_parameter_max_size,
+        log_rows,
+        log_statement_once,
+        on_full,
+        queue_size,
+        fsync,
+        on_error,
+    } = a;
+    [
+        ("sink", *sink != b.sink),
+        ("format", *format != b.format),
+        ("log", *log != b.log),
+        ("log_catalog", *log_catalog != b.log_catalog),
+        ("log_relation", *log_relation != b.log_relation),
+        ("log_parameter", *log_parameter != b.log_parameter),
+        ("log_parameter_max_size", *log_parameter_max_size != b.log_parameter_max_size),
+        ("log_rows", *log_rows != b.log_rows),
+        ("log_statement_once", *log_statement_once != b.log_statement_once),
+        ("on_full", *on_full != b.on_full),
+        ("queue_size", *queue_size != b.queue_size),
+        ("fsync", *fsync != b.fsync),
+        ("on_error", *on_error != b.on_error),
+    ]
+    .into_iter()
+    .filter_map(|(key, differs)| differs.then_some(key))
+    .collect()
 }
 
 fn sink_name(settings: &AuditSettings) -> String {

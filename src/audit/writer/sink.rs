@@ -17,8 +17,9 @@ pub(super) struct Pending {
 
 impl Pending {
     /// A batch half written to a file that has since been replaced by an empty one
-    /// restarts at its torn line, so the new file holds no fragment.
-    fn restart_torn_line(&mut self) {
+    /// restarts at its torn line, so the new file holds no fragment (so does a batch handed
+    /// to another sink by a reload).
+    pub(super) fn restart_torn_line(&mut self) {
         self.written = self.bytes[..self.written].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     }
 }

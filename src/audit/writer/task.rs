@@ -68,24 +68,23 @@ impl Writer {
     }
 
     pub async fn run(mut self, mut queue: mpsc::Receiver<Record>, mut control: mpsc::UnboundedReceiver<Control>) {
-        let period = match self.settings.fsync {
-            FsyncPolicy::Interval(period) => period,
-            FsyncPolicy::Always | FsyncPolicy::Never => Duration::from_secs(3600),
-        };
-        let mut fsync_tick = tokio::time::interval(period);
-        fsync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut fsync_tick = fsync_timer(self.settings.fsync);
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut closing: Option<Closing> = None;
         let far = || Instant::now() + Duration::from_secs(86_400 * 365);
         loop {
             let retry_at = self.retry_at.unwrap_or_else(far);
             let deadline = closing.as_ref().map_or_else(far, |c| c.deadline);
-            // Control first: a reopen is done before the next batch is taken, so records
-            // queued after `reopen()` returned go to the new file.
+            // Control first: a reopen (or a reload's new settings) is done before the next
+            // batch is taken, so records queued after `reopen()` returned go to the new file.
             tokio::select! {
                 biased;
                 message = control.recv(), if closing.is_none() => {
+                    let fsync = self.settings.fsync;
                     closing = self.control(message).await;
+                    if self.settings.fsync != fsync {
+                        fsync_tick = fsync_timer(self.settings.fsync);
+                    }
                     if closing.is_some() {
                         // Senders now fail; what is already queued is still received.
                         queue.close();
@@ -124,8 +123,49 @@ impl Writer {
                 self.reopen().await;
                 None
             }
+            Some(Control::Reconfigure { settings, sink }) => {
+                self.reconfigure(settings, sink).await;
+                None
+            }
             Some(Control::Close { deadline, done }) => Some(Closing { deadline, done: Some(done) }),
             None => Some(Closing { deadline: Instant::now() + DRAIN_ON_DROP, done: None }),
+        }
+    }
+
+    /// Takes a reload's settings; with a new sink, what the old one got is fsynced (per
+    /// the old policy) and it is closed. A held batch goes to the new sink, from the start
+    /// of the line the failure tore (the old file keeps that fragment); a failing sink is
+    /// tried again at once, as the new one.
+    async fn reconfigure(&mut self, settings: AuditSettings, sink: Option<Sink>) {
+        let (old_name, sync_old) = (self.sink_name(), self.dirty && self.settings.fsync != FsyncPolicy::Never);
+        let sink = match sink {
+            Some(sink) => sink,
+            // Prepared while another reload moved the sink: the next write opens this one.
+            None if settings.sink != self.settings.sink => Sink::unopened(&settings.sink),
+            None => {
+                self.settings = settings;
+                return;
+            }
+        };
+        self.settings = settings;
+        self.dirty = false;
+        self.reopen_requested = false;
+        if let Some(held) = &mut self.held {
+            held.restart_torn_line();
+        }
+        let synced = self
+            .blocking(move |current| {
+                let mut old = std::mem::replace(current, sink);
+                if sync_old { old.sync() } else { Ok(()) }
+            })
+            .await;
+        if let Some(Err(e)) = synced {
+            self.shared.sink_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(sink = %old_name, error = %e, "fsync of the previous audit log failed");
+        }
+        tracing::info!(previous = %old_name, sink = %self.sink_name(), "audit log settings changed: writing to a new sink");
+        if self.retry_at.is_some() {
+            self.retry_at = Some(Instant::now());
         }
     }
 
@@ -318,4 +358,15 @@ impl Writer {
     fn sink_name(&self) -> String {
         super::sink_name(&self.settings)
     }
+}
+
+/// Ticks every `fsync_interval` (hourly, doing nothing, under the other policies).
+fn fsync_timer(policy: FsyncPolicy) -> tokio::time::Interval {
+    let period = match policy {
+        FsyncPolicy::Interval(period) => period,
+        FsyncPolicy::Always | FsyncPolicy::Never => Duration::from_secs(3600),
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }

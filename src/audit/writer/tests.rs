@@ -344,3 +344,114 @@ fn the_auditor_is_shared_across_sessions() {
     fn shared<T: Send + Sync>() {}
     shared::<Auditor>();
 }
+
+/// Statement ids per session of pgaudit or JSON lines, in file order.
+fn ids_by_session_any(lines: &[String]) -> BTreeMap<String, Vec<u64>> {
+    let (json, pgaudit): (Vec<String>, Vec<String>) = lines.iter().cloned().partition(|l| l.starts_with('{'));
+    let mut out = ids_by_session(&pgaudit);
+    for line in json {
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let session = value["session"].as_str().unwrap().to_owned();
+        out.entry(session).or_default().push(value["statement_id"].as_u64().unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sink_gets_every_record_after_the_switch_and_none_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old.log"), dir.path().join("new.log"));
+    let auditor = Auditor::start(settings(&old, |c| c.queue_size = 4)).unwrap();
+    let next = settings(&new, |c| (c.queue_size, c.format) = (4, crate::audit::config::AuditFormat::Json));
+    let producing = {
+        let auditor = auditor.clone();
+        tokio::spawn(async move { produce(&auditor, 8, 400).await })
+    };
+    until("records in the old file", || auditor.stats().written >= 200).await;
+    let change = auditor.prepare(&next).unwrap();
+    assert_eq!((change.changed(), change.ignored()), (&["sink", "format"][..], &[][..]));
+    assert!(new.exists(), "prepare opens (creates) the new file");
+    auditor.reconfigure(change);
+    assert_eq!(producing.await.unwrap(), 0);
+    auditor.flush_and_close(Duration::from_secs(20)).await;
+
+    let (old_lines, new_lines) = (read_lines(&old), read_lines(&new));
+    assert!(old_lines.iter().all(|l| !l.starts_with('{')) && new_lines.iter().all(|l| l.starts_with('{')));
+    assert!(!new_lines.is_empty(), "records after the switch go to the new file");
+    assert_eq!(old_lines.len() + new_lines.len(), 3200);
+    assert_eq!(auditor.stats().written, 3200);
+    let (before, after) = (ids_by_session_any(&old_lines), ids_by_session_any(&new_lines));
+    for session in (0..8).map(|p| format!("s{p}")) {
+        let mut ids = before.get(&session).cloned().unwrap_or_default();
+        ids.extend(after.get(&session).into_iter().flatten());
+        assert_eq!(ids, (1..=400).collect::<Vec<_>>(), "{session}: old file then new file, each record once");
+    }
+}
+
+#[tokio::test]
+async fn statement_settings_apply_at_once_and_the_queue_keeps_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let auditor = Auditor::start(settings(&path, |c| c.queue_size = 8)).unwrap();
+    let session = context(1);
+    auditor.record(statement(&session, 1, AuditClass::Read)).await.unwrap();
+    let next = settings(&path, |c| {
+        (c.log, c.log_rows, c.queue_size) = (vec!["WRITE".into()], true, 100);
+    });
+    let change = auditor.prepare(&next).unwrap();
+    assert_eq!((change.changed(), change.ignored()), (&["log", "log_rows"][..], &["queue_size"][..]));
+    auditor.reconfigure(change);
+    assert!(!auditor.logs(AuditClass::Read) && auditor.logs(AuditClass::Write) && auditor.settings().log_rows);
+    assert_eq!((auditor.settings().queue_size, auditor.stats().capacity), (8, 8));
+    auditor.record(statement(&session, 2, AuditClass::Read)).await.unwrap();
+    auditor.record(statement(&session, 3, AuditClass::Write)).await.unwrap();
+    // The same settings again change nothing.
+    let same = auditor.prepare(&next).unwrap();
+    assert_eq!((same.changed(), same.ignored()), (&[][..], &["queue_size"][..]));
+    auditor.flush_and_close(Duration::from_secs(5)).await;
+    let lines = read_lines(&path);
+    assert_eq!(ids_by_session(&lines)["s1"], [1, 3]);
+    assert!(lines[1].ends_with(",1"), "log_rows applies to the writer too: {}", lines[1]);
+}
+
+#[tokio::test]
+async fn a_new_sink_that_cannot_be_opened_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let missing = dir.path().join("missing/audit.log");
+    let auditor = Auditor::start(settings(&path, |_| {})).unwrap();
+    let error = auditor.prepare(&settings(&missing, |c| c.log = vec!["WRITE".into()])).err().unwrap();
+    assert!(matches!(error, AuditError::Open { .. }) && error.to_string().contains("missing"), "{error}");
+    assert!(auditor.logs(AuditClass::Read), "the other keys of that reload are not applied");
+    auditor.record(statement(&context(1), 1, AuditClass::Read)).await.unwrap();
+    auditor.flush_and_close(Duration::from_secs(5)).await;
+    assert_eq!(ids_by_session(&read_lines(&path))["s1"], [1]);
+    assert!(!dir.path().join("missing").exists());
+}
+
+#[tokio::test]
+async fn records_held_by_a_failing_sink_go_to_the_new_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let (path, new) = (logs.join("audit.log"), dir.path().join("new.log"));
+    let auditor = Auditor::start(settings(&path, |_| {})).unwrap();
+    let session = context(1);
+    auditor.record(statement(&session, 1, AuditClass::Read)).await.unwrap();
+    until("1 written", || auditor.stats().written == 1).await;
+    std::fs::remove_dir_all(&logs).unwrap();
+    auditor.reopen();
+    until("the sink fails", || auditor.check_available().is_err()).await;
+    for id in 2..=4 {
+        assert!(auditor.record(statement(&session, id, AuditClass::Read)).await.is_err());
+    }
+    until("3 held", || auditor.stats().queued == 3).await;
+
+    auditor.reconfigure(auditor.prepare(&settings(&new, |_| {})).unwrap());
+    until("the new sink works", || auditor.check_available().is_ok()).await;
+    auditor.record(statement(&session, 5, AuditClass::Read)).await.unwrap();
+    auditor.flush_and_close(Duration::from_secs(5)).await;
+    let stats = auditor.stats();
+    assert_eq!((stats.written, stats.lost, stats.refused, stats.queued), (5, 0, 0, 0), "{stats:?}");
+    assert_eq!(ids_by_session(&read_lines(&new))["s1"], [2, 3, 4, 5]);
+}
