@@ -220,6 +220,41 @@ async fn listen_pins_and_notifications_arrive() {
     }
 }
 
+/// After a transaction that changed settings pgate asks the server about the session; a
+/// notification the server sends meanwhile is the listener's, not pgate's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_that_arrive_while_pgate_probes_the_session_reach_the_client() {
+    const N: usize = 300;
+    let db = "tp_notify_probe";
+    let pgate = Pgate::start(&tx_config(db, "[pool]\nsize = 2\n")).await;
+    let mut listener = RawClient::login_trusted(pgate.addr, "dave", db).await;
+    listener.send(&query("LISTEN jobs")).await;
+    listener.until_ready().await;
+    let direct = format!("host=127.0.0.1 port={} user=dave dbname={db}", backends().data.port());
+    let notifier = connect(&direct).await.expect("direct connection");
+    let notify = tokio::spawn(async move {
+        for i in 0..N {
+            notifier.batch_execute(&format!("NOTIFY jobs, 'n{i}'")).await.unwrap();
+        }
+    });
+    let (mut seen, mut probes) = (0, 0);
+    while !notify.is_finished() {
+        // A SET makes pgate probe the session once the transaction is over.
+        listener.send(&query(&format!("SET application_name = 'probe{probes}'"))).await;
+        seen += listener.until_ready().await.iter().filter(|m| m.0 == b'A').count();
+        probes += 1;
+    }
+    notify.await.unwrap();
+    while seen < N {
+        match tokio::time::timeout(Duration::from_secs(5), listener.recv()).await {
+            Ok(Some((b'A', _))) => seen += 1,
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    assert_eq!(seen, N, "every notification reached the listener ({probes} probes ran meanwhile)");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_prepare_execute_deallocate_work_as_on_a_dedicated_connection() {
     let pgate = Pgate::start(&tx_config("tp_sqlprep", "[pool]\nsize = 2\n")).await;

@@ -344,6 +344,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
+    /// Notifications that came in while pgate asked the server about the session.
+    async fn relay_notifications(&mut self, server: &mut PooledServer) -> Result<(), Error> {
+        if let Some(notifications) = server.take_notifications() {
+            self.out.extend_from_slice(&notifications);
+            flush(&mut self.client, &mut self.out).await?;
+        }
+        Ok(())
+    }
+
     async fn serve_with(&mut self, server: &mut PooledServer) -> Result<RelayEnd, Error> {
         self.sscan = FrameScanner::new(frame::MAX_FRAME_LEN);
         if !self.sync_params(server).await? {
@@ -442,11 +451,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if self.at_rest(server) {
                 if self.settings.mode != PoolMode::Session {
                     self.after_transaction(server).await?;
+                    self.relay_notifications(server).await?;
                     if !self.holds_server() {
                         return Ok(RelayEnd::Released);
                     }
                 } else if self.effects.any() {
                     self.after_session_statements(server).await?;
+                    self.relay_notifications(server).await?;
                 }
             }
             if self.holds_server() && self.shutting_down() && self.at_rest(server) {

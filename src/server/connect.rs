@@ -103,6 +103,7 @@ async fn open(target: &Target, addr: &str, id: u64, encrypt: Encrypt) -> Result<
         synced_for: None,
         facts: Arc::new(ServerFacts::new(id, local, Arc::from(addr), tls)),
         tally: Default::default(),
+        notifications: BytesMut::new(),
     };
     let mut out = BytesMut::new();
     messages::startup_message(&mut out, [("user", target.user.as_str()), ("database", target.database.as_str())])?;

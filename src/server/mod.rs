@@ -12,7 +12,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use connect::{Target, connect};
@@ -111,9 +111,17 @@ pub struct ServerConn {
     facts: Arc<ServerFacts>,
     /// Request and transaction timing and message counts, for the pool's totals.
     tally: tally::Tally,
+    /// NotificationResponses that arrived during pgate's own queries: they belong to the
+    /// client (a LISTEN keeps it on this server), which gets them next.
+    notifications: BytesMut,
 }
 
 impl ServerConn {
+    /// Notifications that arrived while pgate ran its own queries (see `notifications`).
+    pub fn take_notifications(&mut self) -> Option<BytesMut> {
+        (!self.notifications.is_empty()).then(|| self.notifications.split())
+    }
+
     pub fn state(&self) -> ServerState {
         self.state
     }
@@ -255,6 +263,11 @@ impl ServerConn {
                     self.on(ServerEvent::Ready(messages::decode_ready_for_query(&f.body)?));
                     break;
                 }
+                backend::NOTIFICATION_RESPONSE => {
+                    self.notifications.put_u8(f.code);
+                    self.notifications.put_u32(frame_length(f.body.len()));
+                    self.notifications.extend_from_slice(&f.body);
+                }
                 _ => {}
             }
         }
@@ -285,4 +298,10 @@ impl ServerConn {
             self.stream.try_write_plain(&out);
         }
     }
+}
+
+/// The length field of a message whose body is `body` bytes (it counts itself); bodies
+/// come from frames that fitted `frame::MAX_FRAME_LEN`.
+fn frame_length(body: usize) -> u32 {
+    u32::try_from(body + 4).unwrap_or(u32::MAX)
 }
