@@ -90,9 +90,10 @@ fn run(path: &Path) -> anyhow::Result<()> {
         tracing::info!(address = %proxy.local_addr()?, %config, "pgate listening");
         tokio::spawn(pgate::reload::on_sighup(proxy.shared()));
         tokio::spawn(pgate::proxy::reopen_audit_on_sigusr1(proxy.shared()));
-        // A first SIGTERM or SIGINT drains; a second one during the drain stops at once.
+        // A first SIGTERM or SIGINT drains; one during the drain (however it began) stops
+        // at once.
         let signals = pgate::proxy::stop_signals();
-        proxy.run_until(signals.clone().wait(1), signals.wait(2)).await;
+        proxy.run_until(signals.clone().wait(1), signals.next()).await;
         Ok(())
     })
 }

@@ -272,6 +272,9 @@ async fn drain(shared: &Shared, hurry: impl std::future::Future<Output = ()>) ->
     let timeout = shared.config.load().listen.shutdown_timeout;
     tracing::info!(clients = shared.client_count(), ?timeout, "shutting down");
     let deadline = tokio::time::Instant::now() + timeout;
+    // Clients held by PAUSE would wait out shutdown_timeout: they run their transaction and
+    // are then told 57P01, like the rest.
+    shared.pools.all().iter().filter(|p| p.is_paused()).for_each(|p| p.resume());
     tokio::pin!(hurry);
     while shared.client_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::select! {
@@ -327,6 +330,13 @@ impl StopSignals {
     pub async fn wait(mut self, n: u32) {
         // The sender lives as long as its task, which runs for the process's life.
         let _ = self.0.wait_for(|&count| count >= n).await;
+    }
+
+    /// Resolves at the first stop signal after it is first polled: the drain polls it once
+    /// it has begun, whether a signal or the console's SHUTDOWN began it.
+    pub async fn next(mut self) {
+        let seen = *self.0.borrow_and_update();
+        let _ = self.0.wait_for(|&count| count > seen).await;
     }
 }
 

@@ -1,7 +1,7 @@
 //! The admin console (database `pgate`) through psql: every command, the column names of
 //! every SHOW compared with PgBouncer's (1.25), who may log in, the extended protocol's
 //! error, PAUSE under load, RESUME, RECONNECT, KILL_CLIENT, RELOAD of a broken file, and
-//! SHUTDOWN.
+//! SHUTDOWN (which lets paused requests go).
 
 mod common;
 
@@ -221,6 +221,14 @@ async fn only_admins_get_the_console_and_only_simple_queries() {
     assert_eq!(sqlstate(&e).as_deref(), Some("28P01"));
     let e = pgate.connect("nobody", "x", "pgate").await.expect_err("refused");
     assert_eq!(sqlstate(&e).as_deref(), Some("28P01"));
+    // Console logins count in pgate_logins_total like any: two non-admins, two bad passwords.
+    let metrics = pgate.shared.metrics.render(&pgate.shared);
+    let logins = |labels: &str| {
+        let series = format!("pgate_logins_total{{{labels}}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&series)).map(str::to_owned)
+    };
+    assert_eq!(logins(r#"method="scram-sha-256",result="denied""#).as_deref(), Some("2"), "{metrics}");
+    assert_eq!(logins(r#"method="scram-sha-256",result="auth_failed""#).as_deref(), Some("2"), "{metrics}");
     // The admin is let in although no workspace lists carol.
     let console = pgate.connect("carol", CAROL_PW, "pgate").await.expect("admin logs in");
 
@@ -397,7 +405,15 @@ async fn reload_of_a_broken_file_changes_nothing() {
 async fn shutdown_stops_pgate() {
     let mut pgate = Pgate::start(&admin_config("")).await;
     let idle = pgate.alice("akko").await;
+    // A request PAUSE holds is let go by the drain (shutdown_timeout is 30 s).
+    let waiting = pgate.alice("akko").await;
+    assert_eq!(admin(&pgate, "PAUSE akko").await, ["PAUSE"]);
+    let held = tokio::spawn(async move { simple_row(&waiting, "SELECT 1").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!held.is_finished(), "held while paused");
     assert_eq!(admin(&pgate, "SHUTDOWN").await, ["SHUTDOWN"]);
+    let ran = tokio::time::timeout(Duration::from_secs(5), held).await.expect("the held request ran at once");
+    assert_eq!(ran.unwrap(), ["1"]);
     assert!(pgate.stopped_within(Duration::from_secs(10)).await, "pgate stopped");
     assert!(idle.simple_query("SELECT 1").await.is_err(), "its clients were told to go");
     assert!(pgate.connect("alice", ALICE_PW, "akko").await.is_err(), "nothing listens any more");

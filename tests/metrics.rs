@@ -336,4 +336,25 @@ async fn sigterm_lets_the_transaction_commit_and_exits_0_and_a_second_one_stops_
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(client.simple_query("COMMIT").await.is_err(), "the cut transaction cannot commit");
     assert_eq!(data.psql("metrics_sigterm", "SELECT count(*) FROM t").unwrap(), "1");
+
+    // A drain the console's SHUTDOWN began: the first signal already stops at once.
+    let (mut pgate, port, http) = Child::start(&format!("{listen}\n[admin]\nusers = [\"carol\"]"));
+    until("/readyz 200", 20, async || {
+        tokio::net::TcpStream::connect(http).await.is_ok() && get(http, "/readyz").await.0 == 200
+    })
+    .await;
+    let client = connect(&conninfo(port)).await.unwrap();
+    client.simple_query("BEGIN").await.unwrap();
+    client.simple_query("INSERT INTO t VALUES (3)").await.unwrap();
+    let console = format!("host=127.0.0.1 port={port} user=carol password={CAROL_PW} dbname=pgate sslmode=disable");
+    let (admin, connection) = tokio_postgres::connect(&console, tokio_postgres::NoTls).await.expect("console login");
+    tokio::spawn(connection);
+    admin.simple_query("SHUTDOWN").await.expect("SHUTDOWN");
+    until("/readyz 503", 2, async || get(http, "/readyz").await.0 == 503).await;
+    let first = Instant::now();
+    pgate.signal("TERM");
+    let status = pgate.exit_status(Duration::from_secs(5)).await;
+    assert!(first.elapsed() < Duration::from_secs(3), "the signal after SHUTDOWN took {:?}", first.elapsed());
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(data.psql("metrics_sigterm", "SELECT count(*) FROM t").unwrap(), "1", "the cut transaction is gone");
 }

@@ -41,11 +41,14 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
 ) -> Result<Admin, Error> {
     let snapshot = shared.config.load_full();
-    let attempt = Box::pin(prove(stream, pending, startup, origin, shared, &snapshot));
+    let mut method = "none";
+    let attempt = Box::pin(prove(stream, pending, startup, origin, shared, &snapshot, &mut method));
     let result = match tokio::time::timeout_at(origin.deadline, attempt).await {
         Ok(result) => result,
         Err(_) => Err(Error::LoginTimeout(snapshot.listen.login_timeout)),
     };
+    // Console logins count in pgate_logins_total like any other.
+    shared.metrics.login(method, result.as_ref().map(drop), &snapshot.workspaces);
     match result {
         Ok(admin) => {
             if let (Some(auditor), Some(context)) = (&shared.auditor, &admin.audit) {
@@ -69,6 +72,7 @@ async fn prove<S: AsyncRead + AsyncWrite + Unpin>(
     origin: &Origin,
     shared: &Arc<Shared>,
     snapshot: &Snapshot,
+    method_used: &mut &'static str,
 ) -> Result<Admin, Error> {
     let mut out = BytesMut::new();
     let options = startup.protocol_options();
@@ -94,6 +98,7 @@ async fn prove<S: AsyncRead + AsyncWrite + Unpin>(
     );
     let by_certificate = matches!(plan, Plan::Cert);
     let method = plan.name();
+    *method_used = method;
     if let Err(e) = authenticate(stream, pending, &mut out, &user_name, plan, tls).await {
         if let (Some(_), Some(route)) = (&fetched, &lookup_route) {
             shared.secrets.forget(&route.backend.name, &user_name);

@@ -27,6 +27,9 @@ pub enum Effect {
     RouteRemoved,
     /// The pool's servers are closed as they come free and reopened with the new settings.
     PoolReplaced,
+    /// The (route, user) now leads to another pool (backend, server database or server
+    /// user): new logins go there; sessions on the old pool keep it until they leave.
+    PoolMoved,
     /// The readiness prober reads its settings at every round.
     NextProbe,
 }
@@ -39,6 +42,7 @@ impl Display for Effect {
             Effect::NextStatement => "applies to every session's next statement",
             Effect::RouteRemoved => "new logins get 3D000; existing sessions stay",
             Effect::PoolReplaced => "its servers are replaced as they come free; clients keep their sessions",
+            Effect::PoolMoved => "new logins go to the new pool; sessions on the old one keep it until they leave",
             Effect::NextProbe => "applies from the next backend probe",
         })
     }
@@ -387,12 +391,22 @@ impl PoolFacts {
 /// route or user are told by that route or user.
 fn pools(d: &mut ConfigDiff, r: &Snapshot, n: &Snapshot) {
     let (before, after) = (pool_facts(r), pool_facts(n));
-    let mut replaced: Vec<(String, Fields)> =
-        before.iter().filter_map(|(key, old)| Some((old.name(), pool_fields(old, after.get(key)?)))).collect();
+    let mut replaced: Vec<(String, Fields, Effect)> = before
+        .iter()
+        .filter_map(|(key, old)| {
+            let new = after.get(key)?;
+            // pgate keys pools by backend, server database and server user: another one of
+            // those is another pool, not a changed one.
+            let moved = (&old.backend.name, &old.database, &old.server_user)
+                != (&new.backend.name, &new.database, &new.server_user);
+            let effect = if moved { Effect::PoolMoved } else { Effect::PoolReplaced };
+            Some((old.name(), pool_fields(old, new), effect))
+        })
+        .collect();
     // By pool name, not by the route alias that leads there.
     replaced.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, fields) in replaced {
-        d.entity(&format!("pool {name}"), fields, Effect::PoolReplaced);
+    for (name, fields, effect) in replaced {
+        d.entity(&format!("pool {name}"), fields, effect);
     }
 }
 

@@ -71,6 +71,20 @@ fn a_route_s_pool_size_replaces_only_that_route_s_pools() {
 }
 
 #[test]
+fn a_route_to_another_server_database_moves_its_pools() {
+    let next = BASE.replace("dbname = \"lightrag\"", "dbname = \"lightrag2\"");
+    let d = changes(BASE, &next);
+    let pools: Vec<&Change> = d.iter().filter(|c| c.what.starts_with("pool ")).collect();
+    assert_eq!(
+        pools,
+        [
+            &change("pool data/lightrag/alice (database lightrag -> lightrag2)", Effect::PoolMoved),
+            &change("pool data/lightrag/bob (database lightrag -> lightrag2)", Effect::PoolMoved),
+        ]
+    );
+}
+
+#[test]
 fn a_server_password_change_replaces_the_user_s_pools_and_is_never_printed() {
     let next = BASE.replace("bob-server-secret", "bob-new-secret");
     let d = diff(&snapshot(BASE), &snapshot(&next));
