@@ -290,25 +290,31 @@ impl Drop for Child {
     }
 }
 
+/// Once the child pgate is ready: a client inside a transaction that inserted `value` into
+/// `metrics_sigterm.t`.
+async fn open_insert(port: u16, http: SocketAddr, value: i32) -> tokio_postgres::Client {
+    until("/readyz 200", 20, async || {
+        tokio::net::TcpStream::connect(http).await.is_ok() && get(http, "/readyz").await.0 == 200
+    })
+    .await;
+    let conninfo =
+        format!("host=127.0.0.1 port={port} user=alice password={ALICE_PW} dbname=metrics_sigterm sslmode=disable");
+    let client = connect(&conninfo).await.unwrap();
+    client.simple_query("BEGIN").await.unwrap();
+    client.simple_query(&format!("INSERT INTO t VALUES ({value})")).await.unwrap();
+    client
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_transaction_commit_and_exits_0_and_a_second_one_stops_at_once() {
     fresh_database("metrics_sigterm");
     let data = &backends().data;
     data.psql("metrics_sigterm", "CREATE TABLE t (v int); ALTER TABLE t OWNER TO alice").unwrap();
     let listen = "shutdown_timeout = \"30s\"";
-    let conninfo = |port: u16| {
-        format!("host=127.0.0.1 port={port} user=alice password={ALICE_PW} dbname=metrics_sigterm sslmode=disable")
-    };
 
     // One SIGTERM: /readyz 503 at once, the transaction commits, exit status 0.
     let (mut pgate, port, http) = Child::start(listen);
-    until("/readyz 200", 20, async || {
-        tokio::net::TcpStream::connect(http).await.is_ok() && get(http, "/readyz").await.0 == 200
-    })
-    .await;
-    let client = connect(&conninfo(port)).await.unwrap();
-    client.simple_query("BEGIN").await.unwrap();
-    client.simple_query("INSERT INTO t VALUES (1)").await.unwrap();
+    let client = open_insert(port, http, 1).await;
     pgate.signal("TERM");
     let signalled = Instant::now();
     until("/readyz 503", 2, async || get(http, "/readyz").await.0 == 503).await;
@@ -320,13 +326,7 @@ async fn sigterm_lets_the_transaction_commit_and_exits_0_and_a_second_one_stops_
 
     // A second SIGTERM during the drain: the open transaction is cut, pgate exits at once.
     let (mut pgate, port, http) = Child::start(listen);
-    until("/readyz 200", 20, async || {
-        tokio::net::TcpStream::connect(http).await.is_ok() && get(http, "/readyz").await.0 == 200
-    })
-    .await;
-    let client = connect(&conninfo(port)).await.unwrap();
-    client.simple_query("BEGIN").await.unwrap();
-    client.simple_query("INSERT INTO t VALUES (2)").await.unwrap();
+    let client = open_insert(port, http, 2).await;
     pgate.signal("TERM");
     until("/readyz 503", 2, async || get(http, "/readyz").await.0 == 503).await;
     let second = Instant::now();
@@ -339,13 +339,7 @@ async fn sigterm_lets_the_transaction_commit_and_exits_0_and_a_second_one_stops_
 
     // A drain the console's SHUTDOWN began: the first signal already stops at once.
     let (mut pgate, port, http) = Child::start(&format!("{listen}\n[admin]\nusers = [\"carol\"]"));
-    until("/readyz 200", 20, async || {
-        tokio::net::TcpStream::connect(http).await.is_ok() && get(http, "/readyz").await.0 == 200
-    })
-    .await;
-    let client = connect(&conninfo(port)).await.unwrap();
-    client.simple_query("BEGIN").await.unwrap();
-    client.simple_query("INSERT INTO t VALUES (3)").await.unwrap();
+    let _in_flight = open_insert(port, http, 3).await;
     let console = format!("host=127.0.0.1 port={port} user=carol password={CAROL_PW} dbname=pgate sslmode=disable");
     let (admin, connection) = tokio_postgres::connect(&console, tokio_postgres::NoTls).await.expect("console login");
     tokio::spawn(connection);

@@ -243,8 +243,9 @@ impl Pool {
     }
 
     pub fn stats(&self) -> PoolStats {
+        let check_delay = self.settings().server_check_delay;
         let inner = self.lock();
-        let used = inner.idle.iter().filter(|c| c.idle_for() > self.settings.load().server_check_delay).count();
+        let used = inner.idle.iter().filter(|c| c.idle_for() > check_delay).count();
         // Waiters that gave up stay queued until a grant finds them gone.
         let waiting = inner.waiters.iter().filter(|w| !w.grant.is_closed());
         let (waiting, longest) = waiting.fold((0, None), |(n, first), w| (n + 1, first.or(Some(w.since))));
@@ -423,6 +424,7 @@ impl Pool {
     /// past `server_lifetime`, and open servers up to `min_idle`.
     pub fn maintain(self: &Arc<Self>) {
         self.live.sample();
+        let settings = self.settings();
         let expired = {
             let mut inner = self.lock();
             let mut expired = Vec::new();
@@ -430,10 +432,10 @@ impl Pool {
             let total_idle = inner.idle.len();
             // Oldest-idle first: `idle` is used from the back.
             for conn in inner.idle.drain(..) {
-                let surplus = total_idle - expired.len() > self.settings.load().min_idle;
-                if conn.age() > self.settings.load().server_lifetime {
+                let surplus = total_idle - expired.len() > settings.min_idle;
+                if conn.age() > settings.server_lifetime {
                     expired.push((conn, CloseReason::Lifetime));
-                } else if surplus && conn.idle_for() > self.settings.load().server_idle_timeout {
+                } else if surplus && conn.idle_for() > settings.server_idle_timeout {
                     expired.push((conn, CloseReason::IdleTimeout));
                 } else {
                     keep.push(conn);
@@ -459,8 +461,9 @@ impl Pool {
             if inner.closed {
                 return;
             }
-            let want = self.settings.load().min_idle.saturating_sub(inner.idle.len());
-            let n = want.min(self.settings.load().size.saturating_sub(inner.open));
+            let settings = self.settings();
+            let want = settings.min_idle.saturating_sub(inner.idle.len());
+            let n = want.min(settings.size.saturating_sub(inner.open));
             inner.open += n;
             n
         };

@@ -74,8 +74,10 @@ fn reconfigure_pool(pool: &Pool, next: &Snapshot, keys: &Arc<DerivedKeys>) -> Op
         Origin::Lookup => {
             let lookup = next.auth.lookup.as_ref().filter(|l| l.user == key.user)?;
             let backend = next.backends.get(&key.backend)?;
+            // Lookup pools have fixed settings; only where their servers log in can change.
             let settings = PoolSettings::clone(&pool.settings());
-            (settings.clone(), lookup_target(backend, key.database.clone(), lookup, &settings, keys))
+            let target = lookup_target(backend, key.database.clone(), lookup, &settings, keys);
+            (settings, target)
         }
     };
     // Keys proven by logins (auth_query passthrough) stay with the pool.
