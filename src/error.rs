@@ -61,6 +61,18 @@ pub enum Error {
     /// An admin ended this client's session (KILL_CLIENT).
     #[error("terminating connection: terminated by an administrator (KILL_CLIENT)")]
     Killed,
+    /// The client sat inside a transaction, holding a server, past the pool's limit.
+    #[error(
+        "terminating connection due to idle-in-transaction timeout ({} without a request inside a transaction, pool idle_transaction_timeout); the transaction was rolled back",
+        humantime::format_duration(*.0)
+    )]
+    IdleInTransaction(std::time::Duration),
+    /// The client sent nothing past the pool's limit.
+    #[error(
+        "terminating connection due to idle-session timeout ({} without a request, pool client_idle_timeout)",
+        humantime::format_duration(*.0)
+    )]
+    ClientIdle(std::time::Duration),
     /// The client's socket failed: there is nobody left to tell.
     #[error("client connection failed: {0}")]
     ClientIo(#[from] std::io::Error),
@@ -128,6 +140,11 @@ impl Error {
                 Some("connect to a routed database, or ask the operator to list you in [admin] users"),
             ),
             Error::Killed => (sqlstate::ADMIN_SHUTDOWN, Some("reconnect if you still need a session")),
+            Error::IdleInTransaction(_) => (
+                sqlstate::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+                Some("end transactions promptly (COMMIT or ROLLBACK) and reconnect; do not leave them open while idle"),
+            ),
+            Error::ClientIdle(_) => (sqlstate::IDLE_SESSION_TIMEOUT, Some("reconnect when you need a session again")),
             Error::ServerLost(_) => {
                 (sqlstate::CONNECTION_FAILURE, Some("the transaction was lost; reconnect and retry it"))
             }

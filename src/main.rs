@@ -216,7 +216,7 @@ fn describe(s: &Snapshot) -> String {
         let p = s.pool_settings(&route, &anyone);
         let _ = writeln!(
             out,
-            "  {:<16} mode {}, size {}, min_idle {}, query_wait_timeout {}, server_idle_timeout {}, server_lifetime {}, connect_timeout {}, tls {}",
+            "  {:<16} mode {}, size {}, min_idle {}, query_wait_timeout {}, server_idle_timeout {}, server_lifetime {}, connect_timeout {}, idle_transaction_timeout {}, client_idle_timeout {}, tls {}",
             b.name,
             p.mode,
             p.size,
@@ -225,10 +225,17 @@ fn describe(s: &Snapshot) -> String {
             humantime::format_duration(p.server_idle_timeout),
             humantime::format_duration(p.server_lifetime),
             humantime::format_duration(p.connect_timeout),
+            off_or(p.idle_transaction_timeout),
+            off_or(p.client_idle_timeout),
             b.tls.mode
         );
     }
     out
+}
+
+/// A timeout where zero turns the check off.
+fn off_or(d: std::time::Duration) -> String {
+    if d.is_zero() { "off".into() } else { humantime::format_duration(d).to_string() }
 }
 
 /// Each workspace's grants: members, databases, classes, rules, pinned settings.

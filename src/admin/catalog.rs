@@ -203,6 +203,8 @@ pub fn config(shared: &Shared) -> Table {
         ("pool.connect_timeout", dur(p.connect_timeout), dur(d.connect_timeout), true),
         ("pool.server_check_delay", dur(p.server_check_delay), dur(d.server_check_delay), true),
         ("pool.reset_timeout", dur(p.reset_timeout), dur(d.reset_timeout), true),
+        ("pool.idle_transaction_timeout", dur(p.idle_transaction_timeout), dur(d.idle_transaction_timeout), true),
+        ("pool.client_idle_timeout", dur(p.client_idle_timeout), dur(d.client_idle_timeout), true),
         (
             "pool.max_prepared_statements",
             p.max_prepared_statements.to_string(),

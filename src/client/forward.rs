@@ -17,7 +17,7 @@ use crate::params::quote_literal;
 use crate::pool::PooledServer;
 use crate::protocol::codes::frontend;
 use crate::protocol::extended::{self, PORTAL, STATEMENT};
-use crate::protocol::{Interest, ProtocolError, Scan, messages};
+use crate::protocol::{FrameScanner, Interest, ProtocolError, Scan, frame, messages};
 use crate::server::ServerEvent;
 use crate::server::statements::{Admit, global_name};
 use crate::sql::{self, PinReason};
@@ -66,7 +66,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         self.dropping_frame = false;
                     }
                 }
-                Scan::Header { code: frontend::TERMINATE, .. } => return Ok(Some(RelayEnd::ClientGone)),
+                Scan::Header { code: frontend::TERMINATE, .. } => {
+                    // Terminate goes no further: the stream to the server ends on the
+                    // boundary before it.
+                    self.cscan = FrameScanner::new(frame::MAX_FRAME_LEN);
+                    return Ok(Some(RelayEnd::ClientGone));
+                }
                 Scan::Header { code, .. } if !is_frontend_message(code) => {
                     return Err(ProtocolError::Unexpected { code, during: "a session" }.into());
                 }

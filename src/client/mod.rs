@@ -8,6 +8,7 @@ mod counted;
 mod expect;
 mod forward;
 mod handshake;
+mod idle;
 mod inspect;
 pub(crate) mod io;
 pub(crate) mod login;

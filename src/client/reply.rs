@@ -75,12 +75,21 @@ enum Action {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Relays what the server sent, in order, with pgate's changes.
     pub(super) async fn relay_server(&mut self, server: &mut PooledServer) -> Result<(), Error> {
+        let mut pos = 0;
+        let relayed = self.relay_frames(server, &mut pos).await;
+        // What was scanned leaves the buffer even when writing to the client failed, so the
+        // buffer always starts where the scanner stands (a rescue drains from there).
+        server.buf.advance(pos);
+        relayed
+    }
+
+    async fn relay_frames(&mut self, server: &mut PooledServer, pos: &mut usize) -> Result<(), Error> {
         let interest = if self.tracks_replies() { tracking_interest } else { plain_interest };
-        let (mut from, mut pos) = (0, 0);
+        let mut from = 0;
         let mut sent = 0;
         loop {
-            match self.sscan.next(&server.buf[pos..], interest).map_err(server_desync)? {
-                Scan::Pass(n) => pos += n,
+            match self.sscan.next(&server.buf[*pos..], interest).map_err(server_desync)? {
+                Scan::Pass(n) => *pos += n,
                 Scan::Header { code, .. } => {
                     if self.expect.on_server_message(code).map_err(unexpected)? == Verdict::Drop {
                         return Err(server_desync(ProtocolError::Unexpected { code, during: "relay" }));
@@ -91,7 +100,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
                 Scan::Whole { code, total } => {
-                    let body = &server.buf[pos + frame::HEADER_LEN..pos + total];
+                    let start = *pos;
+                    let body = &server.buf[start + frame::HEADER_LEN..start + total];
                     let seen = Seen::read(code, body)?;
                     if let Some(inspect) = self.inspect.as_mut() {
                         let ticket = match code {
@@ -104,11 +114,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                     let action = self.on_whole(server, code, seen)?;
                     let answers = self.expect.take_ready();
+                    // Handled: the message is consumed even if writing to the client fails.
+                    *pos += total;
                     if matches!(action, Action::Relay) && answers.is_empty() {
-                        pos += total;
                         continue;
                     }
-                    let keep = if matches!(action, Action::Relay) { pos + total } else { pos };
+                    let keep = if matches!(action, Action::Relay) { *pos } else { start };
                     self.client.write_all(&server.buf[from..keep]).await?;
                     sent += keep - from;
                     if let Action::Replace(bytes) = action {
@@ -119,21 +130,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         self.client.write_all(&answer).await?;
                         sent += answer.len();
                     }
-                    pos += total;
-                    from = pos;
+                    from = *pos;
                 }
                 Scan::NeedMore => break,
             }
         }
-        if pos > from {
-            self.client.write_all(&server.buf[from..pos]).await?;
-            sent += pos - from;
+        if *pos > from {
+            self.client.write_all(&server.buf[from..*pos]).await?;
+            sent += *pos - from;
         }
         self.login.pool.metrics().sent.inc_by(sent as u64);
-        if pos > 0 {
+        if *pos > 0 {
             self.client.flush().await?;
         }
-        server.buf.advance(pos);
         Ok(())
     }
 

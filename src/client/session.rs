@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
 use super::expect::Expectations;
+use super::idle::IdleLimit;
 use super::inspect::Inspector;
 use super::io::flush;
 use super::login::LoggedIn;
@@ -25,7 +26,7 @@ use crate::config::{PoolMode, PoolSettings};
 use crate::error::Error;
 use crate::metrics::{ClientState, Presence, seconds};
 use crate::params::{self, Params};
-use crate::pool::{PoolError, PooledServer};
+use crate::pool::{Abandoned, PoolError, PooledServer};
 use crate::protocol::codes::{frontend, tx_status};
 use crate::protocol::{FrameScanner, ProtocolError, frame, messages};
 use crate::proxy::Shared;
@@ -221,6 +222,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let end = self.serve_with(&mut server).await;
             self.login.cancel.set(None);
             self.login.cancel.settle().await;
+            server.left_at(self.abandoned());
             // The server goes back only now: no cancel can reach it on this client's behalf.
             drop(server);
             self.presence.set(ClientState::Idle);
@@ -229,6 +231,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 RelayEnd::Released => continue,
                 RelayEnd::ClientGone => return Ok(()),
             }
+        }
+    }
+
+    /// Where the streams to and from the server stand, for a server still busy when the
+    /// session lets go of it.
+    fn abandoned(&self) -> Abandoned {
+        Abandoned {
+            request_torn: !self.to_server.is_empty() || !self.cscan.at_boundary(),
+            reply_rest: self.sscan.rest_of_frame(),
         }
     }
 
@@ -300,8 +311,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.cbuf.reserve(expected.saturating_sub(self.cbuf.len()));
         let mut shutdown = self.shutdown.clone();
+        let limit = IdleLimit::outside_transaction(&self.settings);
         tokio::select! {
-            more = self.read_client() => more,
+            more = IdleLimit::apply(limit, self.read_client()) => more?,
             _ = shutdown.changed() => Ok(true),
         }
     }
@@ -464,8 +476,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Err(Error::ShuttingDown);
             }
             let read_client = self.to_server.len() < MAX_PENDING_CLIENT_BYTES;
+            let limit = self.idle_limit(server);
             let (client, cbuf, to_server) = (&mut self.client, &mut self.cbuf, &self.to_server);
-            let event = poll_fn(|cx| poll_relay(cx, client, server, cbuf, to_server, read_client)).await;
+            let relayed = poll_fn(|cx| poll_relay(cx, client, server, cbuf, to_server, read_client));
+            let event = match limit {
+                None => relayed.await,
+                Some(limit) => limit.run(relayed).await?,
+            };
             match event {
                 RelayEvent::ServerWrote(Ok(n)) => self.to_server.advance(n),
                 RelayEvent::ServerRead(Ok(0)) | RelayEvent::ServerWrote(Err(_)) | RelayEvent::ServerRead(Err(_)) => {

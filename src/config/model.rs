@@ -236,6 +236,10 @@ pub struct RawPool {
     pub server_check_delay: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub reset_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_transaction_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub client_idle_timeout: Option<Duration>,
     pub max_prepared_statements: Option<usize>,
     pub on_session_state: Option<OnSessionState>,
 }

@@ -210,6 +210,10 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     pub server_check_delay: Duration,
     pub reset_timeout: Duration,
+    /// A client idle inside a transaction longer than this is disconnected (0: never).
+    pub idle_transaction_timeout: Duration,
+    /// A client idle outside a transaction longer than this is disconnected (0: never).
+    pub client_idle_timeout: Duration,
     /// Prepared statements kept per server connection (transaction and statement pooling).
     pub max_prepared_statements: usize,
     pub on_session_state: OnSessionState,
@@ -227,6 +231,8 @@ impl Default for PoolSettings {
             connect_timeout: Duration::from_secs(5),
             server_check_delay: Duration::from_secs(30),
             reset_timeout: Duration::from_secs(5),
+            idle_transaction_timeout: Duration::ZERO,
+            client_idle_timeout: Duration::ZERO,
             max_prepared_statements: 200,
             on_session_state: OnSessionState::Pin,
         }
@@ -245,6 +251,8 @@ impl PoolSettings {
         self.connect_timeout = o.connect_timeout.unwrap_or(self.connect_timeout);
         self.server_check_delay = o.server_check_delay.unwrap_or(self.server_check_delay);
         self.reset_timeout = o.reset_timeout.unwrap_or(self.reset_timeout);
+        self.idle_transaction_timeout = o.idle_transaction_timeout.unwrap_or(self.idle_transaction_timeout);
+        self.client_idle_timeout = o.client_idle_timeout.unwrap_or(self.client_idle_timeout);
         self.max_prepared_statements = o.max_prepared_statements.unwrap_or(self.max_prepared_statements);
         self.on_session_state = o.on_session_state.unwrap_or(self.on_session_state);
         self

@@ -207,7 +207,7 @@ fn login_result(e: &Error) -> &'static str {
         Error::Protocol(_) | Error::Params(_) | Error::MissingUser => "protocol_error",
         // Not login errors; named so a new variant has to be placed here.
         Error::Checkout(_) | Error::ServerLost(_) | Error::TransactionInStatementPooling => "server_error",
-        Error::Admin(_) | Error::Killed => "server_error",
+        Error::Admin(_) | Error::Killed | Error::IdleInTransaction(_) | Error::ClientIdle(_) => "server_error",
     }
 }
 

@@ -1,9 +1,11 @@
 //! The RAII guard of a checked-out server: its Drop decides between back to the pool,
-//! reset first (ROLLBACK / DISCARD ALL), or close.
+//! reset first (ROLLBACK / DISCARD ALL), rescue first (its client left mid-request), or
+//! close.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
+use super::rescue::{Abandoned, spawn_rescue};
 use super::{Grant, Pool};
 use crate::config::PoolSettings;
 use crate::metrics::CloseReason;
@@ -13,11 +15,12 @@ pub struct PooledServer {
     conn: Option<ServerConn>,
     pool: Arc<Pool>,
     reset: bool,
+    left: Abandoned,
 }
 
 impl PooledServer {
     pub(super) fn new(conn: ServerConn, pool: Arc<Pool>) -> Self {
-        Self { conn: Some(conn), pool, reset: false }
+        Self { conn: Some(conn), pool, reset: false, left: Abandoned::default() }
     }
 
     pub(super) fn take(&mut self) -> Option<ServerConn> {
@@ -31,6 +34,12 @@ impl PooledServer {
     /// Run DISCARD ALL before the server serves anyone else (session pooling).
     pub fn reset_on_release(&mut self) {
         self.reset = true;
+    }
+
+    /// Where the client's streams stood when it let go: a server still working on its
+    /// requests is rescued from there (see `rescue`).
+    pub fn left_at(&mut self, left: Abandoned) {
+        self.left = left;
     }
 
     /// Close the server instead of returning it.
@@ -80,12 +89,12 @@ impl DerefMut for PooledServer {
 impl Drop for PooledServer {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            release(&self.pool, conn, self.reset);
+            release(&self.pool, conn, self.reset, self.left);
         }
     }
 }
 
-fn release(pool: &Arc<Pool>, mut conn: ServerConn, reset: bool) {
+pub(super) fn release(pool: &Arc<Pool>, mut conn: ServerConn, reset: bool, left: Abandoned) {
     // A server opened before a RECONNECT is replaced as it comes free.
     let expired = if pool.is_stale(&conn) {
         Some(CloseReason::Replaced)
@@ -98,6 +107,9 @@ fn release(pool: &Arc<Pool>, mut conn: ServerConn, reset: bool) {
             pool.give(Grant::Server(PooledServer::new(conn, pool.clone())));
         }
         (ServerState::Idle | ServerState::IdleInTransaction { .. }, None) => spawn_reset(pool, conn),
+        // Its backend may still be running the request: never leave that to chance, even
+        // for a server about to be closed for its age.
+        (ServerState::Busy { .. }, _) => spawn_rescue(pool, conn, left),
         (_, Some(reason)) => close(pool, conn, reason),
         (_, None) => close(pool, conn, CloseReason::Broken),
     }
@@ -122,7 +134,7 @@ fn spawn_reset(pool: &Arc<Pool>, mut conn: ServerConn) {
         let result = tokio::time::timeout(timeout, reset(&mut conn)).await;
         drop(testing);
         match result {
-            Ok(Ok(())) => release(&pool, conn, false),
+            Ok(Ok(())) => release(&pool, conn, false, Abandoned::default()),
             Ok(Err(e)) => {
                 tracing::warn!(pool = %pool.key(), error = %e, "server reset failed; closing it");
                 close(&pool, conn, CloseReason::ResetFailed);
@@ -137,11 +149,13 @@ fn spawn_reset(pool: &Arc<Pool>, mut conn: ServerConn) {
 
 /// ROLLBACK an open transaction, then DISCARD ALL: temp tables, prepared statements,
 /// LISTEN, session settings and session-level advisory locks all go.
-async fn reset(conn: &mut ServerConn) -> Result<(), crate::server::ServerError> {
+pub(super) async fn reset(conn: &mut ServerConn) -> Result<(), crate::server::ServerError> {
     if matches!(conn.state(), ServerState::IdleInTransaction { .. }) {
         conn.run_internal("ROLLBACK").await?;
     }
     conn.run_internal("DISCARD ALL").await?;
+    // The pool's prepared statements went with it.
+    conn.statements.rebuild([]);
     conn.set_params((**conn.defaults()).clone(), None);
     Ok(())
 }

@@ -8,6 +8,7 @@ mod live;
 mod origin;
 mod registry;
 mod reload;
+mod rescue;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +25,7 @@ pub use live::{Live, STATS_PERIOD, ServerCounts, ServerUse, ServerView, Totals, 
 pub use origin::{Origin, login_target, lookup_target};
 pub use registry::Pools;
 pub use reload::PoolChange;
+pub use rescue::Abandoned;
 
 use crate::config::PoolSettings;
 use crate::metrics::{CloseReason, PoolMetrics};

@@ -120,6 +120,8 @@ fn settings_changes(old: &PoolSettings, new: &PoolSettings) -> Vec<String> {
     compare("connect_timeout", time(old.connect_timeout), time(new.connect_timeout));
     compare("server_check_delay", time(old.server_check_delay), time(new.server_check_delay));
     compare("reset_timeout", time(old.reset_timeout), time(new.reset_timeout));
+    compare("idle_transaction_timeout", time(old.idle_transaction_timeout), time(new.idle_transaction_timeout));
+    compare("client_idle_timeout", time(old.client_idle_timeout), time(new.client_idle_timeout));
     compare(
         "max_prepared_statements",
         old.max_prepared_statements.to_string(),

@@ -107,4 +107,8 @@ pub mod sqlstate {
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
     /// RELOAD found the configuration file invalid.
     pub const CONFIG_FILE_ERROR: &str = "F0000";
+    /// A client idle inside a transaction past `idle_transaction_timeout`.
+    pub const IDLE_IN_TRANSACTION_SESSION_TIMEOUT: &str = "25P03";
+    /// A client idle past `client_idle_timeout`.
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 }

@@ -91,6 +91,11 @@ impl FrameScanner {
         self.in_frame == 0
     }
 
+    /// Bytes of the current frame still to come before the next boundary.
+    pub fn rest_of_frame(&self) -> usize {
+        self.in_frame
+    }
+
     /// Looks at the front of `buf` (the bytes not yet consumed by the caller).
     pub fn next(&mut self, buf: &[u8], interest: impl Fn(u8) -> Interest) -> Result<Scan, ProtocolError> {
         if buf.is_empty() {

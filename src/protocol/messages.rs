@@ -4,6 +4,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use pgwire::messages::Message;
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::CopyFail;
+use pgwire::messages::extendedquery::Sync;
 use pgwire::messages::response::{ErrorResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::{
@@ -127,6 +129,15 @@ pub fn query(buf: &mut BytesMut, sql: &str) -> Result<(), ProtocolError> {
 
 pub fn terminate(buf: &mut BytesMut) {
     let _ = put(buf, &Terminate::new());
+}
+
+pub fn sync(buf: &mut BytesMut) {
+    let _ = put(buf, &Sync::new());
+}
+
+/// Ends a copy-in with an error; outside copy-in mode PostgreSQL ignores it.
+pub fn copy_fail(buf: &mut BytesMut, reason: &str) -> Result<(), ProtocolError> {
+    put(buf, &CopyFail::new(reason.to_owned()))
 }
 
 pub fn startup_message<'a>(

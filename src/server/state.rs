@@ -27,6 +27,9 @@ pub enum ServerEvent {
     /// This many Syncs counted as sent will get no ReadyForQuery (the server ignores a
     /// Sync that arrives in copy-in mode).
     SyncsIgnored(u32),
+    /// pgate read everything in flight up to a ReadyForQuery of its own with this
+    /// transaction status (rescuing a server its client left mid-request).
+    Drained(u8),
     /// I/O failed or the server sent something impossible.
     Failed,
 }
@@ -43,6 +46,7 @@ impl ServerState {
         };
         match event {
             ServerEvent::Failed => Broken,
+            ServerEvent::Drained(status) => Busy { awaiting: 1, unsynced: false, tx }.on(ServerEvent::Ready(status)),
             ServerEvent::SyncsIgnored(n) => Busy { awaiting: awaiting.saturating_sub(n), unsynced, tx },
             ServerEvent::Sent(code) => match code {
                 frontend::QUERY | frontend::FUNCTION_CALL => Busy { awaiting: awaiting + 1, unsynced, tx },

@@ -108,6 +108,8 @@ fn pool_settings(f: &mut Fields, r: &PoolSettings, n: &PoolSettings) {
     f.value("connect_timeout", duration(r.connect_timeout), duration(n.connect_timeout));
     f.value("server_check_delay", duration(r.server_check_delay), duration(n.server_check_delay));
     f.value("reset_timeout", duration(r.reset_timeout), duration(n.reset_timeout));
+    f.value("idle_transaction_timeout", duration(r.idle_transaction_timeout), duration(n.idle_transaction_timeout));
+    f.value("client_idle_timeout", duration(r.client_idle_timeout), duration(n.client_idle_timeout));
     f.value("max_prepared_statements", r.max_prepared_statements, n.max_prepared_statements);
     f.value("on_session_state", r.on_session_state, n.on_session_state);
 }
