@@ -97,16 +97,35 @@ fn watch_accepting(port: u16) -> JoinHandle<Instant> {
     })
 }
 
-/// Runs `call` every 50 ms until it succeeds; the moment it did.
-fn first_success<F, Fut>(mut call: F) -> JoinHandle<Instant>
+/// An error a client was given: SQLSTATE, message, hint.
+#[derive(Debug)]
+struct Refusal {
+    code: Option<String>,
+    message: String,
+    hint: Option<String>,
+}
+
+impl Refusal {
+    fn of(e: &tokio_postgres::Error) -> Refusal {
+        let hint = e.as_db_error().and_then(|d| d.hint()).map(str::to_owned);
+        Refusal { code: sqlstate(e), message: db_message(e), hint }
+    }
+}
+
+/// Runs `call` every 50 ms until it succeeds; the moment it did, and what it was told
+/// before.
+fn first_success<F, Fut>(mut call: F) -> JoinHandle<(Instant, Vec<Refusal>)>
 where
     F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
+    Fut: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send,
 {
     tokio::spawn(async move {
+        let mut refusals = Vec::new();
         loop {
-            if matches!(tokio::time::timeout(HUNG, call()).await, Ok(true)) {
-                return Instant::now();
+            match tokio::time::timeout(HUNG, call()).await {
+                Ok(Ok(())) => return (Instant::now(), refusals),
+                Ok(Err(e)) => refusals.push(Refusal::of(&e)),
+                Err(_) => refusals.push(Refusal { code: None, message: "hung".into(), hint: None }),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -164,7 +183,10 @@ impl Workload {
 }
 
 /// A query running on a spawned task; resolves to its result and when it ended.
-fn spawn_query(client: tokio_postgres::Client, sql: &'static str) -> JoinHandle<(Result<(), tokio_postgres::Error>, Instant)> {
+fn spawn_query(
+    client: tokio_postgres::Client,
+    sql: &'static str,
+) -> JoinHandle<(Result<(), tokio_postgres::Error>, Instant)> {
     tokio::spawn(async move {
         let r = client.simple_query(sql).await.map(drop);
         (r, Instant::now())

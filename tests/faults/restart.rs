@@ -43,34 +43,40 @@ async fn crash_restart(mode: &str) {
     let conninfo = pgate.conninfo("alice", ALICE_PW, "akko");
     let new_client = first_success(move || {
         let conninfo = conninfo.clone();
-        async move {
-            match connect(&conninfo).await {
-                Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-                Err(_) => false,
-            }
-        }
+        async move { connect(&conninfo).await?.simple_query("SELECT 1").await.map(drop) }
     });
     let existing_client = existing.map(|client| {
         first_success(move || {
             let client = client.clone();
-            async move { client.simple_query("SELECT 1").await.is_ok() }
+            async move { client.simple_query("SELECT 1").await.map(drop) }
         })
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     tokio::task::block_in_place(|| cluster.start()).unwrap();
     assert_eq!(cluster.port(), port, "PostgreSQL came back on its port");
 
-    let wait = |task: JoinHandle<Instant>| async move {
+    let wait = |task: JoinHandle<(Instant, Vec<Refusal>)>| async move {
         tokio::time::timeout(Duration::from_secs(30), task).await.expect("served again").unwrap()
     };
-    let ready = wait(ready).await;
-    let new_after = wait(new_client).await.saturating_duration_since(ready);
+    let ready = tokio::time::timeout(Duration::from_secs(30), ready).await.expect("PostgreSQL accepts").unwrap();
+    let (served, mut refusals) = wait(new_client).await;
+    let new_after = served.saturating_duration_since(ready);
     eprintln!("{mode}: PostgreSQL accepting -> a new client served after {new_after:?}");
     assert!(new_after <= SERVES_AGAIN_WITHIN, "a new client waited {new_after:?}");
     if let Some(task) = existing_client {
-        let existing_after = wait(task).await.saturating_duration_since(ready);
+        let (served, more) = wait(task).await;
+        let existing_after = served.saturating_duration_since(ready);
         eprintln!("{mode}: PostgreSQL accepting -> an existing client served after {existing_after:?}");
         assert!(existing_after <= SERVES_AGAIN_WITHIN, "an existing client waited {existing_after:?}");
+        refusals.extend(more);
+    }
+    // Down or starting up, the backend is "gone" for a while: 08006, telling to retry.
+    let mut messages: Vec<&str> = refusals.iter().map(|r| r.message.as_str()).collect();
+    messages.dedup();
+    eprintln!("{mode}: {} requests refused during the restart: {messages:?}", refusals.len());
+    for r in &refusals {
+        assert_eq!(r.code.as_deref(), Some("08006"), "{r:?}");
+        assert!(r.hint.as_deref().is_some_and(|h| h.contains("retry")), "{r:?}");
     }
     assert!(!pgate.finished(), "pgate ran throughout");
 }
