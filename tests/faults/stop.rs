@@ -11,6 +11,20 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 /// What a loaded 2-core machine may add to a deadline before the error reaches the client.
 const MARGIN: Duration = Duration::from_secs(1);
 
+/// GET on pgate's metrics endpoint: status and body.
+async fn get(pgate: &Pgate, path: &str) -> (u16, String) {
+    let exchange = async {
+        let mut stream = TcpStream::connect(pgate.metrics_addr.expect("metrics on")).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: pgate\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
+        (head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line"), body.to_owned())
+    };
+    tokio::time::timeout(HUNG, exchange).await.expect("the metrics endpoint answers")
+}
+
 /// Awaits a client call and how long it took; a call that outlives [`HUNG`] fails the test.
 async fn timed<T>(call: impl std::future::Future<Output = T>) -> (T, Duration) {
     let started = Instant::now();
@@ -38,7 +52,7 @@ fn assert_refused<T: std::fmt::Debug>(
 /// (53300); a login that needs a new server fails at connect_timeout (08006); an idle
 /// server is probed before reuse (past server_check_delay), and a probe that gets no
 /// answer costs reset_timeout before a new server is tried; a login to a pool that knows
-/// its server parameters needs no server and succeeds. After SIGCONT, the transactions
+/// its server parameters needs no server and succeeds; /readyz turns 503. After SIGCONT, the transactions
 /// that were open go on and every pool serves again.
 async fn stopped_backend(mode: &str) {
     let cluster = private_cluster(&format!("stop-{mode}"));
@@ -46,7 +60,8 @@ async fn stopped_backend(mode: &str) {
         cluster.psql("postgres", &format!("CREATE DATABASE {db} OWNER alice")).unwrap();
     }
     let head = format!(
-        "[pool]\nmode = \"{mode}\"\nsize = 2\nconnect_timeout = \"{}ms\"\nquery_wait_timeout = \"{}ms\"\n\
+        "[metrics]\naddress = \"127.0.0.1:0\"\nprobe_interval = \"200ms\"\nprobe_timeout = \"300ms\"\n\
+         [pool]\nmode = \"{mode}\"\nsize = 2\nconnect_timeout = \"{}ms\"\nquery_wait_timeout = \"{}ms\"\n\
          reset_timeout = \"{}ms\"\nserver_check_delay = \"200ms\"\n",
         CONNECT_TIMEOUT.as_millis(),
         QUERY_WAIT_TIMEOUT.as_millis(),
@@ -66,6 +81,7 @@ async fn stopped_backend(mode: &str) {
     let prober = pgate.alice("aden").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    assert_eq!(get(&pgate, "/readyz").await.0, 200);
     let frozen = Frozen::freeze(&cluster);
     let (full, probed, fresh, known) = tokio::join!(
         timed(waiting.simple_query("SELECT 1")),
@@ -87,6 +103,11 @@ async fn stopped_backend(mode: &str) {
     eprintln!("stopped backend: a login to a known pool took {took:?}");
     assert!(known.is_ok() && took < MARGIN, "a login needing no server: {took:?} {:?}", known.err());
 
+    // The backend probe has a deadline too: /readyz says which backend does not answer.
+    let (status, why) = get(&pgate, "/readyz").await;
+    eprintln!("stopped backend: /readyz {status} {why}");
+    assert!(status == 503 && why.contains("backend main"), "{status} {why}");
+
     let thawed = Instant::now();
     frozen.thaw();
     for h in &holders {
@@ -102,6 +123,10 @@ async fn stopped_backend(mode: &str) {
     }
     let (client, _) = timed(pgate.connect("alice", ALICE_PW, "lightrag")).await;
     assert_eq!(simple_row(&client.expect("a login to the new pool"), "SELECT 1").await, ["1"]);
+    while get(&pgate, "/readyz").await.0 != 200 {
+        assert!(thawed.elapsed() < SERVES_AGAIN_WITHIN, "/readyz stays 503 after SIGCONT");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let served = thawed.elapsed();
     eprintln!("stopped backend: every pool served again {served:?} after SIGCONT");
     assert!(served < SERVES_AGAIN_WITHIN, "served again after {served:?}");
