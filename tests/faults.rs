@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::raw::startup_packet;
 use common::*;
 use pgate::demo::cluster::Cluster;
+use pgate::protocol::codes::backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -61,6 +62,7 @@ impl Frozen {
         frozen
     }
 
+    /// SIGCONT now (Drop sends it).
     fn thaw(self) {}
 }
 
@@ -80,7 +82,7 @@ async fn accepting(port: u16) -> bool {
         s.write_all(&startup_packet(3 << 16, &[("user", "postgres"), ("database", "postgres")])).await.ok()?;
         let mut first = [0u8; 1];
         s.read_exact(&mut first).await.ok()?;
-        Some(first[0] == b'R')
+        Some(first[0] == backend::AUTHENTICATION)
     };
     matches!(tokio::time::timeout(Duration::from_millis(500), probe).await, Ok(Some(true)))
 }
@@ -213,8 +215,9 @@ async fn lost(
     (result.expect_err("the client's server is gone"), at.duration_since(since))
 }
 
-fn pool_head(mode: &str, extra: &str) -> String {
-    format!("[pool]\nmode = \"{mode}\"\nsize = 8\n{extra}")
+/// A `[pool]` table in `mode`, with room for every client of a test.
+fn pool_head(mode: &str) -> String {
+    format!("[pool]\nmode = \"{mode}\"\nsize = 8\n")
 }
 
 /// Backend `main` (databases `*`) on `main_port`, and backend `other` for database `aden`.

@@ -16,7 +16,7 @@ async fn kill_9_of_one_backend(mode: &str) {
     let main = private_cluster(&format!("kill9-{mode}"));
     let other = private_cluster(&format!("kill9-other-{mode}"));
     other.psql("postgres", "CREATE DATABASE aden OWNER alice").unwrap();
-    let pgate = Pgate::start(&two_backends(&pool_head(mode, ""), main.port(), other.port())).await;
+    let pgate = Pgate::start(&two_backends(&pool_head(mode), main.port(), other.port())).await;
     let workload = Workload::start(&pgate, "aden", 3).await;
 
     let victim = pgate.alice("akko").await;
@@ -80,7 +80,7 @@ async fn kill_9_of_a_backend_in_session_pooling() {
 /// or idle in one, goes on untouched.
 async fn sigterm_of_one_backend(mode: &str) {
     let cluster = private_cluster(&format!("sigterm-{mode}"));
-    let pgate = Pgate::start(&single_backend_config(&pool_head(mode, ""), cluster.port())).await;
+    let pgate = Pgate::start(&single_backend_config(&pool_head(mode), cluster.port())).await;
     let workload = Workload::start(&pgate, "akko", 3).await;
     let (in_tx, in_tx_conn) = connect_with_task(&pgate.conninfo("alice", ALICE_PW, "akko")).await;
     in_tx.batch_execute("CREATE TABLE marks (n int); BEGIN; INSERT INTO marks VALUES (1)").await.unwrap();

@@ -13,7 +13,7 @@ use super::*;
 async fn crash_restart(mode: &str) {
     let mut cluster = private_cluster(&format!("restart-{mode}"));
     let port = cluster.port();
-    let pgate = Pgate::start(&single_backend_config(&pool_head(mode, ""), port)).await;
+    let pgate = Pgate::start(&single_backend_config(&pool_head(mode), port)).await;
     let sleeper = pgate.alice("akko").await;
     let (existing, existing_conn) = connect_with_task(&pgate.conninfo("alice", ALICE_PW, "akko")).await;
     assert_eq!(simple_row(&existing, "SELECT 1").await, ["1"]);

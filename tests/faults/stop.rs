@@ -52,8 +52,10 @@ fn assert_refused<T: std::fmt::Debug>(
 /// (53300); a login that needs a new server fails at connect_timeout (08006); an idle
 /// server is probed before reuse (past server_check_delay), and a probe that gets no
 /// answer costs reset_timeout before a new server is tried; a login to a pool that knows
-/// its server parameters needs no server and succeeds; /readyz turns 503. After SIGCONT, the transactions
-/// that were open go on and every pool serves again.
+/// its server parameters needs no server and succeeds; /readyz turns 503. After SIGCONT,
+/// the transactions that were open go on and every pool serves again. (A request already
+/// on a server, or handed a server used within server_check_delay, waits for it like for
+/// a slow query: nothing tells the two apart.)
 async fn stopped_backend(mode: &str) {
     let cluster = private_cluster(&format!("stop-{mode}"));
     for db in ["aden", "lightrag"] {
