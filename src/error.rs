@@ -198,6 +198,19 @@ fn auth_code(e: &AuthError) -> (&'static str, Option<&'static str>) {
     }
 }
 
+/// What to do about a server's refusal of pgate's login, by its SQLSTATE.
+fn rejection_hint(code: &str) -> Option<&'static str> {
+    match code {
+        "3D000" => None,
+        // Starting up, in crash recovery, shutting down (57P03, 57P01) or out of
+        // connection slots (53300): this passes without anyone changing pgate's setup.
+        "53300" | "57P01" | "57P03" => {
+            Some("the backend is starting up, recovering, shutting down or full; retry shortly")
+        }
+        _ => Some("check the user's server_user / server_password in the pgate configuration"),
+    }
+}
+
 fn pool_response(e: &PoolError, severity: &str) -> ErrorFields {
     let (code, message, detail, hint) = match e {
         PoolError::Timeout { .. } => (
@@ -214,8 +227,7 @@ fn pool_response(e: &PoolError, severity: &str) -> ErrorFields {
                 code,
                 format!("backend {backend} refused the login of \"{user}\": {}", fields.message),
                 Some(format!("the server said {} {}", fields.code, fields.message)),
-                (code != "3D000")
-                    .then_some("check the user's server_user / server_password in the pgate configuration"),
+                rejection_hint(&fields.code),
             )
         }
         PoolError::Server(ServerError::NoPassword { .. }) => (
@@ -232,4 +244,37 @@ fn pool_response(e: &PoolError, severity: &str) -> ErrorFields {
         ),
     };
     ErrorFields { severity: severity.into(), code: code.into(), message, detail, hint: hint.map(Into::into) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(code: &str, message: &str) -> Error {
+        let fields = ErrorFields {
+            severity: FATAL.into(),
+            code: code.into(),
+            message: message.into(),
+            detail: None,
+            hint: None,
+        };
+        let e = ServerError::Rejected { backend: "main".into(), user: "alice".into(), fields: Box::new(fields) };
+        Error::Checkout(PoolError::Server(e))
+    }
+
+    #[test]
+    fn a_backend_that_is_starting_or_recovering_is_not_blamed_on_credentials() {
+        for (code, message) in
+            [("57P03", "the database system is in recovery mode"), ("53300", "sorry, too many clients already")]
+        {
+            let r = rejected(code, message).to_response().unwrap();
+            assert_eq!(r.code, sqlstate::CONNECTION_FAILURE);
+            assert!(r.hint.as_deref().unwrap().contains("retry shortly"), "{r:?}");
+            assert!(r.detail.as_deref().unwrap().contains(code), "{r:?}");
+        }
+        let r = rejected("28P01", "password authentication failed for user \"alice\"").to_response().unwrap();
+        assert!(r.hint.as_deref().unwrap().contains("server_password"), "{r:?}");
+        let r = rejected("3D000", "database \"x\" does not exist").to_response().unwrap();
+        assert_eq!((r.code.as_str(), r.hint), ("3D000", None));
+    }
 }
