@@ -4,6 +4,7 @@
 
 mod after;
 pub(crate) mod audit_log;
+mod contain;
 mod counted;
 mod expect;
 mod forward;
@@ -34,6 +35,7 @@ use crate::protocol::StartupMessage;
 use crate::proxy::Shared;
 use handshake::{Encryption, Opening};
 use io::send_error;
+pub use contain::{Ended, contain};
 use session::Session;
 pub use start_tls::TlsFacts;
 
