@@ -71,7 +71,7 @@ fn one_case(case_seed: u64, reached: &mut decoders::Reached) {
 
 #[test]
 fn decoders_never_panic_on_mutated_streams() {
-    let (cases, seed) = share(90_000);
+    let (cases, seed) = share(92_000);
     if let Some(replay) = std::env::var("PGATE_FUZZ_REPLAY").ok().and_then(|v| v.parse().ok()) {
         return one_case(replay, &mut decoders::Reached::default());
     }
@@ -114,7 +114,7 @@ async fn assert_settled(pgate: &Pgate, size: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_streams_through_pgate_to_postgresql() {
-    let (cases, seed) = share(6_000);
+    let (cases, seed) = share(4_000);
     fresh_database("fuzz");
     let size = 6;
     let pgate = Pgate::start(&config_with_fallback(&format!(
@@ -164,6 +164,44 @@ async fn mutated_streams_through_pgate_to_a_scripted_server() {
     server.chaos.store(false, Ordering::SeqCst);
     let client = pgate.alice("akko").await;
     client.simple_query("SELECT 1").await.expect("a well-behaved client is served after the run");
+    drop(client);
+    pgate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_held_by_a_panicking_client_task_is_closed_not_reused() {
+    fresh_database("fuzz_panic");
+    let pgate = Pgate::start(&config_with_fallback("[pool]\nsize = 2\n[auth]\ntrust_networks = [\"127.0.0.1/32\"]\n"))
+        .await;
+    let client = pgate.connect("dave", "", "fuzz_panic").await.expect("dave connects");
+    assert_eq!(simple_row(&client, "SELECT 1").await, ["1"]);
+    let shared = pgate.shared.clone();
+    let pool = shared.pools.all().into_iter().find(|p| p.key().database == "fuzz_panic").expect("the pool exists");
+    assert!(network::eventually(10, || pool.server_counts().idle == 1).await, "{:?}", pool.server_counts());
+    assert_eq!(data_connections("fuzz_panic", "dave"), 1);
+
+    // A client task that panics while it holds the pool's idle server, checked out clean.
+    let holder = pool.clone();
+    let task = async move {
+        let server = holder.checkout().await.expect("checkout");
+        tokio::task::yield_now().await;
+        let held: Vec<_> = vec![server];
+        panic!("injected panic while holding {} server(s)", held.len());
+    };
+    let peer = "127.0.0.1:40000".parse().unwrap();
+    let ended = pgate::client::contain(task, peer, &shared.metrics).await;
+    assert!(matches!(&ended, pgate::client::Ended::Panicked(m) if m.contains("injected")), "{ended:?}");
+    assert_eq!(shared.metrics.client_panics(), 1);
+    let scrape = shared.metrics.render(&shared);
+    assert!(scrape.lines().any(|l| l == "pgate_client_panics_total 1"), "the panic is counted on /metrics");
+
+    // The server was closed, not put back: the pool holds none and PostgreSQL sees it gone.
+    let c = pool.server_counts();
+    assert_eq!(c.active + c.idle + c.used + c.tested + c.login, 0, "{c:?}");
+    let gone = network::eventually(10, || data_connections("fuzz_panic", "dave") == 0).await;
+    assert!(gone, "PostgreSQL still has the server of the panicked task");
+    // The slot it held is free: the client that was connected all along is served.
+    assert_eq!(simple_row(&client, "SELECT 2").await, ["2"]);
     drop(client);
     pgate.stop().await;
 }

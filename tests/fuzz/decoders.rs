@@ -74,7 +74,7 @@ fn decode_frame(code: u8, body: &[u8], g: &mut Gen, reached: &mut Reached) {
 /// Statement classification costs up to milliseconds in a debug build; a fixed share of
 /// the texts is classified, the rest only lexed (`effects`).
 fn classify(text: &str, g: &mut Gen, reached: &mut Reached) {
-    if g.chance(0.2) {
+    if g.chance(0.1) {
         let _ = pgate::sql::classify::classify(text);
         reached.classified += 1;
     }
