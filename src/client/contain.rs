@@ -24,14 +24,13 @@ pub enum Ended {
 pub async fn contain<F: Future<Output = ()>>(task: F, peer: SocketAddr, metrics: &Metrics) -> Ended {
     // Boxed so the state can be dropped at a chosen moment, inside the abandoned scope.
     let mut task = Box::pin(task);
-    let polled = std::future::poll_fn(|cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
+    let polled =
+        std::future::poll_fn(|cx| match std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
             Err(payload) => Poll::Ready(Err(payload)),
-        }
-    })
-    .await;
+        })
+        .await;
     let payload = match polled {
         Ok(()) => return Ended::Normally,
         Err(payload) => payload,
@@ -106,7 +105,10 @@ mod tests {
     async fn a_task_that_ends_is_not_counted() {
         let metrics = Metrics::new().unwrap();
         assert_eq!(contain(async {}, peer(), &metrics).await, Ended::Normally);
-        assert_eq!(contain(async { panic!("with {}", "text") }, peer(), &metrics).await, Ended::Panicked("with text".into()));
+        assert_eq!(
+            contain(async { panic!("with {}", "text") }, peer(), &metrics).await,
+            Ended::Panicked("with text".into())
+        );
         assert_eq!(metrics.client_panics(), 1);
     }
 

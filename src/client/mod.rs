@@ -33,9 +33,9 @@ use crate::cancel;
 use crate::error::Error;
 use crate::protocol::StartupMessage;
 use crate::proxy::Shared;
+pub use contain::{Ended, contain};
 use handshake::{Encryption, Opening};
 use io::send_error;
-pub use contain::{Ended, contain};
 use session::Session;
 pub use start_tls::TlsFacts;
 

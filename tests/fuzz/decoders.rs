@@ -89,8 +89,7 @@ fn verifier() -> &'static ScramVerifier {
 /// The server side of SCRAM on a mutated client-first, then on a mutated client-final.
 fn scram_exchange(mechanism: &str, client_first: &[u8], garbage: &[u8], reached: &mut Reached) {
     reached.scram += 1;
-    if let Ok((exchange, server_first)) = scram::ScramExchange::start(verifier(), "u", mechanism, client_first, None)
-    {
+    if let Ok((exchange, server_first)) = scram::ScramExchange::start(verifier(), "u", mechanism, client_first, None) {
         let nonce = server_first.split(',').next().unwrap_or_default();
         let mut client_final = format!("c=biws,{nonce},p=").into_bytes();
         client_final.extend_from_slice(garbage);

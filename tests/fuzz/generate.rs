@@ -37,10 +37,19 @@ const SQL: &[&str] = &[
     "SHOW server_version",
     "",
     "SELEC broken",
+    "SELECT 'ünïcödé' AS ñ, pg_temp.名前",
+    "SELECT * FROM テーブル WHERE 列 = $1",
 ];
 
-const PARAMS: &[(&str, &str)] =
-    &[("application_name", "fuzz"), ("options", "-c search_path=public"), ("client_encoding", "UTF8"), ("DateStyle", "ISO")];
+/// Characters of 2, 3 and 4 bytes in UTF-8, put into statements at random places.
+const WIDE: &[char] = &['¡', 'ß', '䇨', '€', '😀', '\u{10ffff}'];
+
+const PARAMS: &[(&str, &str)] = &[
+    ("application_name", "fuzz"),
+    ("options", "-c search_path=public"),
+    ("client_encoding", "UTF8"),
+    ("DateStyle", "ISO"),
+];
 
 pub struct Gen {
     rng: StdRng,
@@ -107,7 +116,15 @@ impl Gen {
     }
 
     pub fn sql(&mut self) -> Vec<u8> {
-        let mut text = self.pick(SQL).as_bytes().to_vec();
+        let mut text = String::from(*self.pick(SQL));
+        if self.chance(0.2) {
+            // At a character boundary: the text stays UTF-8 and reaches the SQL scanners.
+            let at = self.below(text.len() + 1);
+            if text.is_char_boundary(at) {
+                text.insert(at, *self.pick(WIDE));
+            }
+        }
+        let mut text = text.into_bytes();
         if self.chance(0.2) && !text.is_empty() {
             let at = self.below(text.len());
             text[at] = self.rng.random();
