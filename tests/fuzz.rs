@@ -116,11 +116,21 @@ async fn mutated_streams_through_pgate_to_postgresql() {
     let (cases, seed) = share(4_000);
     fresh_database("fuzz");
     let size = 6;
-    let pgate = Pgate::start(&config_with_fallback(&format!(
-        "[listen]\nlogin_timeout = \"3s\"\n[pool]\nsize = {size}\nquery_wait_timeout = \"5s\"\n\
-         [auth]\ntrust_networks = [\"127.0.0.1/32\"]\n"
-    )))
-    .await;
+    // Statement rules and the audit log (with parameters) put the inspector on the path of
+    // every Query, Parse, Bind and Execute.
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit_log = audit_dir.path().join("audit.log");
+    let config = format!(
+        "{}\n[[workspaces]]\nname = \"fuzz\"\nusers = [\"dave\"]\ndatabases = [\"fuzz\"]\n\
+         allow = [\"READ\", \"WRITE\", \"FUNCTION\", \"MISC\"]\nrelations = {{ deny = [\"public.secrets\"] }}\n\
+         session = {{ search_path = \"public\" }}\n\n[audit]\nsink = \"{}\"\nlog_parameter = true\n",
+        config_with_fallback(&format!(
+            "[listen]\nlogin_timeout = \"3s\"\n[pool]\nsize = {size}\nquery_wait_timeout = \"5s\"\n\
+             [auth]\ntrust_networks = [\"127.0.0.1/32\"]\n"
+        )),
+        audit_log.display()
+    );
+    let pgate = Pgate::start(&config).await;
     // Found in process first: a word with a character across its byte 8 panicked the
     // statement scanner that runs on every Query.
     let mut raw = common::raw::RawClient::login_trusted(pgate.addr, "dave", "fuzz").await;
@@ -141,6 +151,9 @@ async fn mutated_streams_through_pgate_to_postgresql() {
     assert_eq!(simple_row(&client, "SELECT 41 + 1").await, ["42"]);
     drop(client);
     pgate.stop().await;
+    let audited = std::fs::read_to_string(&audit_log).unwrap_or_default().lines().count();
+    eprintln!("{audited} audit lines from the fuzzed sessions");
+    assert!(audited > cases / 10, "the inspector saw the statements: {audited} audit lines");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

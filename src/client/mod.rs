@@ -1,6 +1,7 @@
 //! One client connection from accept to close: the startup phase (`handshake`, `start_tls`),
 //! login (`login`), then the session loop (`session`, with `forward`, `reply`, `after`)
-//! under the pool mode of its pool.
+//! under the pool mode of its pool. The proxy runs each client inside `contain`, so a panic
+//! ends only that client.
 
 mod after;
 pub(crate) mod audit_log;

@@ -7,6 +7,7 @@
 use bytes::BytesMut;
 use pgate::auth::{passthrough, scram};
 use pgate::config::ScramVerifier;
+use pgate::protocol::codes::frontend::*;
 use pgate::protocol::{Interest, Scan, extended, frame, messages, startup};
 
 use super::generate::{Gen, Piece};
@@ -26,13 +27,13 @@ pub struct Reached {
 fn decode_frame(code: u8, body: &[u8], g: &mut Gen, reached: &mut Reached) {
     let ok = |r: bool, reached: &mut Reached| reached.decoded_ok += u64::from(r);
     match code {
-        b'Q' => {
+        QUERY => {
             if let Ok(text) = std::str::from_utf8(body.strip_suffix(&[0]).unwrap_or(body)) {
                 classify(text, g, reached);
             }
             ok(!pgate::sql::effects(body).any(), reached);
         }
-        b'P' => {
+        PARSE => {
             if let Ok(p) = extended::decode_parse(body) {
                 ok(true, reached);
                 let _ = pgate::sql::effects(p.query);
@@ -41,14 +42,14 @@ fn decode_frame(code: u8, body: &[u8], g: &mut Gen, reached: &mut Reached) {
                 }
             }
         }
-        b'B' => {
+        BIND => {
             if let Ok(b) = extended::decode_bind(body) {
                 ok(extended::bind_parameters(b.rest).is_ok(), reached);
             }
         }
-        b'E' => ok(extended::decode_execute(body).is_ok(), reached),
-        b'D' | b'C' => ok(extended::decode_target(body, "Describe").is_ok(), reached),
-        b'p' => {
+        EXECUTE => ok(extended::decode_execute(body).is_ok(), reached),
+        DESCRIBE | CLOSE => ok(extended::decode_target(body, "Describe").is_ok(), reached),
+        PASSWORD => {
             ok(messages::decode_password(body).is_ok(), reached);
             if let Ok((mechanism, data)) = messages::decode_sasl_initial_response(body) {
                 ok(true, reached);
@@ -124,8 +125,8 @@ pub fn startup_case(g: &mut Gen, pieces: &[Piece], reached: &mut Reached) {
 /// `split_frame` cuts from the same bytes.
 pub fn session_case(g: &mut Gen, writes: &[Vec<u8>], reached: &mut Reached) {
     let interest = |code: u8| match code {
-        b'Q' | b'P' | b'B' | b'D' | b'C' | b'E' | b'F' | b'p' => Interest::Whole,
-        b'd' => Interest::None,
+        QUERY | PARSE | BIND | DESCRIBE | CLOSE | EXECUTE | FUNCTION_CALL | PASSWORD => Interest::Whole,
+        COPY_DATA => Interest::None,
         _ => Interest::Header,
     };
     let mut scanner = frame::FrameScanner::new(frame::MAX_FRAME_LEN);
@@ -163,8 +164,8 @@ pub fn session_case(g: &mut Gen, writes: &[Vec<u8>], reached: &mut Reached) {
     };
     // The scanner reports blind ('d') frames not at all, and a frame whose header arrived
     // but whose body did not; compare what both saw whole.
-    let seen: Vec<_> = seen.into_iter().filter(|(c, _)| *c != b'd').collect();
-    let split: Vec<_> = split.into_iter().filter(|(c, _)| *c != b'd').collect();
+    let seen: Vec<_> = seen.into_iter().filter(|(c, _)| *c != COPY_DATA).collect();
+    let split: Vec<_> = split.into_iter().filter(|(c, _)| *c != COPY_DATA).collect();
     // A frame whose header arrived but whose body did not is seen by the scanner only.
     let agree = seen == split || (seen.len() == split.len() + 1 && seen.starts_with(&split));
     assert!(agree, "scanner saw {seen:?}, split_frame {split:?}");
