@@ -261,7 +261,8 @@ fn spawn_client(shared: &Arc<Shared>, stream: tokio::net::TcpStream, peer: Socke
     let (admission, slot) = shared.admit();
     let shared = shared.clone();
     tokio::spawn(async move {
-        client::serve(stream, peer, shared, admission).await;
+        let serving = client::serve(stream, peer, shared.clone(), admission);
+        client::contain(serving, peer, &shared.metrics).await;
         drop(slot);
     });
 }

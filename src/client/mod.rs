@@ -1,9 +1,11 @@
 //! One client connection from accept to close: the startup phase (`handshake`, `start_tls`),
 //! login (`login`), then the session loop (`session`, with `forward`, `reply`, `after`)
-//! under the pool mode of its pool.
+//! under the pool mode of its pool. The proxy runs each client inside `contain`, so a panic
+//! ends only that client.
 
 mod after;
 pub(crate) mod audit_log;
+mod contain;
 mod counted;
 mod expect;
 mod forward;
@@ -33,6 +35,7 @@ use crate::cancel;
 use crate::error::Error;
 use crate::protocol::StartupMessage;
 use crate::proxy::Shared;
+pub use contain::{Ended, contain};
 use handshake::{Encryption, Opening};
 use io::send_error;
 use session::Session;

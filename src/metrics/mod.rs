@@ -57,6 +57,8 @@ pub struct Metrics {
     cancels: IntCounterVec,
     access_denials: IntCounterVec,
     config_reloads: IntCounterVec,
+    /// Client tasks that panicked; the panic was caught and only that client was cut off.
+    client_panics: IntCounter,
     /// One child per reason, in the order of [`PinReason::ALL`].
     pins: Vec<IntCounter>,
     /// Scrapes one at a time: the text is built whole for each.
@@ -82,6 +84,11 @@ impl Metrics {
         )?;
         registry.register(Box::new(build.clone()))?;
         build.with_label_values(&[VERSION, COMMIT]).set(1);
+        let client_panics = IntCounter::new(
+            "pgate_client_panics_total",
+            "Client tasks that panicked (a bug in pgate); each panic closed only its own client.",
+        )?;
+        registry.register(Box::new(client_panics.clone()))?;
         Ok(Metrics {
             pools: pool::PoolFamilies::new(r)?,
             logins: counter_vec(
@@ -115,6 +122,7 @@ impl Metrics {
                 "Configuration reloads, by result (a failed one keeps the running configuration).",
                 &["result"],
             )?,
+            client_panics,
             pins,
             registry,
             scrape: Mutex::new(()),
@@ -172,6 +180,16 @@ impl Metrics {
 
     pub fn config_reload(&self, ok: bool) {
         self.config_reloads.with_label_values(&[if ok { "ok" } else { "error" }]).inc();
+    }
+
+    /// A client's task panicked and was cut off.
+    pub fn client_panicked(&self) {
+        self.client_panics.inc();
+    }
+
+    /// Client tasks that panicked so far.
+    pub fn client_panics(&self) -> u64 {
+        self.client_panics.get()
     }
 
     /// A session was pinned to its server for `reason`.

@@ -11,6 +11,23 @@ use crate::config::PoolSettings;
 use crate::metrics::CloseReason;
 use crate::server::{ServerConn, ServerEvent, ServerState};
 
+tokio::task_local! {
+    /// Present while the state of a client task that panicked is dropped.
+    static ABANDONED: ();
+}
+
+/// Drops `state` (what a panicked client task held) so that every server inside it is
+/// closed rather than returned: the panic may have come between writing to a server and
+/// recording it in the server's state, so that state cannot be trusted.
+pub fn drop_abandoned<T>(state: T) {
+    ABANDONED.sync_scope((), || drop(state));
+}
+
+/// True while unwinding a panic, or dropping what a panicked task held.
+pub fn is_abandoned() -> bool {
+    std::thread::panicking() || ABANDONED.try_with(|_| ()).is_ok()
+}
+
 pub struct PooledServer {
     conn: Option<ServerConn>,
     pool: Arc<Pool>,
@@ -88,9 +105,13 @@ impl DerefMut for PooledServer {
 
 impl Drop for PooledServer {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            release(&self.pool, conn, self.reset, self.left);
+        let Some(conn) = self.conn.take() else { return };
+        if is_abandoned() {
+            // Where its streams stood is unknown: cancel, close, and end the backend.
+            tracing::warn!(pool = %self.pool.key(), "closing the server of a client task that panicked");
+            return spawn_rescue(&self.pool, conn, Abandoned::default());
         }
+        release(&self.pool, conn, self.reset, self.left);
     }
 }
 

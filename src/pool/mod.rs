@@ -20,7 +20,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-pub use guard::PooledServer;
+pub use guard::{PooledServer, drop_abandoned, is_abandoned};
 pub use live::{Live, STATS_PERIOD, ServerCounts, ServerUse, ServerView, Totals, TotalsSnapshot};
 pub use origin::{Origin, login_target, lookup_target};
 pub use registry::Pools;

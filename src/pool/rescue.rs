@@ -70,7 +70,7 @@ pub(super) fn spawn_rescue(pool: &Arc<Pool>, conn: ServerConn, left: Abandoned) 
         conn.on(ServerEvent::Failed);
         conn.close();
         ensure_ended(&pool, pid, timeout).await;
-        pool.closed(CloseReason::ResetFailed);
+        pool.closed(if left.request_torn { CloseReason::Broken } else { CloseReason::ResetFailed });
         pool.free_slot();
     });
 }

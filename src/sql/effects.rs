@@ -129,7 +129,8 @@ impl<'a> Statement<'a> {
         self.with_hold |= is(self.previous, "with") && is(word, "hold");
         self.says_default |= is(word, "default");
         self.previous = word;
-        if word.len() > 8 && word[..8].eq_ignore_ascii_case("pg_temp.") {
+        // Bytes, not str: a word may have a multibyte character across byte 8.
+        if word.len() > 8 && word.as_bytes()[..8].eq_ignore_ascii_case(b"pg_temp.") {
             out.creates = out.creates.or(Some(PinReason::TemporaryTable));
         }
         let name = word.rsplit('.').next().unwrap_or(word);
@@ -205,6 +206,13 @@ mod tests {
 
     fn fx(sql: &str) -> Effects {
         effects(sql.as_bytes())
+    }
+
+    #[test]
+    fn a_multibyte_character_across_byte_eight_is_no_panic() {
+        // Found by the protocol fuzzer: '䇨' spans bytes 6..9 of the word.
+        assert!(!fx("SELECT Jp\u{a1}kP\u{41e8}J").any());
+        assert!(fx("CREATE TABLE pg_temp.t\u{41e8} (a int)").creates.is_some());
     }
 
     #[test]
