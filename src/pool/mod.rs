@@ -318,6 +318,13 @@ impl Pool {
         }
     }
 
+    /// An idle server at once, if there is one: no wait, no new connection.
+    pub(super) fn idle_now(self: &Arc<Self>) -> Option<PooledServer> {
+        let mut inner = self.lock();
+        let conn = inner.idle.pop()?;
+        Some(PooledServer::new(conn, self.clone()))
+    }
+
     fn grant_or_wait(self: &Arc<Self>) -> Result<Result<Grant, oneshot::Receiver<Grant>>, PoolError> {
         let mut inner = self.lock();
         if inner.closed {

@@ -136,27 +136,24 @@ async fn drain_to_marker(conn: &mut ServerConn, mut skip: usize, marker: &[u8]) 
     }
 }
 
-/// After a server was closed without being brought back: ends its backend through
-/// another server of the pool (`pg_terminate_backend`, waiting for it to exit), so the
-/// closed server's place is not reused while its backend may still run.
+/// After a server was closed without being brought back: ends its backend through an idle
+/// server of the pool, if one is at hand (`pg_terminate_backend`, waiting for the exit).
+/// Without one, the cancel already sent and the closed socket end it: a backend notices
+/// its client is gone at its next read, which is where a cancelled query goes. No server
+/// is opened or waited for just for this, so a rescue never adds to the pool's servers.
 async fn ensure_ended(pool: &Arc<Pool>, pid: i32, timeout: Duration) {
+    let Some(mut other) = pool.idle_now() else { return };
     let wait_ms = timeout.as_millis().max(1);
     let sql = format!("SELECT pg_terminate_backend(pid, {wait_ms}) FROM pg_stat_activity WHERE pid = {pid}");
-    let ended = tokio::time::timeout(timeout * 2, async {
-        let mut other = pool.checkout().await.map_err(|e| e.to_string())?;
-        other.query_internal(&sql).await.map_err(|e| e.to_string())
-    })
-    .await;
-    match ended {
+    match tokio::time::timeout(timeout * 2, other.query_internal(&sql)).await {
         Ok(Ok(answer)) if answer.rows.iter().all(|row| row.first() == Some(&Some("t".to_owned()))) => {}
-        Ok(Ok(_)) => {
-            tracing::warn!(pool = %pool.key(), backend_pid = pid, "the backend of a closed server did not exit in time")
-        }
+        Ok(Ok(_)) => tracing::warn!(pool = %pool.key(), backend_pid = pid, "the backend of a closed server did not exit in time"),
         Ok(Err(error)) => {
             tracing::warn!(pool = %pool.key(), backend_pid = pid, %error, "could not make sure the backend of a closed server ended")
         }
         Err(_) => {
-            tracing::warn!(pool = %pool.key(), backend_pid = pid, "no server of the pool came free to end the backend of a closed server")
+            other.on(ServerEvent::Failed);
+            tracing::warn!(pool = %pool.key(), backend_pid = pid, "no answer while ending the backend of a closed server")
         }
     }
 }
