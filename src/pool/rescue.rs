@@ -147,7 +147,9 @@ async fn ensure_ended(pool: &Arc<Pool>, pid: i32, timeout: Duration) {
     let sql = format!("SELECT pg_terminate_backend(pid, {wait_ms}) FROM pg_stat_activity WHERE pid = {pid}");
     match tokio::time::timeout(timeout * 2, other.query_internal(&sql)).await {
         Ok(Ok(answer)) if answer.rows.iter().all(|row| row.first() == Some(&Some("t".to_owned()))) => {}
-        Ok(Ok(_)) => tracing::warn!(pool = %pool.key(), backend_pid = pid, "the backend of a closed server did not exit in time"),
+        Ok(Ok(_)) => {
+            tracing::warn!(pool = %pool.key(), backend_pid = pid, "the backend of a closed server did not exit in time")
+        }
         Ok(Err(error)) => {
             tracing::warn!(pool = %pool.key(), backend_pid = pid, %error, "could not make sure the backend of a closed server ended")
         }
