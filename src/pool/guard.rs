@@ -142,6 +142,9 @@ async fn reset(conn: &mut ServerConn) -> Result<(), crate::server::ServerError> 
         conn.run_internal("ROLLBACK").await?;
     }
     conn.run_internal("DISCARD ALL").await?;
+    // The next client's statements must be prepared again, not bound to names DISCARD
+    // ALL deallocated.
+    conn.statements.clear();
     conn.set_params((**conn.defaults()).clone(), None);
     Ok(())
 }
