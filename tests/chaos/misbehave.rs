@@ -189,12 +189,19 @@ async fn run(c: &mut RawClient, sql: &str) -> Result<(), String> {
     }
 }
 
+/// The delta a misbehaviour writes: the well-behaved write at most 5000, so a committed
+/// row of a misbehaving client shows, and says which misbehaviour wrote it.
+pub fn doomed_delta(behaviour: Behaviour) -> i32 {
+    1_000_000 + behaviour as i32
+}
+
 /// A write this client's leaving must roll back: one account and one history row.
-fn doomed_write(rng: &mut StdRng) -> String {
+fn doomed_write(rng: &mut StdRng, behaviour: Behaviour) -> String {
     let aid = rng.random_range(1..=crate::ACCOUNTS);
+    let delta = doomed_delta(behaviour);
     format!(
-        "UPDATE chaos_accounts SET abalance = abalance + 1000000 WHERE aid = {aid}; \
-         INSERT INTO chaos_history (aid, delta) VALUES ({aid}, 1000000)"
+        "UPDATE chaos_accounts SET abalance = abalance + {delta} WHERE aid = {aid}; \
+         INSERT INTO chaos_history (aid, delta) VALUES ({aid}, {delta})"
     )
 }
 
@@ -229,28 +236,26 @@ pub async fn misbehave(t: &Target, rng: &mut StdRng, behaviour: Behaviour) -> Re
         Behaviour::VanishInTransaction => {
             let mut c = logged_in(t).await?;
             run(&mut c, "BEGIN").await?;
-            run(&mut c, &doomed_write(rng)).await?;
+            run(&mut c, &doomed_write(rng, behaviour)).await?;
             vanish(rng, c).await;
         }
         Behaviour::VanishMidQuery => {
             let mut c = logged_in(t).await?;
             let sleep = "SELECT pg_sleep(0.5)";
-            let sql = if rng.random_bool(0.5) {
+            // Without BEGIN, no write: PostgreSQL runs a Query it received to its end and
+            // commits it, whether its client is still there or not.
+            if rng.random_bool(0.7) {
                 run(&mut c, "BEGIN").await?;
-                run(&mut c, &doomed_write(rng)).await?;
-                sleep.to_owned()
-            } else {
-                // One implicit transaction: the write and the sleep in one Query.
-                format!("{}; {sleep}", doomed_write(rng))
-            };
-            c.send(&query(&sql)).await;
+                run(&mut c, &doomed_write(rng, behaviour)).await?;
+            }
+            c.send(&query(sleep)).await;
             tokio::time::sleep(Duration::from_millis(rng.random_range(20..400))).await;
             vanish(rng, c).await;
         }
         Behaviour::TerminateInTransaction => {
             let mut c = logged_in(t).await?;
             run(&mut c, "BEGIN").await?;
-            run(&mut c, &doomed_write(rng)).await?;
+            run(&mut c, &doomed_write(rng, behaviour)).await?;
             c.send(&message(frontend::TERMINATE, &[])).await;
             let _ = c.closed().await;
         }
@@ -258,9 +263,9 @@ pub async fn misbehave(t: &Target, rng: &mut StdRng, behaviour: Behaviour) -> Re
             let mut c = logged_in(t).await?;
             if rng.random_bool(0.5) {
                 run(&mut c, "BEGIN").await?;
-                run(&mut c, &doomed_write(rng)).await?;
+                run(&mut c, &doomed_write(rng, behaviour)).await?;
             }
-            let frame = query(&doomed_write(rng));
+            let frame = query(&doomed_write(rng, behaviour));
             let _ = c.stream.write_all(&frame[..rng.random_range(1..frame.len())]).await;
             close_or_stall(rng, c).await;
         }
@@ -290,7 +295,9 @@ pub async fn misbehave(t: &Target, rng: &mut StdRng, behaviour: Behaviour) -> Re
         Behaviour::PipelineWithoutSync => {
             let mut c = logged_in(t).await?;
             let aid = rng.random_range(1..=crate::ACCOUNTS).to_string();
-            let mut pipeline = parse("", "INSERT INTO chaos_history (aid, delta) VALUES ($1::int, 1000000)");
+            let insert =
+                format!("INSERT INTO chaos_history (aid, delta) VALUES ($1::int, {})", doomed_delta(behaviour));
+            let mut pipeline = parse("", &insert);
             for _ in 0..rng.random_range(1..5) {
                 pipeline.extend(bind("", "", &[&aid]));
                 pipeline.extend(execute("", 0));
