@@ -71,7 +71,7 @@ async fn transaction(client: &tokio_postgres::Client, rng: &mut StdRng) -> Resul
 /// A well-behaved client: connects once and runs transactions until `until`.
 async fn well_behaved(login: Arc<Login>, seed: u64, until: Instant) -> (u64, Vec<String>) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let client = match login.connect(seed % 2 == 0).await {
+    let client = match login.connect(seed.is_multiple_of(2)).await {
         Ok(c) => c,
         Err(e) => return (0, vec![format!("connect: {}", db_message(&e))]),
     };
