@@ -164,10 +164,10 @@ fn prepare_tables(db: &str) {
 }
 
 /// The tolerance for pgate's memory after the measured round, over the level after the
-/// warm-up round of the same chaos. The measured round opens ~1,800 misbehaving connections
-/// (~1,100 of them SCRAM logins), so a leak of 2.5 KiB per connection (less than one read
-/// buffer) would pass it; what the allocator keeps of a round's peak (~220 clients at once)
-/// stayed within 1.2 MiB in the runs so far.
+/// warm-up round of the same chaos. The measured round opens 1,800-2,700 misbehaving
+/// connections (two thirds of them SCRAM logins), so a leak of about 2 KiB per connection
+/// (less than one read buffer) would pass it; what the allocator keeps of a round's peak
+/// (~220 clients at once) stayed within 1.2 MiB in the runs so far.
 const RSS_TOLERANCE_KIB: u64 = 4 * 1024;
 
 /// Runs a warm-up round and a measured round on database `db`, asserts everything but
