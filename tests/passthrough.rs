@@ -6,10 +6,12 @@
 mod common;
 
 use common::certs::make_pki;
+use common::process::{PgateProcess, free_port};
 use common::*;
 
 const RITA_PW: &str = "rita-secret";
 const LOOKUP_PW: &str = "lookup-secret";
+const MONA_PW: &str = "mona-secret";
 
 /// The roles these tests share, each created once; tests run in parallel, so an advisory
 /// lock serializes the check-then-create.
@@ -29,7 +31,7 @@ fn ensure_roles(cluster: &pgate::demo::cluster::Cluster) {
                    END IF;
                    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mona') THEN
                      SET LOCAL password_encryption = 'md5';
-                     CREATE ROLE mona LOGIN PASSWORD 'mona-secret';
+                     CREATE ROLE mona LOGIN PASSWORD '{MONA_PW}';
                    END IF;
                  END$$;
                  COMMIT;"
@@ -55,6 +57,16 @@ fn prepare(cluster: &pgate::demo::cluster::Cluster, db: &str) {
              GRANT ALL ON SCHEMA public TO rita, mona;",
         )
         .unwrap();
+}
+
+/// mona's password is checked by the server with md5 (stored as md5, and pg_hba says so).
+fn allow_md5(cluster: &pgate::demo::cluster::Cluster) {
+    let hba = cluster.data_dir().join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    if !old.contains("mona") {
+        std::fs::write(&hba, format!("host all mona 127.0.0.1/32 md5\n{old}")).unwrap();
+        cluster.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    }
 }
 
 fn lookup_config(head: &str, port: u16, tls: &str) -> String {
@@ -119,15 +131,10 @@ async fn md5_secrets_pass_through_too() {
     fresh_database("pt_md5");
     let data = &backends().data;
     prepare(data, "pt_md5");
-    let hba = data.data_dir().join("pg_hba.conf");
-    let old = std::fs::read_to_string(&hba).unwrap();
-    if !old.contains("mona") {
-        std::fs::write(&hba, format!("host all mona 127.0.0.1/32 md5\n{old}")).unwrap();
-        data.psql("postgres", "SELECT pg_reload_conf()").unwrap();
-    }
+    allow_md5(data);
     let pgate =
         Pgate::start(&lookup_config("", data.port(), "").replace("[auth]\n", "[auth]\nmethod = \"md5\"\n")).await;
-    let mona = login(&pgate, "mona", "mona-secret", "pt_md5").await.expect("md5 login");
+    let mona = login(&pgate, "mona", MONA_PW, "pt_md5").await.expect("md5 login");
     assert_eq!(simple_row(&mona, "SELECT current_user").await, ["mona"]);
 }
 
@@ -153,16 +160,6 @@ async fn passthrough_over_tls_with_channel_binding() {
     assert_eq!(row, ["rita", "true"]);
 }
 
-/// The pgate process of a test; killed if the test ends early.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// rita's SCRAM keys as PostgreSQL stores them and as her login proves them: StoredKey and
 /// ServerKey (base64, from pg_authid), and ClientKey (base64 and hex).
 fn rita_keys(cluster: &pgate::demo::cluster::Cluster) -> Vec<String> {
@@ -186,47 +183,60 @@ fn rita_keys(cluster: &pgate::demo::cluster::Cluster) -> Vec<String> {
     vec![stored.to_owned(), server.to_owned(), b64.encode(client_key.as_ref()), hex]
 }
 
-/// Logins (ok and failed; SCRAM, md5, passthrough of a SCRAM ClientKey) and reloads (valid and not) through the pgate binary at the most verbose log level
-/// (`PGATE_LOG=trace`, every crate): no password, SCRAM secret, ClientKey or
-/// `auth_password` appears in any log line.
+/// pgate on `text` (its listen address replaced by a free port) at the most verbose log
+/// level, every crate: `PGATE_LOG=trace`. Returns it and its port once it listens.
+async fn verbose_pgate(text: &str) -> (PgateProcess, u16) {
+    let port = free_port();
+    let text = text.replacen("address = \"127.0.0.1:0\"", &format!("address = \"127.0.0.1:{port}\""), 1);
+    let pgate = PgateProcess::start(&text, "trace");
+    pgate.wait_listening(port).await;
+    (pgate, port)
+}
+
+/// Asserts that the log is verbose (at least `lines` long, with each of `expected`) and that
+/// no line holds a secret.
+fn assert_no_secret(logged: &str, lines: usize, expected: &[&str], secrets: &[String]) {
+    assert!(logged.lines().count() >= lines, "verbose logging is on: {} lines", logged.lines().count());
+    for expected in expected {
+        assert!(logged.contains(expected), "the log has {expected:?}");
+    }
+    for secret in secrets {
+        let leak = logged.lines().find(|line| line.contains(secret.as_str()));
+        assert!(leak.is_none(), "a secret is in the log: {}", leak.unwrap_or_default());
+    }
+}
+
+/// Logs in with tokio-postgres; asserts the login's outcome and, if in, who it is.
+async fn login_as(conninfo: &str, user: &str, ok: bool) {
+    match connect(conninfo).await {
+        Ok(client) => {
+            assert!(ok, "{user} with a wrong password got in");
+            assert_eq!(simple_row(&client, "SELECT current_user").await, [user]);
+        }
+        Err(e) => assert!(!ok, "{user}: {}", db_message(&e)),
+    }
+}
+
+/// Logins (ok and failed; SCRAM, md5, passthrough of a SCRAM ClientKey) and reloads (valid,
+/// invalid, and unparsable on a password's line) through the pgate binary at the most
+/// verbose log level: no password, SCRAM secret, ClientKey or `auth_password` appears in
+/// any log line, nor in what `pgate check` says of the broken files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_log_at_the_most_verbose_level() {
     fresh_database("pt_logs");
     let data = &backends().data;
     prepare(data, "pt_logs");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let bob_secret = postgres_protocol::password::scram_sha_256(BOB_PW.as_bytes());
     let users = format!(
         "[[users]]\nname = \"alice\"\npassword = \"{ALICE_PW}\"\nserver_password = \"{ALICE_PW}\"\n\n\
          [[users]]\nname = \"bob\"\npassword = \"{bob_secret}\"\nserver_password = \"{BOB_PW}\"\n\n\
          [[users]]\nname = \"carol\"\npassword = \"{CAROL_PW}\"\nauth = \"md5\"\nserver_password = \"{CAROL_PW}\"\n"
     );
-    let text = format!("{}\n{users}", lookup_config("", data.port(), ""))
-        .replace("address = \"127.0.0.1:0\"\n[metrics]", &format!("address = \"127.0.0.1:{port}\"\n[metrics]"));
-    let dir = tempfile::tempdir().unwrap();
-    let (config, log) = (dir.path().join("pgate.toml"), dir.path().join("pgate.log"));
-    std::fs::write(&config, &text).unwrap();
-    let mut child = Running(
-        std::process::Command::new(env!("CARGO_BIN_EXE_pgate"))
-            .args(["--config", config.to_str().unwrap()])
-            .env("PGATE_LOG", "trace")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let text = format!("{}\n{users}", lookup_config("", data.port(), ""));
+    let (pgate, port) = verbose_pgate(&text).await;
+    let text = std::fs::read_to_string(&pgate.config).unwrap();
     let conninfo = |user: &str, password: &str| {
         format!("host=127.0.0.1 port={port} user={user} password='{password}' dbname=pt_logs sslmode=disable")
-    };
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill").args([&format!("-{name}"), &child.0.id().to_string()]).status();
-        assert!(status.unwrap().success());
     };
     let logins = [
         ("alice", ALICE_PW, true),
@@ -237,37 +247,50 @@ async fn no_secret_reaches_the_log_at_the_most_verbose_level() {
         ("rita", RITA_PW, true),
         ("rita", "rita-wrong-guess", false),
     ];
+    // Broken files a reload refuses: an invalid value, a string left open on a password's
+    // line, junk behind a password, and a numeric password written without quotes.
+    const NUMERIC_PW: &str = "98765432";
+    let broken = [
+        text.replace("auth_query_ttl = \"1h\"", "auth_query_ttl = \"soon\""),
+        text.replace(&format!("password = \"{ALICE_PW}\"\n"), &format!("password = \"{ALICE_PW}\n")),
+        text.replace(&format!("password = \"{BOB_PW}\"\n"), &format!("password = \"{BOB_PW}\" {CAROL_PW}\n")),
+        format!("{text}\n[[users]]\nname = \"zed\"\npassword = {NUMERIC_PW}\n"),
+    ];
+    let settle = std::time::Duration::from_millis(500);
     for round in 0..2 {
         for (user, password, ok) in logins {
-            let result = connect(&conninfo(user, password)).await;
-            match result {
-                Ok(client) => {
-                    assert!(ok, "{user} with a wrong password got in");
-                    assert_eq!(simple_row(&client, "SELECT current_user").await, [user]);
-                }
-                Err(e) => assert!(!ok, "{user}: {}", db_message(&e)),
-            }
+            login_as(&conninfo(user, password), user, ok).await;
         }
         if round == 0 {
-            // A valid reload, then one of a file with an error: both are logged.
-            signal("HUP");
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            std::fs::write(&config, text.replace("auth_query_ttl = \"1h\"", "auth_query_ttl = \"soon\"")).unwrap();
-            signal("HUP");
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            std::fs::write(&config, &text).unwrap();
+            // A valid reload, then the broken ones: all are logged.
+            pgate.reload(&text, settle).await;
+            for bad in &broken {
+                pgate.reload(bad, settle).await;
+                let check = std::process::Command::new(env!("CARGO_BIN_EXE_pgate"))
+                    .args(["check", "--config", pgate.config.to_str().unwrap()])
+                    .output()
+                    .unwrap();
+                let said =
+                    format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+                assert!(!check.status.success(), "pgate check accepts a broken file: {said}");
+                for secret in [ALICE_PW, BOB_PW, CAROL_PW, NUMERIC_PW] {
+                    assert!(!said.contains(secret), "pgate check shows a secret: {said}");
+                }
+            }
+            std::fs::write(&pgate.config, &text).unwrap();
         }
     }
-    signal("TERM");
-    assert!(child.0.wait().unwrap().success());
+    let logged = pgate.stop();
 
-    let logged = std::fs::read_to_string(&log).unwrap();
     // What the most verbose level gives: every login and session end, refusals, reloads.
-    assert!(logged.lines().count() >= 20, "verbose logging is on: {} lines", logged.lines().count());
-    for expected in ["configuration reloaded", "configuration reload failed", "DEBUG", "logged in"] {
-        assert!(logged.contains(expected), "the log has {expected:?}");
-    }
-    let mut secrets: Vec<String> = [ALICE_PW, BOB_PW, CAROL_PW, RITA_PW, LOOKUP_PW, "mona-secret"]
+    let expected = [
+        "configuration reloaded",
+        "configuration reload failed",
+        "DEBUG",
+        "logged in",
+        "invalid type: integer, expected a string",
+    ];
+    let mut secrets: Vec<String> = [ALICE_PW, BOB_PW, CAROL_PW, RITA_PW, LOOKUP_PW, MONA_PW, NUMERIC_PW]
         .into_iter()
         .chain(["alice-wrong-guess", "carol-wrong-guess", "rita-wrong-guess"])
         .map(str::to_owned)
@@ -276,8 +299,80 @@ async fn no_secret_reaches_the_log_at_the_most_verbose_level() {
     secrets.extend(bob_keys.chain(rita_keys(data)));
     // The md5 hash carol's server login sends.
     secrets.push(postgres_protocol::password::md5(CAROL_PW.as_bytes(), "carol"));
-    for secret in &secrets {
-        let leak = logged.lines().find(|line| line.contains(secret.as_str()));
-        assert!(leak.is_none(), "a secret is in the log: {}", leak.unwrap_or_default());
+    assert_no_secret(&logged, 20, &expected, &secrets);
+}
+
+/// md5 for every client (`[auth] method = "md5"`) with passthrough: pgate logs into the
+/// backend with the md5 hash auth_query found. Neither the password nor that hash is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_log_with_md5_passthrough() {
+    fresh_database("pt_md5_logs");
+    let data = &backends().data;
+    prepare(data, "pt_md5_logs");
+    allow_md5(data);
+    let text = lookup_config("", data.port(), "").replace("[auth]\n", "[auth]\nmethod = \"md5\"\n");
+    let (pgate, port) = verbose_pgate(&text).await;
+    let conninfo = |password: &str| {
+        format!("host=127.0.0.1 port={port} user=mona password='{password}' dbname=pt_md5_logs sslmode=disable")
+    };
+    for _ in 0..2 {
+        login_as(&conninfo(MONA_PW), "mona", true).await;
+        login_as(&conninfo("mona-wrong-guess"), "mona", false).await;
     }
+    let logged = pgate.stop();
+    let stored = data.psql("postgres", "SELECT rolpassword FROM pg_authid WHERE rolname = 'mona'").unwrap();
+    assert!(stored.starts_with("md5"), "mona's password is stored as md5: {stored}");
+    let secrets = [MONA_PW, "mona-wrong-guess", LOOKUP_PW, stored.as_str(), &stored[3..]].map(str::to_owned);
+    // Two logins in, two refused, each logged; the DEBUG lines are the sessions'.
+    assert_no_secret(&logged, 6, &["DEBUG", "logged in", "password authentication failed"], &secrets);
+}
+
+/// Certificate logins over TLS (`[auth] method = "cert"`, a CRL), accepted and refused:
+/// no line of pgate's private key or the clients' appears, nor the server password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_log_with_certificate_logins() {
+    let pki = make_pki();
+    let tls = format!(
+        "[tls]\nmode = \"require\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ncrl = \"{}\"\n\n\
+         [auth]\nmethod = \"cert\"\n",
+        pki.cert("server"),
+        pki.key("server"),
+        pki.path("ca.crt").display(),
+        pki.path("ca.crl").display()
+    );
+    let data = &backends().data;
+    let text = format!(
+        "[listen]\naddress = \"127.0.0.1:0\"\n[metrics]\naddress = \"127.0.0.1:0\"\n{tls}\n\
+         [backends.data]\nhost = \"127.0.0.1\"\nport = {}\ndatabases = [\"akko\"]\n\n\
+         [[users]]\nname = \"alice\"\nserver_password = \"{ALICE_PW}\"\n",
+        data.port()
+    );
+    let (pgate, port) = verbose_pgate(&text).await;
+    let psql = |cert: &str| {
+        let conninfo = format!(
+            "host=localhost hostaddr=127.0.0.1 port={port} user=alice dbname=akko sslmode=verify-full \
+             sslrootcert={} sslcert={} sslkey={}",
+            pki.path("ca.crt").display(),
+            pki.cert(cert),
+            pki.key(cert)
+        );
+        tool("psql").arg(conninfo).args(["-X", "-A", "-t", "-w", "-c", "SELECT current_user"]).output().unwrap()
+    };
+    for (cert, ok) in [("alice", true), ("bob", false), ("revoked", false), ("stranger", false), ("alice", true)] {
+        let out = psql(cert);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.trim() == "alice", ok, "{cert}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let logged = pgate.stop();
+    // Every base64 line of every private key (the PEM armor lines excepted).
+    let mut secrets = vec![ALICE_PW.to_owned()];
+    for entry in std::fs::read_dir(&pki.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "key") {
+            let pem = std::fs::read_to_string(&path).unwrap();
+            secrets.extend(pem.lines().filter(|l| !l.starts_with("-----") && l.len() >= 16).map(str::to_owned));
+        }
+    }
+    assert!(secrets.len() > 10, "key material to look for: {}", secrets.len());
+    assert_no_secret(&logged, 8, &["DEBUG", "logged in", "certificate"], &secrets);
 }

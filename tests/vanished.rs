@@ -273,31 +273,6 @@ async fn a_client_that_vanishes_mid_message_gets_its_backend_ended() {
     assert_ne!(backend_pid(&mut next).await, pid, "a server that got half a message is never reused");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reset_server_does_not_claim_the_prepared_statements_it_lost() {
-    // DISCARD ALL (the reset after a client vanished inside a transaction) drops the
-    // pool's prepared statements on that server; the next client must not be told they
-    // exist.
-    let cluster = private_cluster("vanish-prepared");
-    let pgate = start(&cluster, "transaction", "").await;
-    let mut a = RawClient::login_trusted(pgate.addr, "dave", "akko").await;
-    let mut prepare = parse("s1", "SELECT 41 + 1");
-    prepare.extend(bind("", "s1", &[]));
-    prepare.extend(execute("", 0));
-    prepare.extend(sync());
-    a.send(&query("BEGIN")).await;
-    a.until_ready().await;
-    a.send(&prepare).await;
-    assert_eq!(first_column(&a.until_ready().await), ["42"]);
-    leave(a, Leave::Close).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut b = RawClient::login_trusted(pgate.addr, "dave", "akko").await;
-    b.send(&prepare).await;
-    let answer = b.until_ready().await;
-    assert_eq!(codes(&answer), "12DCZ", "{answer:?}");
-    assert_eq!(first_column(&answer), ["42"]);
-}
-
 async fn expect_fatal(c: &mut RawClient, code: &str) -> String {
     let (kind, body) = c.recv().await.expect("an ErrorResponse before the close");
     assert_eq!(kind, b'E');

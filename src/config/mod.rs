@@ -60,10 +60,25 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
 pub fn parse(text: &str, path: &Path) -> Result<Snapshot, ConfigError> {
     let src = Source { path: path.to_path_buf(), text: text.to_owned() };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let message = e.message().to_owned();
+        let message = without_value(e.message());
         src.invalid(e.span().map(|s| s.start), message)
     })?;
     validate::build(raw, &src)
+}
+
+/// serde's "invalid type" and "invalid value" messages quote the value they got
+/// (``integer `12345678` ``): on a password line written without quotes, that value is the
+/// password, and these messages are logged on a failed reload. The value is left out; the
+/// line number still points at it.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = message.strip_prefix(prefix) else { continue };
+        let Some(end) = rest.rfind(", expected ") else { continue };
+        let got = &rest[..end];
+        let kind = got.find(['`', '"']).map_or(got, |at| got[..at].trim_end());
+        return format!("{prefix}{kind}{}", &rest[end..]);
+    }
+    message.to_owned()
 }
 
 #[cfg(test)]
@@ -114,6 +129,18 @@ password = "pw"
         assert!(err.contains("no backend named \"nope\""), "{err}");
         let err = parse_str("[listen]\nadress = 1\n").unwrap_err().to_string();
         assert!(err.starts_with("test.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn a_password_written_without_quotes_is_not_quoted_back() {
+        for (value, kind) in [("12345678", "integer"), ("-1234.5678", "floating point"), ("true", "boolean")] {
+            let text = BASE.replace("password = \"pw\"", &format!("password = {value}"));
+            let err = parse_str(&text).unwrap_err().to_string();
+            assert_eq!(err, format!("test.toml:18: invalid type: {kind}, expected a string"));
+        }
+        let text = BASE.replace("size = 40", "size = \"forty\"");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(err.ends_with("invalid type: string, expected usize"), "{err}");
     }
 
     #[test]

@@ -175,8 +175,9 @@ pub(super) async fn reset(conn: &mut ServerConn) -> Result<(), crate::server::Se
         conn.run_internal("ROLLBACK").await?;
     }
     conn.run_internal("DISCARD ALL").await?;
-    // The pool's prepared statements went with it.
-    conn.statements.rebuild([]);
+    // The next client's statements must be prepared again, not bound to names DISCARD
+    // ALL deallocated.
+    conn.statements.clear();
     conn.set_params((**conn.defaults()).clone(), None);
     Ok(())
 }

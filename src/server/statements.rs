@@ -81,6 +81,12 @@ impl ServerStatements {
         }
     }
 
+    /// Forgets every statement, the unnamed one too (after DISCARD ALL).
+    pub fn clear(&mut self) {
+        self.rebuild([]);
+        self.unnamed = None;
+    }
+
     pub fn len(&self) -> usize {
         self.cache.len()
     }
