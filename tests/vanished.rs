@@ -273,6 +273,29 @@ async fn a_client_that_vanishes_mid_message_gets_its_backend_ended() {
     assert_ne!(backend_pid(&mut next).await, pid, "a server that got half a message is never reused");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_a_pipeline_the_client_never_synced_are_rolled_back() {
+    // PostgreSQL commits an extended-protocol request's implicit transaction at Sync; a
+    // client that vanished before sending one committed nothing, and neither may pgate's
+    // rescue of its server.
+    let cluster = private_cluster("vanish-unsynced");
+    cluster.psql("akko", "CREATE TABLE sink (n int); GRANT ALL ON sink TO dave").unwrap();
+    let pgate = start(&cluster, "transaction", "").await;
+    let watch = BackendWatch::start(&cluster);
+    let mut c = RawClient::login_trusted(pgate.addr, "dave", "akko").await;
+    let pid = backend_pid(&mut c).await;
+    let mut pipeline = parse("", "INSERT INTO sink VALUES (1)");
+    pipeline.extend(bind("", "", &[]));
+    pipeline.extend(execute("", 0));
+    pipeline.extend(flush());
+    c.send(&pipeline).await;
+    let done: Vec<u8> = [c.recv().await, c.recv().await, c.recv().await].into_iter().flatten().map(|m| m.0).collect();
+    assert_eq!(done, b"12C", "the INSERT ran, uncommitted");
+    leave(c, Leave::Close).await;
+    assert_rescued(&pgate, &cluster, &pid, watch).await;
+    assert_eq!(cluster.psql("akko", "SELECT count(*) FROM sink").unwrap(), "0", "nothing was committed");
+}
+
 async fn expect_fatal(c: &mut RawClient, code: &str) -> String {
     let (kind, body) = c.recv().await.expect("an ErrorResponse before the close");
     assert_eq!(kind, b'E');

@@ -87,10 +87,17 @@ async fn rescue(conn: &mut ServerConn, left: Abandoned, timeout: Duration) -> Re
     }
     let marker = format!("pgate rescue {:016x}", rand::random::<u64>());
     let mut out = BytesMut::new();
-    // CopyFail ends a copy-in (and is ignored otherwise); Sync ends an extended-protocol
-    // request, even one whose Sync the server ignored inside its copy-in; ROLLBACK ends
-    // any transaction, aborted or not; the marker's answer is the last thing to come.
+    // Nothing the client did not commit may commit now:
+    // - CopyFail ends a copy-in with an error (outside one it is ignored);
+    // - an Execute of a portal that cannot exist fails, so the Sync that follows rolls an
+    //   unsynced pipeline's implicit transaction back instead of committing it (while
+    //   the server skips messages after an error, it is skipped);
+    // - Sync ends the extended-protocol request, even one whose own Sync the server
+    //   ignored inside its copy-in;
+    // - ROLLBACK ends any transaction block, aborted or not;
+    // - the marker's answer is the last thing to come.
     messages::copy_fail(&mut out, "the client disconnected")?;
+    messages::execute(&mut out, &marker)?;
     messages::sync(&mut out);
     messages::query(&mut out, "ROLLBACK")?;
     messages::query(&mut out, &format!("SELECT '{marker}'"))?;

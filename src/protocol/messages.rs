@@ -5,7 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use pgwire::messages::Message;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::CopyFail;
-use pgwire::messages::extendedquery::Sync;
+use pgwire::messages::extendedquery::{Execute, Sync};
 use pgwire::messages::response::{ErrorResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::{
@@ -129,6 +129,10 @@ pub fn query(buf: &mut BytesMut, sql: &str) -> Result<(), ProtocolError> {
 
 pub fn terminate(buf: &mut BytesMut) {
     let _ = put(buf, &Terminate::new());
+}
+
+pub fn execute(buf: &mut BytesMut, portal: &str) -> Result<(), ProtocolError> {
+    put(buf, &Execute::new(Some(portal.to_owned()), 0))
 }
 
 pub fn sync(buf: &mut BytesMut) {
