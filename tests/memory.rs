@@ -27,7 +27,8 @@ const TEN_SLOW_READERS_CEILING_KIB: u64 = 4096;
 const IDLE_CLIENT_CEILING_KIB: f64 = 8.0;
 
 /// `pgate run` as a child process with its logs drained by a thread, over the shared
-/// clusters (with the `*` fallback), trusting 127.0.0.1.
+/// clusters (with the `*` fallback), trusting 127.0.0.1. `PGATE_MEMORY_BIN` runs another
+/// build (to compare one before a change).
 struct Child {
     process: std::process::Child,
     addr: SocketAddr,
@@ -57,7 +58,7 @@ impl Child {
         let mut process = Command::new("sh")
             .arg("-c")
             .arg(format!("{ulimit}exec \"$0\" --config \"$1\""))
-            .arg(env!("CARGO_BIN_EXE_pgate"))
+            .arg(std::env::var("PGATE_MEMORY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pgate").to_owned()))
             .arg(&path)
             .stderr(Stdio::piped())
             .spawn()
@@ -292,4 +293,19 @@ async fn pgate_raises_its_open_file_limit_to_the_hard_limit() {
     let pgate = Child::start_with_soft_fd_limit("", Some(256)).await;
     let (soft, hard) = pgate.open_file_limits();
     assert_eq!(soft, hard, "pgate started with a soft limit of 256 open files and kept {soft}");
+}
+
+/// The future of one client's task, whose size every connected client pays (tokio
+/// allocates it whole when the task is spawned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_of_a_client_is_small() {
+    let pgate = Pgate::start(&config("")).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let peer = tcp.local_addr().unwrap();
+    let task = pgate::client::serve(tcp, peer, pgate.shared.clone(), pgate::client::Admission::Admitted);
+    let size = std::mem::size_of_val(&task);
+    println!("the future of a client's task: {size} bytes");
+    drop(task);
+    pgate.stop().await;
 }

@@ -66,7 +66,9 @@ pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, ad
     if let Some(tls) = &tls
         && start_tls::opens_with_tls(&tcp, conn.deadline).await
     {
-        return start_tls::direct(tcp, tls.clone(), conn).await;
+        // The TLS paths are boxed: their state (rustls' connection, the TLS session loop)
+        // would otherwise size the task of every plaintext client too.
+        return Box::pin(start_tls::direct(tcp, tls.clone(), conn)).await;
     }
     let mut pending = BytesMut::new();
     let encryption = if tls.is_some() { Encryption::Offered } else { Encryption::Unavailable };
@@ -74,7 +76,7 @@ pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, ad
     match opened {
         Ok(Ok(Opening::Startup(startup))) => after_startup(tcp, pending, startup, None, conn).await,
         Ok(Ok(Opening::StartTls)) => match tls {
-            Some(tls) => start_tls::upgrade(tcp, pending, tls, conn).await,
+            Some(tls) => Box::pin(start_tls::upgrade(tcp, pending, tls, conn)).await,
             None => unreachable_tls(peer),
         },
         Ok(Ok(Opening::Cancel(key))) => forward_cancel(&conn.shared, key, peer).await,
@@ -109,7 +111,8 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
     }
     if crate::admin::wants_console(&startup) {
         let origin = crate::admin::Origin { peer, local, tls, deadline };
-        return crate::admin::serve(stream, pending, startup, origin, shared).await;
+        // Boxed, as the console is rare and its state would size every client's task.
+        return Box::pin(crate::admin::serve(stream, pending, startup, origin, shared)).await;
     }
     let claimed = shared.auditor.is_some().then(|| audit_log::Claimed::of(&startup, peer, tls.as_ref()));
     let mut method = "none";
@@ -173,7 +176,8 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         ended = session.run() => ended,
         () = entry.killed() => Err(Error::Killed),
     };
-    session.finish_audit().await;
+    // Boxed: only the end of a session with an audit log needs it.
+    Box::pin(session.finish_audit()).await;
     match ended {
         Ok(()) => tracing::debug!("session ended"),
         Err(e) => {
