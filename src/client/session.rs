@@ -84,8 +84,9 @@ pub struct Session<S> {
     /// Reasons already counted for this session, and whether its pinning was logged.
     pub(super) pin_counted: Vec<PinReason>,
     pub(super) pin_logged: bool,
-    /// The client's settings from its StartupMessage (what DISCARD ALL goes back to).
-    pub(super) startup_params: Params,
+    /// The client's settings from its StartupMessage (what DISCARD ALL goes back to),
+    /// copied only when they first change: until then they are `login.params`.
+    startup_params: Option<Params>,
     /// The pool statement of the last Bind, blamed for a stale-plan error at Execute.
     pub(super) last_bound: Option<u64>,
     /// Statement pooling: the server ended a statement inside a transaction.
@@ -114,7 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             cscan: FrameScanner::new(frame::MAX_FRAME_LEN),
             sscan: FrameScanner::new(frame::MAX_FRAME_LEN),
             out: BytesMut::new(),
-            startup_params: login.params.clone(),
+            startup_params: None,
             login,
             settings,
             shutdown: shared.shutdown_signal(),
@@ -428,12 +429,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         *self.params_fingerprint.get_or_insert_with(|| self.login.params.fingerprint())
     }
 
+    /// The client's settings from its StartupMessage.
+    pub(super) fn startup_params(&self) -> &Params {
+        self.startup_params.as_ref().unwrap_or(&self.login.params)
+    }
+
+    /// Keeps the startup settings before the client's settings change for the first time.
+    fn keep_startup_params(&mut self) {
+        if self.startup_params.is_none() {
+            self.startup_params = Some(self.login.params.clone());
+        }
+    }
+
     pub(super) fn set_client_param(&mut self, name: &str, value: &str) {
+        self.keep_startup_params();
         self.login.params.set(name, value);
         self.params_fingerprint = None;
     }
 
     pub(super) fn set_client_params(&mut self, params: Params) {
+        self.keep_startup_params();
         self.login.params = params;
         self.params_fingerprint = None;
     }
