@@ -137,13 +137,9 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let span =
         tracing::debug_span!("client", %peer, user = %logged_in.user, db = %logged_in.database, tls = tls_version);
     let origin = Origin { peer, local, tls: tls.map(|t| t.version) };
-    let session = session(stream, logged_in, origin, shared).instrument(span);
-    // The session is a task of its own: this one ends, and with it all the state of the
-    // startup phase, so an idle client costs only its session.
-    tokio::spawn(async move {
-        session.await;
-        drop(slot);
-    });
+    session(stream, logged_in, origin, shared).instrument(span).await;
+    // The client's place under max_client_connections is given back only now.
+    drop(slot);
 }
 
 /// Where a client connected from, for the admin console's registry.
