@@ -84,6 +84,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let snapshot = config::load(path)?;
+    raise_fd_limit();
     let config = path.display().to_string();
     on_worker(async move {
         let proxy = Proxy::bind(snapshot).await?;
@@ -96,6 +97,16 @@ fn run(path: &Path) -> anyhow::Result<()> {
         proxy.run_until(signals.clone().wait(1), signals.next()).await;
         Ok(())
     })
+}
+
+/// Every client and server is a socket: the soft limit on open files (often 1024) would
+/// refuse clients long before `max_client_connections`, so it is raised to the hard limit,
+/// as operators expect of a connection pooler.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
 }
 
 /// Runs `work` as a task on the runtime's workers, not on the main thread: the accept loop
@@ -292,5 +303,6 @@ fn scram_secret() -> anyhow::Result<()> {
 }
 
 fn demo(port: u16) -> anyhow::Result<()> {
+    raise_fd_limit();
     on_worker(pgate::demo::run(port))
 }

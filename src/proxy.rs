@@ -133,20 +133,21 @@ impl Shared {
         self.clients.load(Ordering::Relaxed)
     }
 
-    fn admit(self: &Arc<Self>) -> (Admission, Option<ClientSlot>) {
+    /// Takes a place under `max_client_connections` for a new connection, if one is left.
+    pub fn admit(self: &Arc<Self>) -> Admission {
         let max = self.config.load().listen.max_client_connections;
         let before = self.clients.fetch_add(1, Ordering::AcqRel);
         let slot = ClientSlot(self.clone());
         if before >= max {
             drop(slot);
-            return (Admission::OverLimit(max), None);
+            return Admission::OverLimit(max);
         }
-        (Admission::Admitted, Some(slot))
+        Admission::Admitted(slot)
     }
 }
 
 /// One place under `max_client_connections`, given back on drop.
-struct ClientSlot(Arc<Shared>);
+pub struct ClientSlot(Arc<Shared>);
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
@@ -258,12 +259,11 @@ impl Proxy {
 
 fn spawn_client(shared: &Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let (admission, slot) = shared.admit();
+    let admission = shared.admit();
     let shared = shared.clone();
     tokio::spawn(async move {
         let serving = client::serve(stream, peer, shared.clone(), admission);
         client::contain(serving, peer, &shared.metrics).await;
-        drop(slot);
     });
 }
 

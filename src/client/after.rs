@@ -151,7 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn adopt_settings(&mut self, server: &mut PooledServer, fx: &Effects, session: &Params) -> Params {
         let mut reset = Params::default();
         if fx.resets && !fx.discard_all {
-            for (name, value) in self.startup_params.iter() {
+            for (name, value) in self.startup_params().iter() {
                 if session.get(name).is_none() && server.defaults().get(name) != Some(value) {
                     reset.set(name, value);
                 }
@@ -180,7 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// After DISCARD ALL a dedicated connection is back at its startup settings.
     async fn restore_startup_settings(&mut self, server: &mut PooledServer) -> Result<(), Error> {
-        let startup = self.startup_params.clone();
+        let startup = self.startup_params().clone();
         self.reapply_settings(server, startup.clone(), &startup).await
     }
 

@@ -34,7 +34,7 @@ use tracing::Instrument;
 use crate::cancel;
 use crate::error::Error;
 use crate::protocol::StartupMessage;
-use crate::proxy::Shared;
+use crate::proxy::{ClientSlot, Shared};
 pub use contain::{Ended, contain};
 use handshake::{Encryption, Opening};
 use io::send_error;
@@ -44,10 +44,10 @@ pub use start_tls::TlsFacts;
 /// How long a forwarded CancelRequest may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether this connection fits under `max_client_connections`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether this connection fits under `max_client_connections`; an admitted one holds its
+/// place until its session ends.
 pub enum Admission {
-    Admitted,
+    Admitted(ClientSlot),
     OverLimit(usize),
 }
 
@@ -70,7 +70,9 @@ pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, ad
     if let Some(tls) = &tls
         && start_tls::opens_with_tls(&tcp, conn.deadline).await
     {
-        return start_tls::direct(tcp, tls.clone(), conn).await;
+        // The TLS paths are boxed: their state (rustls' connection, the TLS session loop)
+        // would otherwise size the task of every plaintext client too.
+        return Box::pin(start_tls::direct(tcp, tls.clone(), conn)).await;
     }
     let mut pending = BytesMut::new();
     let encryption = if tls.is_some() { Encryption::Offered } else { Encryption::Unavailable };
@@ -78,7 +80,7 @@ pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, ad
     match opened {
         Ok(Ok(Opening::Startup(startup))) => after_startup(tcp, pending, startup, None, conn).await,
         Ok(Ok(Opening::StartTls)) => match tls {
-            Some(tls) => start_tls::upgrade(tcp, pending, tls, conn).await,
+            Some(tls) => Box::pin(start_tls::upgrade(tcp, pending, tls, conn)).await,
             None => unreachable_tls(peer),
         },
         Ok(Ok(Opening::Cancel(key))) => forward_cancel(&conn.shared, key, peer).await,
@@ -93,7 +95,7 @@ fn unreachable_tls(peer: SocketAddr) {
 }
 
 /// After the StartupMessage, on a plain or a TLS stream: admission, login, session.
-async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
+async fn after_startup<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut stream: S,
     pending: BytesMut,
     startup: StartupMessage,
@@ -102,10 +104,9 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let Conn { peer, local, shared, admission, deadline } = conn;
     let snapshot = shared.config.load_full();
-    let early = match admission {
-        Admission::OverLimit(max) => Some(Error::TooManyClients(max)),
-        Admission::Admitted if shared.is_shutting_down() => Some(Error::ShuttingDown),
-        Admission::Admitted => None,
+    let (early, slot) = match admission {
+        Admission::OverLimit(max) => (Some(Error::TooManyClients(max)), None),
+        Admission::Admitted(slot) => (shared.is_shutting_down().then_some(Error::ShuttingDown), Some(slot)),
     };
     if let Some(e) = early {
         shared.metrics.login("none", Err(&e), &snapshot.workspaces);
@@ -113,7 +114,8 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
     }
     if crate::admin::wants_console(&startup) {
         let origin = crate::admin::Origin { peer, local, tls, deadline };
-        return crate::admin::serve(stream, pending, startup, origin, shared).await;
+        // Boxed, as the console is rare and its state would size every client's task.
+        return Box::pin(crate::admin::serve(stream, pending, startup, origin, shared)).await;
     }
     let claimed = shared.auditor.is_some().then(|| audit_log::Claimed::of(&startup, peer, tls.as_ref()));
     let mut method = "none";
@@ -139,7 +141,9 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin>(
     let span =
         tracing::debug_span!("client", %peer, user = %logged_in.user, db = %logged_in.database, tls = tls_version);
     let origin = Origin { peer, local, tls: tls.map(|t| t.version) };
-    run_session(stream, logged_in, origin, shared).instrument(span).await;
+    session(stream, logged_in, origin, shared).instrument(span).await;
+    // The client's place under max_client_connections is given back only now.
+    drop(slot);
 }
 
 /// Where a client connected from, for the admin console's registry.
@@ -149,13 +153,15 @@ struct Origin {
     tls: Option<&'static str>,
 }
 
-async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+/// Registers the client and builds its session; the future runs it to its end. The
+/// session is built before the future, which then holds it once (an async fn would also
+/// keep the arguments it was built from).
+fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     mut logged_in: login::LoggedIn,
     origin: Origin,
     shared: Arc<Shared>,
-) {
-    tracing::debug!("logged in");
+) -> impl Future<Output = ()> + Send {
     let registration = shared.console.register(crate::admin::ClientInfo {
         peer: origin.peer,
         local: origin.local,
@@ -171,22 +177,26 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     // The client's bytes count in its pool's totals (SHOW STATS).
     let stream = counted::Counted::new(stream, logged_in.pool.clone());
     let mut session = Session::new(stream, logged_in, shared);
-    // KILL_CLIENT ends the session wherever it is; the server it held is closed or reset
-    // as for a client that vanished.
-    let ended = tokio::select! {
-        ended = session.run() => ended,
-        () = entry.killed() => Err(Error::Killed),
-    };
-    session.finish_audit().await;
-    match ended {
-        Ok(()) => tracing::debug!("session ended"),
-        Err(e) => {
-            if matches!(e, Error::ClientIo(_) | Error::ShuttingDown) {
-                tracing::debug!(error = %e, "session ended");
-            } else {
-                tracing::warn!(error = %e, "session ended");
+    async move {
+        tracing::debug!("logged in");
+        // KILL_CLIENT ends the session wherever it is; the server it held is closed or
+        // reset as for a client that vanished.
+        let ended = tokio::select! {
+            ended = session.run() => ended,
+            () = entry.killed() => Err(Error::Killed),
+        };
+        // Boxed: only the end of a session with an audit log needs it.
+        Box::pin(session.finish_audit()).await;
+        match ended {
+            Ok(()) => tracing::debug!("session ended"),
+            Err(e) => {
+                if matches!(e, Error::ClientIo(_) | Error::ShuttingDown) {
+                    tracing::debug!(error = %e, "session ended");
+                } else {
+                    tracing::warn!(error = %e, "session ended");
+                }
+                send_error(session.client(), &e).await;
             }
-            send_error(session.client(), &e).await;
         }
     }
 }

@@ -5,13 +5,14 @@
 //! at the end of a transaction (probe, pinning) in `after`.
 
 use std::future::poll_fn;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
@@ -39,8 +40,8 @@ pub(super) const MAX_PENDING_CLIENT_BYTES: usize = 256 * 1024;
 /// Reads while relaying ask for this much room, so large requests and COPY data move in
 /// big chunks.
 const CLIENT_READ_CHUNK: usize = 8 * 1024;
-/// An idle client keeps at most this much buffer: thousands of idle clients are common.
-const IDLE_BUFFER: usize = 1024;
+/// While relaying, a client read buffer with less room than this grows first.
+const MIN_READ_ROOM: usize = 512;
 
 /// How a stretch of relaying ended.
 pub(super) enum RelayEnd {
@@ -84,8 +85,9 @@ pub struct Session<S> {
     /// Reasons already counted for this session, and whether its pinning was logged.
     pub(super) pin_counted: Vec<PinReason>,
     pub(super) pin_logged: bool,
-    /// The client's settings from its StartupMessage (what DISCARD ALL goes back to).
-    pub(super) startup_params: Params,
+    /// The client's settings from its StartupMessage (what DISCARD ALL goes back to),
+    /// copied only when they first change: until then they are `login.params`.
+    startup_params: Option<Params>,
     /// The pool statement of the last Bind, blamed for a stale-plan error at Execute.
     pub(super) last_bound: Option<u64>,
     /// Statement pooling: the server ended a statement inside a transaction.
@@ -114,7 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             cscan: FrameScanner::new(frame::MAX_FRAME_LEN),
             sscan: FrameScanner::new(frame::MAX_FRAME_LEN),
             out: BytesMut::new(),
-            startup_params: login.params.clone(),
+            startup_params: None,
             login,
             settings,
             shutdown: shared.shutdown_signal(),
@@ -198,36 +200,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Next::Terminate = self.wait_for_request().await? {
                 return Ok(());
             }
-            self.presence.set(ClientState::Waiting);
-            self.login.waiting();
-            let asked = Instant::now();
-            let checkout = self.login.pool.checkout().await;
-            self.login.pool.metrics().checkout_wait.observe(seconds(asked.elapsed()));
-            let mut server = match checkout {
-                Ok(server) => server,
-                Err(e) => {
-                    self.login.pool.metrics().checkout_error(&e);
-                    self.presence.set(ClientState::Idle);
-                    self.login.idle();
-                    self.refuse_request(Error::Checkout(e)).await?;
-                    continue;
-                }
-            };
-            self.presence.set(ClientState::Active);
-            self.login.serving(&server);
-            if self.settings.mode == PoolMode::Session {
-                server.reset_on_release();
-            }
-            self.login.cancel.set(Some(CancelTarget { addr: server.facts().backend_addr.clone(), key: server.key() }));
-            let end = self.serve_with(&mut server).await;
-            self.login.cancel.set(None);
-            self.login.cancel.settle().await;
-            server.left_at(self.abandoned());
-            // The server goes back only now: no cancel can reach it on this client's behalf.
-            drop(server);
-            self.presence.set(ClientState::Idle);
-            self.login.idle();
-            match end? {
+            // Boxed: checking a server out and relaying need far more state than waiting
+            // does, and the task of an idle client should not carry it (one allocation
+            // per request).
+            match Box::pin(self.serve_request()).await? {
                 RelayEnd::Released => continue,
                 RelayEnd::ClientGone => return Ok(()),
             }
@@ -243,14 +219,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// Checks a server out for the request at hand and relays until it is released.
+    async fn serve_request(&mut self) -> Result<RelayEnd, Error> {
+        self.presence.set(ClientState::Waiting);
+        self.login.waiting();
+        let asked = Instant::now();
+        let checkout = self.login.pool.checkout().await;
+        self.login.pool.metrics().checkout_wait.observe(seconds(asked.elapsed()));
+        let mut server = match checkout {
+            Ok(server) => server,
+            Err(e) => {
+                self.login.pool.metrics().checkout_error(&e);
+                self.presence.set(ClientState::Idle);
+                self.login.idle();
+                self.refuse_request(Error::Checkout(e)).await?;
+                return Ok(RelayEnd::Released);
+            }
+        };
+        self.presence.set(ClientState::Active);
+        self.login.serving(&server);
+        if self.settings.mode == PoolMode::Session {
+            server.reset_on_release();
+        }
+        self.login.cancel.set(Some(CancelTarget { addr: server.facts().backend_addr.clone(), key: server.key() }));
+        let end = self.serve_with(&mut server).await;
+        self.login.cancel.set(None);
+        self.login.cancel.settle().await;
+        server.left_at(self.abandoned());
+        // The server goes back only now: no cancel can reach it on this client's behalf.
+        drop(server);
+        self.presence.set(ClientState::Idle);
+        self.login.idle();
+        end
+    }
+
     fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
 
-    /// Reads more client bytes; `false` on EOF.
+    /// Reads more client bytes; `false` on EOF. Without room in `cbuf` the bytes come
+    /// through the stack, so a client waiting with nothing buffered holds no buffer.
     async fn read_client(&mut self) -> Result<bool, Error> {
-        self.cbuf.reserve(IDLE_BUFFER);
-        let n = self.client.read_buf(&mut self.cbuf).await?;
+        let n = if self.cbuf.capacity() > self.cbuf.len() {
+            self.client.read_buf(&mut self.cbuf).await?
+        } else {
+            let (client, cbuf) = (&mut self.client, &mut self.cbuf);
+            poll_fn(|cx| poll_read_via_stack(cx, client, cbuf)).await?
+        };
         self.login.pool.metrics().received.inc_by(n as u64);
         Ok(n > 0)
     }
@@ -304,10 +319,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.shutting_down() {
             return Err(Error::ShuttingDown);
         }
-        if self.cbuf.is_empty() && self.cbuf.capacity() > IDLE_BUFFER {
-            // Give back what a large request needed before waiting, maybe for long.
+        if self.cbuf.is_empty() && self.to_server.is_empty() {
+            // Waiting, maybe for long, holds no buffer: thousands of idle clients are
+            // common, and a buffer costs only an allocation when the next request comes.
             self.cbuf = BytesMut::new();
             self.to_server = BytesMut::new();
+            self.out = BytesMut::new();
         }
         self.cbuf.reserve(expected.saturating_sub(self.cbuf.len()));
         let mut shutdown = self.shutdown.clone();
@@ -424,12 +441,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         *self.params_fingerprint.get_or_insert_with(|| self.login.params.fingerprint())
     }
 
+    /// The client's settings from its StartupMessage.
+    pub(super) fn startup_params(&self) -> &Params {
+        self.startup_params.as_ref().unwrap_or(&self.login.params)
+    }
+
+    /// Keeps the startup settings before the client's settings change for the first time.
+    fn keep_startup_params(&mut self) {
+        if self.startup_params.is_none() {
+            self.startup_params = Some(self.login.params.clone());
+        }
+    }
+
     pub(super) fn set_client_param(&mut self, name: &str, value: &str) {
+        self.keep_startup_params();
         self.login.params.set(name, value);
         self.params_fingerprint = None;
     }
 
     pub(super) fn set_client_params(&mut self, params: Params) {
+        self.keep_startup_params();
         self.login.params = params;
         self.params_fingerprint = None;
     }
@@ -556,7 +587,7 @@ fn poll_relay<S: AsyncRead + Unpin>(
         return Poll::Ready(RelayEvent::ServerRead(r));
     }
     if read_client {
-        if cbuf.capacity() - cbuf.len() < IDLE_BUFFER / 2 {
+        if cbuf.capacity() - cbuf.len() < MIN_READ_ROOM {
             cbuf.reserve(CLIENT_READ_CHUNK);
         }
         if let Poll::Ready(r) = poll_read_buf(Pin::new(client), cx, cbuf) {
@@ -564,4 +595,17 @@ fn poll_relay<S: AsyncRead + Unpin>(
         }
     }
     Poll::Pending
+}
+
+/// Reads the client into a buffer on the stack and appends what came to `cbuf`.
+fn poll_read_via_stack<S: AsyncRead + Unpin>(
+    cx: &mut Context<'_>,
+    client: &mut S,
+    cbuf: &mut BytesMut,
+) -> Poll<std::io::Result<usize>> {
+    let mut stack = [MaybeUninit::<u8>::uninit(); CLIENT_READ_CHUNK];
+    let mut buf = ReadBuf::uninit(&mut stack);
+    std::task::ready!(Pin::new(client).poll_read(cx, &mut buf))?;
+    cbuf.extend_from_slice(buf.filled());
+    Poll::Ready(Ok(buf.filled().len()))
 }
