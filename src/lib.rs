@@ -4,11 +4,13 @@
 //! - [`proxy`]: listener, accept loop, shared state, client limit, janitor, shutdown.
 //! - [`admin`]: the admin console (database `pgate`): SHOW views, PAUSE, RELOAD, ...
 //! - [`access`]: workspaces: who may reach which database, what each statement may do.
-//! - [`client`]: one client connection: startup packets, login, the session loop.
+//! - [`client`]: one client connection: startup packets, login, the session loop, idle
+//!   limits, panic containment.
 //! - [`auth`]: client authentication exchanges (SCRAM-SHA-256(-PLUS), md5, cert, trust).
 //! - [`tls`]: TLS towards clients and backends, certificate identities, channel binding.
 //! - [`routing`]: database name -> route (backend + server database).
-//! - [`pool`]: pools of server connections, checkout with a deadline, the RAII guard.
+//! - [`pool`]: pools of server connections, checkout with a deadline, the RAII guard, the
+//!   rescue of a server whose client vanished mid-request.
 //! - [`server`]: one server connection: connect and log in, protocol state, reset.
 //! - [`params`]: session parameters a client asked for and their sync onto servers.
 //! - [`sql`]: the SQL lexer and what a query may do to its server session.
@@ -33,7 +35,9 @@
 //! a request, checks a server out of the pool, syncs the client's settings onto it, and
 //! relays bytes both ways. Client frames are counted on the server's
 //! [`server::ServerState`]; when a ReadyForQuery leaves it `Idle`, the session drops the
-//! [`pool::PooledServer`] guard, which returns the server to its pool.
+//! [`pool::PooledServer`] guard, which returns the server to its pool. A client that
+//! leaves with its request still running leaves the server `Busy`: the guard cancels the
+//! request, drains the server and resets it (`pool::rescue`) before its place is reused.
 
 #![forbid(unsafe_code)]
 
