@@ -63,15 +63,7 @@ impl Child {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = process.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var("PGATE_TEST_LOG").is_ok() {
-                    eprintln!("pgate: {line}");
-                }
-            }
-        });
+        common::process::forward_stderr(&mut process);
         let child = Child { process, addr, _dir: dir };
         let started = Instant::now();
         while tokio::net::TcpStream::connect(addr).await.is_err() {

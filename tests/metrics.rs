@@ -11,39 +11,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::types::Type;
 
-/// One HTTP/1.1 GET with `Connection: close`: status code and body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint accepts");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: pgate\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8(response).expect("text");
-    let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    (status, body.to_owned())
-}
+use common::process::{http_get as get, metric as value};
 
 async fn scrape(pgate: &Pgate) -> String {
     let (status, body) = get(pgate.metrics_addr.expect("metrics on"), "/metrics").await;
     assert_eq!(status, 200);
     body
-}
-
-/// The sum of the samples of `name` whose labels include all of `labels`.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, v) = line.rsplit_once(' ')?;
-            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-            let ok = n == name && labels.iter().all(|(k, val)| rest.contains(&format!("{k}=\"{val}\"")));
-            ok.then(|| v.parse::<f64>().ok()).flatten()
-        })
-        .sum()
 }
 
 /// Waits up to `secs` for `done`.
@@ -254,15 +229,7 @@ impl Child {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = process.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var("PGATE_TEST_LOG").is_ok() {
-                    eprintln!("pgate: {line}");
-                }
-            }
-        });
+        common::process::forward_stderr(&mut process);
         (Child { process, _dir: dir }, port, http)
     }
 

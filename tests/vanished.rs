@@ -83,6 +83,14 @@ async fn start(cluster: &Cluster<'static>, mode: &str, extra: &str) -> Pgate {
     Pgate::start(&single_backend_config(&head, cluster.port())).await
 }
 
+/// Opens a transaction that holds an advisory lock, as the work a vanished client leaves.
+async fn begin_holding_lock(c: &mut RawClient, key: u32) {
+    c.send(&query("BEGIN")).await;
+    c.until_ready().await;
+    c.send(&query(&format!("SELECT pg_advisory_xact_lock({key})"))).await;
+    assert_eq!(codes(&c.until_ready().await), "TDCZ", "the lock is taken");
+}
+
 async fn backend_pid(c: &mut RawClient) -> String {
     c.send(&query("SELECT pg_backend_pid()")).await;
     first_column(&c.until_ready().await).pop().expect("a pid")
@@ -138,10 +146,7 @@ async fn vanish_mid_query(mode: &str, how: Leave) {
     let mut c = RawClient::login_trusted(pgate.addr, "dave", "akko").await;
     let pid = backend_pid(&mut c).await;
     if mode != "statement" {
-        c.send(&query("BEGIN")).await;
-        c.until_ready().await;
-        c.send(&query("SELECT pg_advisory_xact_lock(4242)")).await;
-        c.until_ready().await;
+        begin_holding_lock(&mut c, 4242).await;
     }
     c.send(&query("SELECT pg_sleep(60)")).await;
     running(cluster.port(), "SELECT pg_sleep(60)").await;
@@ -182,10 +187,7 @@ async fn a_client_that_vanishes_mid_copy_leaves_no_rows_and_no_lock() {
     let watch = BackendWatch::start(&cluster);
     let mut c = RawClient::login_trusted(pgate.addr, "dave", "akko").await;
     let pid = backend_pid(&mut c).await;
-    c.send(&query("BEGIN")).await;
-    c.until_ready().await;
-    c.send(&query("SELECT pg_advisory_xact_lock(4243)")).await;
-    c.until_ready().await;
+    begin_holding_lock(&mut c, 4243).await;
     c.send(&query("COPY sink FROM STDIN")).await;
     assert_eq!(c.recv().await.map(|m| m.0), Some(b'G'), "CopyInResponse");
     c.send(&message(b'd', b"1\n2\n3\n")).await;
@@ -202,10 +204,7 @@ async fn a_client_that_stops_reading_a_large_result_then_vanishes() {
     let watch = BackendWatch::start(&cluster);
     let mut c = RawClient::login_trusted(pgate.addr, "dave", "akko").await;
     let pid = backend_pid(&mut c).await;
-    c.send(&query("BEGIN")).await;
-    c.until_ready().await;
-    c.send(&query("SELECT pg_advisory_xact_lock(4244)")).await;
-    c.until_ready().await;
+    begin_holding_lock(&mut c, 4244).await;
     c.send(&query("SELECT repeat('x', 10000) FROM generate_series(1, 100000)")).await;
     // Some rows, then nothing: pgate and the server block on full socket buffers.
     for _ in 0..10 {
@@ -223,10 +222,7 @@ async fn a_client_that_vanishes_mid_pipeline_without_sync() {
     let watch = BackendWatch::start(&cluster);
     let mut c = RawClient::login_trusted(pgate.addr, "dave", "akko").await;
     let pid = backend_pid(&mut c).await;
-    c.send(&query("BEGIN")).await;
-    c.until_ready().await;
-    c.send(&query("SELECT pg_advisory_xact_lock(4245)")).await;
-    c.until_ready().await;
+    begin_holding_lock(&mut c, 4245).await;
     let mut pipeline = parse("", "SELECT pg_sleep(60)");
     pipeline.extend(bind("", "", &[]));
     pipeline.extend(execute("", 0));
@@ -244,10 +240,7 @@ async fn a_client_that_vanishes_mid_message_gets_its_backend_ended() {
     let pgate = start(&cluster, "session", "").await;
     let mut c = RawClient::login_trusted(pgate.addr, "dave", "akko").await;
     let pid = backend_pid(&mut c).await;
-    c.send(&query("BEGIN")).await;
-    c.until_ready().await;
-    c.send(&query("SELECT pg_advisory_xact_lock(4246)")).await;
-    c.until_ready().await;
+    begin_holding_lock(&mut c, 4246).await;
     c.send(&query("COPY sink FROM STDIN")).await;
     assert_eq!(c.recv().await.map(|m| m.0), Some(b'G'), "CopyInResponse");
     // CopyData is relayed as it arrives: the server gets half a message.

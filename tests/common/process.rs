@@ -81,6 +81,20 @@ impl Drop for PgateProcess {
     }
 }
 
+/// Echoes a child pgate's stderr to the test's output when `PGATE_TEST_LOG` is set, and
+/// drains it otherwise (so a chatty pgate never blocks on a full pipe).
+pub fn forward_stderr(process: &mut std::process::Child) {
+    let Some(stderr) = process.stderr.take() else { return };
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if std::env::var("PGATE_TEST_LOG").is_ok() {
+                eprintln!("pgate: {line}");
+            }
+        }
+    });
+}
+
 /// One HTTP/1.1 GET with `Connection: close`: status code and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint accepts");
