@@ -259,12 +259,22 @@ impl Proxy {
 
 fn spawn_client(shared: &Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    tokio::spawn(client_task(shared.clone(), stream, peer));
+}
+
+/// All that one client's task runs: its place under `max_client_connections` (taken now),
+/// its connection, and the containment of a panic. Public so a test can hold its size to
+/// account: every connected client costs this much.
+pub fn client_task(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> + Send {
     let admission = shared.admit();
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let serving = client::serve(stream, peer, shared.clone(), admission);
+    let serving = Box::pin(client::serve(stream, peer, shared.clone(), admission));
+    async move {
         client::contain(serving, peer, &shared.metrics).await;
-    });
+    }
 }
 
 /// Waits for the clients to finish, up to `shutdown_timeout` or until `hurry` completes;

@@ -161,10 +161,12 @@ async fn mutated_streams_through_pgate_to_a_scripted_server() {
     let (cases, seed) = share(4_000);
     let (server, port) = scripted::Scripted::start(seed).await;
     let size = 4;
+    // A server the script stalls keeps its place in the pool while pgate tries to rescue
+    // it for a client that left; a short reset_timeout keeps four places turning over.
     let pgate = Pgate::start(&single_backend_config(
         &format!(
             "[listen]\nlogin_timeout = \"3s\"\n[pool]\nsize = {size}\nquery_wait_timeout = \"5s\"\n\
-             [auth]\ntrust_networks = [\"127.0.0.1/32\"]\n"
+             reset_timeout = \"1s\"\n[auth]\ntrust_networks = [\"127.0.0.1/32\"]\n"
         ),
         port,
     ))
@@ -209,15 +211,21 @@ async fn a_server_held_by_a_panicking_client_task_is_closed_not_reused() {
         panic!("injected panic while holding {} server(s)", held.len());
     };
     let peer = "127.0.0.1:40000".parse().unwrap();
-    let ended = pgate::client::contain(task, peer, &shared.metrics).await;
+    let ended = pgate::client::contain(Box::pin(task), peer, &shared.metrics).await;
     assert!(matches!(&ended, pgate::client::Ended::Panicked(m) if m.contains("injected")), "{ended:?}");
     assert_eq!(shared.metrics.client_panics(), 1);
     let scrape = shared.metrics.render(&shared);
     assert!(scrape.lines().any(|l| l == "pgate_client_panics_total 1"), "the panic is counted on /metrics");
 
     // The server was closed, not put back: the pool holds none and PostgreSQL sees it gone.
-    let c = pool.server_counts();
-    assert_eq!(c.active + c.idle + c.used + c.tested + c.login, 0, "{c:?}");
+    // (Its backend is cancelled first, off the client's task, so this takes a moment.)
+    let closed = network::eventually(10, || {
+        let c = pool.server_counts();
+        c.active + c.idle + c.used + c.tested + c.login == 0
+    })
+    .await;
+    assert!(closed, "{:?}", pool.server_counts());
+    assert_eq!(shared.metrics.client_panics(), 1);
     let gone = network::eventually(10, || data_connections("fuzz_panic", "dave") == 0).await;
     assert!(gone, "PostgreSQL still has the server of the panicked task");
     // The slot it held is free: the client that was connected all along is served.

@@ -300,6 +300,13 @@ async fn the_task_of_a_client_is_small() {
     let task = pgate::client::serve(tcp, peer, pgate.shared.clone(), pgate.shared.admit());
     let size = std::mem::size_of_val(&task);
     println!("the future of a client's task: {size} bytes");
+    // What is spawned per client holds that future boxed, once.
+    let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let spawned = pgate::proxy::client_task(pgate.shared.clone(), tcp, peer);
+    let outer = std::mem::size_of_val(&spawned);
+    println!("the task spawned per client: {outer} bytes besides it");
+    assert!(outer <= 256, "the task spawned per client carries {outer} bytes besides the client's future");
+    drop(spawned);
     // 15,896 bytes in a debug build before the TLS paths, the console and the relay were
     // boxed; a plaintext client's task should not carry them again.
     assert!(size <= 4096, "the future of a client's task is {size} bytes");

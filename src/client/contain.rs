@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::task::Poll;
 
 use crate::metrics::Metrics;
@@ -21,11 +22,13 @@ pub enum Ended {
 /// `pgate_client_panics_total`; what the task held is then dropped with servers closed
 /// (see [`crate::pool::drop_abandoned`]), and the caller's own guards (the client slot)
 /// are released as after any other end.
-pub async fn contain<F: Future<Output = ()>>(task: F, peer: SocketAddr, metrics: &Metrics) -> Ended {
-    // Boxed so the state can be dropped at a chosen moment, inside the abandoned scope.
-    let mut task = Box::pin(task);
+///
+/// The task comes boxed (`Unpin`): its state can then be dropped at a chosen moment, inside
+/// the abandoned scope, and the future of `contain` itself stays small, where a task taken
+/// by value would be carried twice, once inline and once boxed, by every client.
+pub async fn contain<F: Future<Output = ()> + Unpin>(mut task: F, peer: SocketAddr, metrics: &Metrics) -> Ended {
     let polled =
-        std::future::poll_fn(|cx| match std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
+        std::future::poll_fn(|cx| match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut task).poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
             Err(payload) => Poll::Ready(Err(payload)),
@@ -82,7 +85,7 @@ mod tests {
         // A neighbour that is mid-way through its own work when the panic happens.
         let neighbour = tokio::spawn({
             let metrics = metrics.clone();
-            async move { contain(async move { assert_eq!(rx.await.unwrap(), 7) }, peer(), &metrics).await }
+            async move { contain(Box::pin(async move { assert_eq!(rx.await.unwrap(), 7) }), peer(), &metrics).await }
         });
         let witness = Witness(dropped.clone());
         let panicking = async move {
@@ -91,7 +94,7 @@ mod tests {
             let v: Vec<u8> = Vec::new();
             let _ = v[usize::from(v.is_empty())]; // index out of bounds, after an await
         };
-        let ended = contain(panicking, peer(), &metrics).await;
+        let ended = contain(Box::pin(panicking), peer(), &metrics).await;
         let Ended::Panicked(message) = ended else { panic!("the panic was not reported: {ended:?}") };
         assert!(message.contains("index out of bounds"), "{message}");
         assert_eq!(metrics.client_panics(), 1);
@@ -104,9 +107,9 @@ mod tests {
     #[tokio::test]
     async fn a_task_that_ends_is_not_counted() {
         let metrics = Metrics::new().unwrap();
-        assert_eq!(contain(async {}, peer(), &metrics).await, Ended::Normally);
+        assert_eq!(contain(Box::pin(async {}), peer(), &metrics).await, Ended::Normally);
         assert_eq!(
-            contain(async { panic!("with {}", "text") }, peer(), &metrics).await,
+            contain(Box::pin(async { panic!("with {}", "text") }), peer(), &metrics).await,
             Ended::Panicked("with text".into())
         );
         assert_eq!(metrics.client_panics(), 1);
@@ -130,7 +133,7 @@ mod tests {
             tokio::task::yield_now().await;
             panic!("boom");
         };
-        assert!(matches!(contain(task, peer(), &metrics).await, Ended::Panicked(_)));
+        assert!(matches!(contain(Box::pin(task), peer(), &metrics).await, Ended::Panicked(_)));
         assert!(seen.load(Ordering::SeqCst), "held state must be dropped as abandoned");
     }
 }

@@ -150,9 +150,9 @@ async fn drain_to_marker(conn: &mut ServerConn, mut skip: usize, marker: &[u8]) 
 /// is opened or waited for just for this, so a rescue never adds to the pool's servers.
 async fn ensure_ended(pool: &Arc<Pool>, pid: i32, timeout: Duration) {
     let Some(mut other) = pool.idle_now() else { return };
-    let wait_ms = timeout.as_millis().max(1);
+    let wait_ms = (timeout / 2).as_millis().max(1);
     let sql = format!("SELECT pg_terminate_backend(pid, {wait_ms}) FROM pg_stat_activity WHERE pid = {pid}");
-    match tokio::time::timeout(timeout * 2, other.query_internal(&sql)).await {
+    match tokio::time::timeout(timeout, other.query_internal(&sql)).await {
         Ok(Ok(answer)) if answer.rows.iter().all(|row| row.first() == Some(&Some("t".to_owned()))) => {}
         Ok(Ok(_)) => {
             tracing::warn!(pool = %pool.key(), backend_pid = pid, "the backend of a closed server did not exit in time")

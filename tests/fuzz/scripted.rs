@@ -127,6 +127,33 @@ fn greeting() -> Vec<u8> {
     out
 }
 
+/// The text of `SELECT '...'`, if the query is just that.
+fn quoted_literal(query: &[u8]) -> Option<&[u8]> {
+    let rest = query.strip_prefix(b"SELECT '")?;
+    let end = rest.iter().position(|&b| b == b'\'')?;
+    Some(&rest[..end])
+}
+
+/// A RowDescription of one text column.
+fn one_text_column() -> Vec<u8> {
+    let mut body = 1i16.to_be_bytes().to_vec();
+    body.extend(cstr("?column?"));
+    body.extend(0i32.to_be_bytes()); // table
+    body.extend(0i16.to_be_bytes()); // column
+    body.extend(25i32.to_be_bytes()); // text
+    body.extend((-1i16).to_be_bytes()); // variable length
+    body.extend((-1i32).to_be_bytes()); // no modifier
+    body.extend(0i16.to_be_bytes()); // text format
+    message(b'T', &body)
+}
+
+fn data_row(value: &[u8]) -> Vec<u8> {
+    let mut body = 1i16.to_be_bytes().to_vec();
+    body.extend((value.len() as i32).to_be_bytes());
+    body.extend_from_slice(value);
+    message(b'D', &body)
+}
+
 /// The faithful answer to one message; `None` for a Terminate.
 fn answer(code: u8, body: &[u8], failed: &mut bool) -> Option<Vec<u8>> {
     let done = |tag: &str| message(b'C', &cstr(tag));
@@ -135,7 +162,11 @@ fn answer(code: u8, body: &[u8], failed: &mut bool) -> Option<Vec<u8>> {
         b'X' => return None,
         _ if skip => Vec::new(),
         b'Q' if body.iter().all(|&b| b == 0 || b == b' ') => [message(b'I', &[]), message(b'Z', b"I")].concat(),
-        b'Q' => [done("SELECT 0"), message(b'Z', b"I")].concat(),
+        b'Q' => match quoted_literal(body) {
+            // `SELECT 'text'`: one row with that text (pgate's marker query, among others).
+            Some(text) => [one_text_column(), data_row(text), done("SELECT 1"), message(b'Z', b"I")].concat(),
+            None => [done("SELECT 0"), message(b'Z', b"I")].concat(),
+        },
         b'F' => [error(), message(b'Z', b"I")].concat(),
         b'P' => message(b'1', &[]),
         b'B' => message(b'2', &[]),
