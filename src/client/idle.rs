@@ -42,10 +42,11 @@ impl IdleLimit {
         tokio::time::timeout(self.after, wait).await.map_err(|_| self.error())
     }
 
-    /// Runs `wait` under `limit`, if there is one.
+    /// Runs `wait` under `limit`, if there is one. The timer is boxed: an idle client's
+    /// task would otherwise carry its space, set or not.
     pub(super) async fn apply<T>(limit: Option<Self>, wait: impl Future<Output = T>) -> Result<T, Error> {
         match limit {
-            Some(limit) => limit.run(wait).await,
+            Some(limit) => Box::pin(limit.run(wait)).await,
             None => Ok(wait.await),
         }
     }

@@ -68,7 +68,8 @@ pub struct Session<S> {
     /// Messages pgate itself owes the client (local ReadyForQuery, errors, answers).
     pub(super) out: BytesMut,
     pub(super) login: LoggedIn,
-    pub(super) settings: PoolSettings,
+    /// The pool's settings as they were at login (shared, not copied).
+    pub(super) settings: Arc<PoolSettings>,
     pub(super) shared: Arc<Shared>,
     /// After a refused extended-protocol request: drop messages up to its Sync.
     pub(super) skip_until_sync: bool,
@@ -106,7 +107,7 @@ pub struct Session<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(client: S, mut login: LoggedIn, shared: Arc<Shared>) -> Self {
-        let settings = PoolSettings::clone(&login.pool.settings());
+        let settings = Arc::clone(&login.pool.settings());
         let inspect = login.inspect.take();
         let presence = login.pool.metrics().presence();
         Self {
