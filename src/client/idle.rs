@@ -56,11 +56,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The limit on the wait that is about to start, when it is a wait for the client's next
     /// request with a server held and nothing in flight.
     pub(super) fn idle_limit(&self, server: &PooledServer) -> Option<IdleLimit> {
-        let quiet = self.to_server.is_empty()
-            && self.cscan.at_boundary()
-            && self.cbuf.is_empty()
-            && self.expect.is_empty()
-            && server.buf.is_empty();
+        let quiet = self.nothing_in_flight() && server.buf.is_empty();
         match server.state() {
             _ if !quiet => None,
             ServerState::Idle => IdleLimit::outside_transaction(&self.settings),

@@ -2,32 +2,30 @@
 //! until the server is idle (transaction and statement pooling, unless the client is pinned)
 //! or the client leaves (session pooling), and let the pool guard decide what happens to the
 //! server. Client-to-server handling is in `forward`, server-to-client in `reply`, the work
-//! at the end of a transaction (probe, pinning) in `after`.
+//! at the end of a transaction (probe, pinning) in `after`, the settings' sync in
+//! `settings`, the poll-level relay step in `poll`, idle limits in `idle`.
 
 use std::future::poll_fn;
-use std::mem::MaybeUninit;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
-use tokio_util::io::poll_read_buf;
 
 use super::expect::Expectations;
 use super::idle::IdleLimit;
 use super::inspect::Inspector;
 use super::io::flush;
 use super::login::LoggedIn;
+use super::poll::{RelayEvent, poll_read_via_stack, poll_relay};
 use super::statements::ClientStatements;
 use crate::cancel::CancelTarget;
 use crate::config::{PoolMode, PoolSettings};
 use crate::error::Error;
 use crate::metrics::{ClientState, Presence, seconds};
-use crate::params::{self, Params};
-use crate::pool::{Abandoned, PoolError, PooledServer};
+use crate::params::Params;
+use crate::pool::{Abandoned, PooledServer};
 use crate::protocol::codes::{frontend, tx_status};
 use crate::protocol::{FrameScanner, ProtocolError, frame, messages};
 use crate::proxy::Shared;
@@ -37,11 +35,6 @@ use crate::sql::{Effects, PinReason};
 /// Client bytes framed but not yet sent to the server are capped; past this the client is
 /// not read until the server catches up.
 pub(super) const MAX_PENDING_CLIENT_BYTES: usize = 256 * 1024;
-/// Reads while relaying ask for this much room, so large requests and COPY data move in
-/// big chunks.
-const CLIENT_READ_CHUNK: usize = 8 * 1024;
-/// While relaying, a client read buffer with less room than this grows first.
-const MIN_READ_ROOM: usize = 512;
 
 /// How a stretch of relaying ended.
 pub(super) enum RelayEnd {
@@ -88,13 +81,13 @@ pub struct Session<S> {
     pub(super) pin_logged: bool,
     /// The client's settings from its StartupMessage (what DISCARD ALL goes back to),
     /// copied only when they first change: until then they are `login.params`.
-    startup_params: Option<Params>,
+    pub(super) startup_params: Option<Params>,
     /// The pool statement of the last Bind, blamed for a stale-plan error at Execute.
     pub(super) last_bound: Option<u64>,
     /// Statement pooling: the server ended a statement inside a transaction.
     pub(super) refused_transaction: bool,
     /// `login.params.fingerprint()`, until the client's settings change.
-    params_fingerprint: Option<u64>,
+    pub(super) params_fingerprint: Option<u64>,
     /// Statement rules and audit tickets (`None`: no workspace rules, no audit log).
     pub(super) inspect: Option<Box<Inspector>>,
     /// This client in `pgate_clients`, under its state.
@@ -352,7 +345,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Answers the request at the front of the buffer with `error` instead of running it.
-    async fn refuse_request(&mut self, error: Error) -> Result<(), Error> {
+    pub(super) async fn refuse_request(&mut self, error: Error) -> Result<(), Error> {
         let Some(fields) = error.to_response() else {
             return Err(error);
         };
@@ -391,87 +384,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.relay(server).await
     }
 
-    /// Applies the client's settings to the server; `false` if the server failed first
-    /// (the request was refused and the client may retry).
-    async fn sync_params(&mut self, server: &mut PooledServer) -> Result<bool, Error> {
-        match self.apply_params(server).await {
-            Ok(()) => Ok(true),
-            Err(ServerError::Query(fields)) => Err(Error::StartupSetting(fields)),
-            Err(e) => {
-                self.refuse_request(Error::Checkout(PoolError::Server(e))).await?;
-                Ok(false)
-            }
-        }
-    }
-
-    /// SET / RESET on the server what differs from the client's settings.
-    pub(super) async fn apply_params(&mut self, server: &mut PooledServer) -> Result<(), ServerError> {
-        let fingerprint = self.client_fingerprint();
-        if server.synced_for() == Some(fingerprint) {
-            return Ok(());
-        }
-        let Some(sql) = params::sync_statements(&self.login.params, server.params(), server.defaults()) else {
-            // Nothing differs: the server has its defaults overlaid with these settings.
-            server.mark_synced(fingerprint);
-            return Ok(());
-        };
-        self.login.pool.metrics().settings_syncs.inc();
-        let changes = Box::pin(server.run_internal(&sql)).await?;
-        for (name, value) in changes {
-            // Keep the server's spelling of the client's own settings, so the next
-            // comparison agrees, and tell the client when the spelling differs.
-            if let Some(asked) = self.login.params.get(&name)
-                && asked != value
-            {
-                self.set_client_param(&name, &value);
-                messages::parameter_status(&mut self.out, &name, &value);
-            }
-        }
-        // The server now has its defaults overlaid with the client's settings, including
-        // those it does not report.
-        let mut now = (**server.defaults()).clone();
-        for (name, value) in self.login.params.iter() {
-            now.set(name, value);
-        }
-        let fingerprint = self.client_fingerprint();
-        server.set_params(now, Some(fingerprint));
-        Ok(())
-    }
-
-    fn client_fingerprint(&mut self) -> u64 {
-        *self.params_fingerprint.get_or_insert_with(|| self.login.params.fingerprint())
-    }
-
-    /// The client's settings from its StartupMessage.
-    pub(super) fn startup_params(&self) -> &Params {
-        self.startup_params.as_ref().unwrap_or(&self.login.params)
-    }
-
-    /// Keeps the startup settings before the client's settings change for the first time.
-    fn keep_startup_params(&mut self) {
-        if self.startup_params.is_none() {
-            self.startup_params = Some(self.login.params.clone());
-        }
-    }
-
-    pub(super) fn set_client_param(&mut self, name: &str, value: &str) {
-        self.keep_startup_params();
-        self.login.params.set(name, value);
-        self.params_fingerprint = None;
-    }
-
-    pub(super) fn set_client_params(&mut self, params: Params) {
-        self.keep_startup_params();
-        self.login.params = params;
-        self.params_fingerprint = None;
+    /// Nothing is on its way to or from the server on the client's behalf, and no client
+    /// byte is waiting to be framed.
+    pub(super) fn nothing_in_flight(&self) -> bool {
+        self.to_server.is_empty() && self.cscan.at_boundary() && self.cbuf.is_empty() && self.expect.is_empty()
     }
 
     fn at_rest(&self, server: &PooledServer) -> bool {
-        server.state() == ServerState::Idle
-            && self.to_server.is_empty()
-            && self.cscan.at_boundary()
-            && self.cbuf.is_empty()
-            && self.expect.is_empty()
+        server.state() == ServerState::Idle && self.nothing_in_flight()
     }
 
     /// Relays until the server may be released or the client leaves. Writes to the server
@@ -511,10 +431,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let limit = self.idle_limit(server);
             let (client, cbuf, to_server) = (&mut self.client, &mut self.cbuf, &self.to_server);
             let relayed = poll_fn(|cx| poll_relay(cx, client, server, cbuf, to_server, read_client));
-            let event = match limit {
-                None => relayed.await,
-                Some(limit) => limit.run(relayed).await?,
-            };
+            let event = IdleLimit::apply(limit, relayed).await?;
             match event {
                 RelayEvent::ServerWrote(Ok(n)) => self.to_server.advance(n),
                 RelayEvent::ServerRead(Ok(0)) | RelayEvent::ServerWrote(Err(_)) | RelayEvent::ServerRead(Err(_)) => {
@@ -554,59 +471,4 @@ pub(super) fn is_frontend_message(code: u8) -> bool {
             | COPY_FAIL
             | TERMINATE
     )
-}
-
-enum RelayEvent {
-    ServerWrote(std::io::Result<usize>),
-    ServerRead(std::io::Result<usize>),
-    ClientRead(std::io::Result<usize>),
-}
-
-/// One step of the relay: whichever of write-to-server (`to_server`), read-from-server and
-/// read-from-client is ready first.
-fn poll_relay<S: AsyncRead + Unpin>(
-    cx: &mut Context<'_>,
-    client: &mut S,
-    server: &mut PooledServer,
-    cbuf: &mut BytesMut,
-    to_server: &BytesMut,
-    read_client: bool,
-) -> Poll<RelayEvent> {
-    let conn: &mut crate::server::ServerConn = server;
-    if !to_server.is_empty()
-        && let Poll::Ready(r) = Pin::new(&mut conn.stream).poll_write(cx, to_server)
-    {
-        return Poll::Ready(RelayEvent::ServerWrote(r));
-    }
-    if conn.stream.unflushed()
-        && let Poll::Ready(Err(e)) = Pin::new(&mut conn.stream).poll_flush(cx)
-    {
-        return Poll::Ready(RelayEvent::ServerWrote(Err(e)));
-    }
-    conn.reserve_read();
-    if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {
-        return Poll::Ready(RelayEvent::ServerRead(r));
-    }
-    if read_client {
-        if cbuf.capacity() - cbuf.len() < MIN_READ_ROOM {
-            cbuf.reserve(CLIENT_READ_CHUNK);
-        }
-        if let Poll::Ready(r) = poll_read_buf(Pin::new(client), cx, cbuf) {
-            return Poll::Ready(RelayEvent::ClientRead(r));
-        }
-    }
-    Poll::Pending
-}
-
-/// Reads the client into a buffer on the stack and appends what came to `cbuf`.
-fn poll_read_via_stack<S: AsyncRead + Unpin>(
-    cx: &mut Context<'_>,
-    client: &mut S,
-    cbuf: &mut BytesMut,
-) -> Poll<std::io::Result<usize>> {
-    let mut stack = [MaybeUninit::<u8>::uninit(); CLIENT_READ_CHUNK];
-    let mut buf = ReadBuf::uninit(&mut stack);
-    std::task::ready!(Pin::new(client).poll_read(cx, &mut buf))?;
-    cbuf.extend_from_slice(buf.filled());
-    Poll::Ready(Ok(buf.filled().len()))
 }
