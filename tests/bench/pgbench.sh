@@ -12,7 +12,8 @@
 #                 `WORKLOADS=list` prints them
 #   MODES         pool modes to run the proxies in (default "transaction session")
 #   WARMUP        seconds of warm-up pgbench per target before measuring (default 2; 0: none)
-#   IDLE_CLIENTS  idle clients held open for the memory figure (default 1000; 0: skip that test)
+#   IDLE_CLIENTS  idle clients per batch for the memory figure: a fresh proxy holds one batch,
+#                 then two; the growth between is the marginal cost (default 1000; 0: skip)
 #   SERVER_LOGINS concurrent session clients against a fresh pool, for the CPU per server
 #                 login (default 50; 0: skip that test)
 #   PGATE_BASELINE_BIN  a second pgate binary (e.g. an older commit) measured beside PGATE_BIN
@@ -49,10 +50,8 @@ SCALE=10
 # POOL_SIZE server connections open besides.
 MAX_CONNECTIONS=700
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-
-say() { printf '%s\n' "$*" >&2; }
-die() { say "pgbench.sh: $*"; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- workloads
 # Every workload is select-only (-S) unless named otherwise; the number is the client count.
@@ -62,23 +61,6 @@ ALL_WORKLOADS=(select-simple-16 select-simple-128 select-extended-16 select-exte
     select-simple-500 select-extended-500 select-prepared-500 tls-select-simple-128 tls-churn-16
     rules-select-simple-128 rules-select-extended-128
     metrics-select-simple-128 metrics-select-extended-128 metrics-select-prepared-128)
-# tls-* workloads connect with sslmode=require: pgate, PgBouncer and PostgreSQL terminate
-# TLS (one RSA 2048 certificate, made with openssl, for all three); the others use plaintext.
-workload_args() {
-    case $1 in
-    rules-select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
-    metrics-select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
-    metrics-select-extended-*) echo "-S -M extended -c ${1##*-}" ;;
-    metrics-select-prepared-*) echo "-S -M prepared -c ${1##*-}" ;;
-    rules-select-extended-*) echo "-S -M extended -c ${1##*-}" ;;
-    tls-select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
-    tls-churn-16) echo "-S -M simple -C -c 16" ;;
-    select-simple-*) echo "-S -M simple -c ${1##*-}" ;;
-    select-extended-*) echo "-S -M extended -c ${1##*-}" ;;
-    select-prepared-*) echo "-S -M prepared -c ${1##*-}" ;;
-    churn-16) echo "-S -M simple -C -c 16" ;;
-    esac
-}
 # Groups for WORKLOADS (besides the names above); a workload is in a group when it matches.
 workload_in_group() { # workload group
     local w=$1
@@ -87,8 +69,8 @@ workload_in_group() { # workload group
     default) [[ $w != select-prepared-500 && $w != metrics-* ]] ;; # ~20 minutes with DURATION=10 ROUNDS=2
     earlier) [[ $w == select-simple-16 || $w == select-simple-128 || $w == select-extended-16 ||
         $w == select-extended-128 || $w == churn-16 ]] ;;
-    targets) [[ $w == select-simple-128 || $w == select-extended-128 || $w == select-prepared-128 ||
-        $w == churn-16 || $w == tls-churn-16 ]] ;;
+    targets) [[ $w == select-simple-16 || $w == select-simple-128 || $w == select-extended-16 ||
+        $w == select-extended-128 || $w == churn-16 || $w == tls-churn-16 ]] ;;
     tls) [[ $w == tls-* ]] ;;
     rules) [[ $w == rules-* ]] ;;
     metrics) [[ $w == metrics-* ]] ;;
@@ -142,354 +124,18 @@ if ((METRICS)) && [[ " ${MODES[*]} " != *" transaction "* ]]; then
     die "the metrics-* workloads need transaction in MODES"
 fi
 
-# PgBouncer 1.18 has no prepared statements in transaction mode: -M prepared fails there every
-# time, so that cell runs in the first round only (and its row still shows the failure).
-rounds_for() { # target workload
-    if [[ $1 == pgbouncer-transaction && $2 == select-prepared-* ]]; then echo 1; else echo "$ROUNDS"; fi
-}
-
-# pgbench's -T includes connecting, and 500 SCRAM logins straight into PostgreSQL take 2-5 s
-# on two cores (its tps leaves that time out): such runs last at least 8 s.
-run_seconds() { # workload
-    local n=${1##*-}
-    if ((n > 128 && DURATION < 8)); then echo 8; else echo "$DURATION"; fi
-}
-
-# Session pooling with more clients than servers: pgbench 15 sends the Parse of -M prepared
-# synchronously (PQprepare), so a client that waits for a server freezes its pgbench thread,
-# and with it the clients of that thread that hold the servers, until query_wait_timeout.
-# Both proxies behave alike; such cells are not run.
-skip_reason() { # target workload -> reason, empty when it runs
-    local n=${2##*-}
-    if [[ $1 == *-session && $2 == select-prepared-* ]] && ((n > POOL_SIZE)); then
-        echo "session mode, -M prepared, $n clients > pool $POOL_SIZE: pgbench stalls until query_wait_timeout"
-    fi
-}
-
-# ---------------------------------------------------------------- tools
-if [[ -z ${PG_BIN:-} ]]; then
-    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-    if [[ -z $PG_BIN || ! -x $PG_BIN/initdb ]]; then
-        PG_BIN=$(dirname "$(readlink -f "$(command -v initdb || echo /nonexistent)")")
-    fi
-fi
-for b in initdb pg_ctl postgres; do
-    [[ -x $PG_BIN/$b ]] || die "no $b in $PG_BIN (set PG_BIN)"
-done
-tool() { if [[ -x $PG_BIN/$1 ]]; then echo "$PG_BIN/$1"; else command -v "$1"; fi; }
-PSQL=$(tool psql) || die "psql not found"
-PGBENCH=$(tool pgbench) || die "pgbench not found"
-[[ -x $PGBOUNCER ]] || die "PgBouncer not found at $PGBOUNCER (apt-get install pgbouncer)"
-command -v python3 >/dev/null || die "python3 is needed for the report"
-CLK_TCK=$(getconf CLK_TCK)
-
-# initdb, postgres and PgBouncer refuse to run as root.
-if [[ $(id -u) == 0 ]]; then
-    id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' system user"
-    AS_PG=(runuser -u postgres --)
-else
-    AS_PG=()
-fi
-as_pg() { "${AS_PG[@]}" "$@"; }
-
-if [[ -z ${PGATE_BIN:-} ]]; then
-    say "building pgate (cargo build --release) ..."
-    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
-    PGATE_BIN=$ROOT/target/release/pgate
-fi
-[[ -x $PGATE_BIN ]] || die "no pgate binary at $PGATE_BIN"
-
-free_port() {
-    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
-}
-
-# ---------------------------------------------------------------- cleanup
-WORK=$(mktemp -d /tmp/pgate-bench.XXXXXX)
-chmod 755 "$WORK"
-mkdir -p "$WORK/logs"
-[[ $(id -u) == 0 ]] && chown -R postgres: "$WORK"
-declare -A PROXY_PID=()   # name -> pid of the proxy process itself
-declare -A WAIT_PID=()    # name -> pid of our child (runuser for PgBouncer)
-PG_STARTED=0
-
-cleanup() {
-    local rc=$?
-    set +e
-    for name in "${!PROXY_PID[@]}"; do
-        kill -TERM "${PROXY_PID[$name]}" 2>/dev/null
-    done
-    for name in "${!WAIT_PID[@]}"; do
-        local pid=${WAIT_PID[$name]} i
-        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "${PROXY_PID[$name]}" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    if [[ $PG_STARTED == 1 ]]; then
-        as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg" -m immediate -w stop >/dev/null 2>&1
-    fi
-    if [[ -n $KEEP_LOGS ]]; then
-        mkdir -p "$KEEP_LOGS" && cp -r "$WORK"/logs/. "$KEEP_LOGS"/ &&
-            say "logs copied to $KEEP_LOGS"
-    fi
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# ---------------------------------------------------------------- PostgreSQL
-PG_PORT=$(free_port)
-say "PostgreSQL: $PG_BIN, port $PG_PORT, data in $WORK/pg"
-as_pg "$PG_BIN/initdb" -D "$WORK/pg" -U postgres -E UTF8 --locale=C \
-    --auth-local=trust --auth-host=scram-sha-256 >"$WORK/logs/initdb.log" 2>&1 ||
-    { cat "$WORK/logs/initdb.log" >&2; die "initdb failed"; }
-# One certificate for every TLS endpoint, so the TLS rows compare like with like.
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-    -keyout "$WORK/tls.key" -out "$WORK/tls.crt" >"$WORK/logs/openssl.log" 2>&1 ||
-    { cat "$WORK/logs/openssl.log" >&2; die "openssl could not make a certificate"; }
-chmod 600 "$WORK/tls.key"
-[[ $(id -u) == 0 ]] && chown postgres: "$WORK/tls.key" "$WORK/tls.crt"
-cat >>"$WORK/pg/postgresql.conf" <<EOF
-ssl = on
-ssl_cert_file = '$WORK/tls.crt'
-ssl_key_file = '$WORK/tls.key'
-port = $PG_PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$WORK'
-max_connections = $MAX_CONNECTIONS
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-password_encryption = 'scram-sha-256'
-EOF
-cat >"$WORK/pg/pg_hba.conf" <<EOF
-local all all                trust
-host  all all 127.0.0.1/32   scram-sha-256
-EOF
-as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/logs/postgresql.log" -w start >/dev/null ||
-    { tail -n 20 "$WORK/logs/postgresql.log" >&2; die "PostgreSQL did not start"; }
-PG_STARTED=1
-"$PSQL" -X -q -h "$WORK" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
-    -c "CREATE ROLE bench LOGIN PASSWORD 'bench'" -c "CREATE DATABASE bench OWNER bench" >/dev/null
-say "pgbench -i -s $SCALE ..."
-"$PGBENCH" -i -q -s "$SCALE" -h "$WORK" -p "$PG_PORT" -U bench bench >"$WORK/logs/pgbench-init.log" 2>&1 ||
-    { cat "$WORK/logs/pgbench-init.log" >&2; die "pgbench -i failed"; }
-"$PSQL" -X -q -h "$WORK" -p "$PG_PORT" -U postgres -d bench -c "VACUUM ANALYZE" >/dev/null
-
-# PgBouncer's userlist: by default the role's SCRAM secret from pg_authid. With a plain
-# password there, PgBouncer derives a fresh SCRAM secret (PBKDF2, 4096 rounds) for every
-# client login, which pgate does once at start-up; with the pg_authid secret it does not,
-# and it still logs into PostgreSQL (SCRAM pass-through of the client's key).
-case $PGBOUNCER_USERLIST in
-scram)
-    PGBOUNCER_USERLIST_SECRET=$("$PSQL" -X -qAt -h "$WORK" -p "$PG_PORT" -U postgres -d postgres \
-        -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'")
-    ;;
-plain) PGBOUNCER_USERLIST_SECRET=bench ;;
-*) die "PGBOUNCER_USERLIST must be scram or plain" ;;
-esac
+bench_setup
 
 # ---------------------------------------------------------------- proxies
-# Client side, for every target: TCP to 127.0.0.1, SCRAM-SHA-256 with a password, no TLS.
-export PGPASSWORD=bench PGSSLMODE=disable PGCONNECT_TIMEOUT=30
-
-declare -A PORT=([direct]=$PG_PORT)
-for m in "${MODES[@]}"; do
-    PORT[pgate-$m]=$(free_port)
-    PORT[pgbouncer-$m]=$(free_port)
-done
-PORT[pgate-rules]=$(free_port)
-PORT[pgate-metrics]=$(free_port)
-PORT[baseline-metrics]=$(free_port)
 METRICS_PORT=$(free_port)
-
-# A pgate binary that knows [metrics] (an older baseline may not: its configuration then
-# has none, and it serves no endpoint).
-knows_metrics() { # binary
-    printf '[metrics]\nenabled = false\n[backends.b]\nhost = "127.0.0.1"\ndatabases = ["*"]\n' >"$WORK/knows.toml"
-    "$1" check --config "$WORK/knows.toml" >/dev/null 2>&1
-}
-# The [metrics] table of a pgate configuration: served (and scraped) for pgate-metrics,
-# off for the others, absent for a binary that predates it.
-metrics_table() { # name binary
-    if [[ $1 == pgate-metrics ]]; then
-        printf '[metrics]\naddress = "127.0.0.1:%s"\n' "$METRICS_PORT"
-    elif knows_metrics "$2"; then
-        printf '[metrics]\nenabled = false\n'
-    fi
-}
-
-proxy_log() { echo "$WORK/logs/$1.log"; }
-
-write_pgate_config() { # name mode [pool size] [binary]
-    cat >"$WORK/$1.toml" <<EOF
-[listen]
-address = "127.0.0.1:${PORT[$1]}"
-max_client_connections = 5000
-
-$(metrics_table "$1" "${4:-$PGATE_BIN}")
-
-[tls]
-mode = "allow"
-cert = "$WORK/tls.crt"
-key = "$WORK/tls.key"
-
-[pool]
-mode = "$2"
-size = ${3:-$POOL_SIZE}
-
-[backends.main]
-host = "127.0.0.1"
-port = $PG_PORT
-databases = ["*"]
-tls = { mode = "disable" }
-
-[[users]]
-name = "bench"
-password = "bench"
-EOF
-}
-
-# pgate with a workspace whose relation rules pgbench's statements pass, and the audit log
-# in a file: every statement classified, checked and recorded.
-write_pgate_rules_config() { # name
-    write_pgate_config "$1" transaction
-    cat >>"$WORK/$1.toml" <<EOF
-
-[[workspaces]]
-name = "bench"
-users = ["bench"]
-databases = ["bench"]
-allow = ["READ", "WRITE", "MISC", "MISC_SET"]
-relations = { allow = ["public.pgbench_*"], deny = ["public.secrets"] }
-session = { search_path = "public" }
-
-[audit]
-sink = "$WORK/audit-$1.log"
-format = "pgaudit"
-EOF
-}
-
-write_pgbouncer_config() { # name mode [pool size]
-    printf '"bench" "%s"\n' "$PGBOUNCER_USERLIST_SECRET" >"$WORK/$1.users"
-    cat >"$WORK/$1.ini" <<EOF
-[databases]
-* = host=127.0.0.1 port=$PG_PORT
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = ${PORT[$1]}
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $WORK/$1.users
-pool_mode = $2
-default_pool_size = ${3:-$POOL_SIZE}
-max_client_conn = 5000
-ignore_startup_parameters = extra_float_digits
-client_tls_sslmode = allow
-client_tls_cert_file = $WORK/tls.crt
-client_tls_key_file = $WORK/tls.key
-server_tls_sslmode = disable
-logfile = $(proxy_log "$1")
-pidfile = $WORK/$1.pid
-log_connections = 0
-log_disconnections = 0
-EOF
-    [[ $(id -u) == 0 ]] && chown postgres: "$WORK/$1.users" "$WORK/$1.ini"
-    return 0
-}
-
-psql_via() { # target sql
-    "$PSQL" -X -qAt -h 127.0.0.1 -p "${PORT[$1]}" -U bench -d bench -c "$2"
-}
-
-wait_ready() { # name
-    local name=$1 i
-    for i in $(seq 300); do
-        if ! kill -0 "${WAIT_PID[$name]}" 2>/dev/null; then
-            tail -n 20 "$(proxy_log "$name")" >&2
-            die "$name exited during start-up"
-        fi
-        if [[ -z ${PROXY_PID[$name]:-} && -s $WORK/$name.pid ]]; then
-            PROXY_PID[$name]=$(cat "$WORK/$name.pid")
-        fi
-        if [[ -n ${PROXY_PID[$name]:-} ]] && psql_via "$name" "SELECT 1" >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    tail -n 20 "$(proxy_log "$name")" >&2
-    die "$name did not accept a query within 30 s"
-}
-
-start_proxy() { # name
-    local name=$1 mode=${1#*-}
-    case $name in
-    pgate-rules)
-        write_pgate_rules_config "$name"
-        (ulimit -n 8192 && PGATE_LOG=warn exec "$PGATE_BIN" run --config "$WORK/$name.toml") \
-            >>"$(proxy_log "$name")" 2>&1 &
-        WAIT_PID[$name]=$!
-        PROXY_PID[$name]=$!
-        ;;
-    pgate-metrics | baseline-metrics)
-        local bin=$PGATE_BIN
-        [[ $name == baseline-* ]] && bin=$PGATE_BASELINE_BIN
-        write_pgate_config "$name" transaction "$POOL_SIZE" "$bin"
-        (ulimit -n 8192 && PGATE_LOG=warn exec "$bin" run --config "$WORK/$name.toml") \
-            >>"$(proxy_log "$name")" 2>&1 &
-        WAIT_PID[$name]=$!
-        PROXY_PID[$name]=$!
-        ;;
-    pgate-*)
-        write_pgate_config "$name" "$mode"
-        (ulimit -n 8192 && PGATE_LOG=warn exec "$PGATE_BIN" run --config "$WORK/$name.toml") \
-            >>"$(proxy_log "$name")" 2>&1 &
-        WAIT_PID[$name]=$!
-        PROXY_PID[$name]=$!
-        ;;
-    pgbouncer-*)
-        write_pgbouncer_config "$name" "$mode"
-        rm -f "$WORK/$name.pid"
-        unset "PROXY_PID[$name]"
-        # The fd limit is raised after runuser: its PAM session resets the soft limit.
-        "${AS_PG[@]}" sh -c 'ulimit -n 8192 && exec "$0" "$1"' "$PGBOUNCER" "$WORK/$name.ini" \
-            >>"$WORK/logs/$name.stdout" 2>&1 &
-        WAIT_PID[$name]=$!
-        ;;
-    esac
-    wait_ready "$name"
-}
-
-# A proxy that died is reported and started again, so that the other figures still come.
-CRASHES=()
-check_alive() { # name
-    local name=$1
-    [[ $name == direct ]] && return 0
-    if ! kill -0 "${PROXY_PID[$name]}" 2>/dev/null; then
-        wait "${WAIT_PID[$name]}" 2>/dev/null || true
-        say "!! $name (pid ${PROXY_PID[$name]}) is gone; last lines of its log:"
-        tail -n 20 "$(proxy_log "$name")" | sed 's/^/   /' >&2
-        CRASHES+=("$name died during: $2")
-        start_proxy "$name"
-    fi
-}
-
-cpu_ticks() { # pid -> utime+stime (fields 14 and 15) in clock ticks, all threads; -1 if gone
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo -1; return; }
-    sed 's/^.*) //' <<<"$stat" | awk '{ print $12 + $13 }'
-}
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-
 for m in "${MODES[@]}"; do
     start_proxy "pgate-$m"
     start_proxy "pgbouncer-$m"
 done
-((RULES)) && start_proxy pgate-rules
+((RULES)) && start_proxy pgate-rules transaction
 if ((METRICS)); then
-    start_proxy pgate-metrics
-    [[ -n $PGATE_BASELINE_BIN ]] && start_proxy baseline-metrics
+    start_proxy pgate-metrics transaction
+    [[ -n $PGATE_BASELINE_BIN ]] && start_proxy baseline-metrics transaction "$POOL_SIZE" "$PGATE_BASELINE_BIN"
 fi
 for name in "${!PROXY_PID[@]}"; do
     say "  $name: 127.0.0.1:${PORT[$name]}, pid ${PROXY_PID[$name]}"
@@ -509,112 +155,8 @@ targets_for() { # workload
     fi
 }
 
-RESULTS=$WORK/results.tsv
-PROBLEMS=$WORK/problems.txt
 SCRAPES=$WORK/scrapes.tsv
-: >"$RESULTS"
-: >"$PROBLEMS"
 : >"$SCRAPES"
-RUN_NO=0
-
-# Scrapes /metrics every second until killed, writing "<ok> <failed> <bytes>" to $2 after each.
-start_scraper() { # url counts-file
-    python3 - "$1" "$2" <<'PY' &
-import signal, sys, time, urllib.request
-url, out = sys.argv[1:]
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-ok = bad = size = 0
-while True:
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            size = len(r.read())
-            ok += 1
-    except Exception:
-        bad += 1
-    with open(out, "w") as f:
-        f.write(f"{ok} {bad} {size}\n")
-    time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
-PY
-    SCRAPER_PID=$!
-}
-
-# What pgbench's errors say, most frequent first: the server's message for aborted clients
-# ("client 3 script 0 aborted in command 1 query 0: ERROR:  ..."), else its own error lines.
-error_lines() { # pgbench output file
-    {
-        sed -n 's/^.*aborted in command [0-9]* query [0-9]*: //p' "$1"
-        grep '^pgbench: error: ' "$1" | grep -v -e 'aborted in command' -e 'Run was aborted' |
-            sed 's/^pgbench: error: //; s/client [0-9][0-9]*/client N/g' || true
-    } | sed 's/[[:space:]]\+/ /g; s/ $//; /^$/d' | sort | uniq -c | sort -rn
-}
-
-# run_pgbench target workload seconds round -> one line in $RESULTS (round 0 = warm-up, not kept)
-# A run with any error (exit status, aborted clients, failed or no transactions) is not used
-# for the figures: with aborted clients, pgbench's tps is that of the survivors.
-run_pgbench() {
-    local target=$1 workload=$2 secs=$3 round=$4
-    local port=${PORT[$target]} pid args cmd out rc=0 before=-1 after=-1
-    args=$(workload_args "$workload")
-    RUN_NO=$((RUN_NO + 1))
-    out=$WORK/logs/run-$(printf %03d $RUN_NO)-$target-$workload.txt
-    local sslmode=disable
-    [[ $workload == tls-* ]] && sslmode=require
-    cmd="PGSSLMODE=$sslmode pgbench -n $args -j $JOBS -T $secs -h 127.0.0.1 -p $port -U bench bench"
-    check_alive "$target" "the pause before: $cmd"
-    pid=${PROXY_PID[$target]:-}
-    local scraped=
-    if [[ $target == pgate-metrics ]]; then
-        scraped=$WORK/logs/scrapes-$(printf %03d $RUN_NO).txt
-        echo "0 0 0" >"$scraped"
-        start_scraper "http://127.0.0.1:$METRICS_PORT/metrics" "$scraped"
-    fi
-    [[ -n $pid ]] && before=$(cpu_ticks "$pid")
-    # shellcheck disable=SC2086
-    (ulimit -n 8192 && PGSSLMODE=$sslmode exec "$PGBENCH" -n $args -j "$JOBS" -T "$secs" -h 127.0.0.1 -p "$port" -U bench bench) \
-        >"$out" 2>&1 || rc=$?
-    [[ -n $pid ]] && after=$(cpu_ticks "$pid")
-    if [[ -n $scraped ]]; then
-        kill -TERM "$SCRAPER_PID" 2>/dev/null || true
-        wait "$SCRAPER_PID" 2>/dev/null || true
-        ((round > 0)) && printf '%s\t%s\t%s\n' "$workload" "$round" "$(tr ' ' '\t' <"$scraped")" >>"$SCRAPES"
-    fi
-    local tps tx failed aborted clients message
-    tps=$(awk '/^tps = / { print $3; exit }' "$out")
-    tx=$(awk -F': ' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1]; exit }' "$out")
-    failed=$(awk -F': ' '/^number of failed transactions/ { split($2, a, " "); print a[1]; exit }' "$out")
-    aborted=$({ grep -o 'client [0-9]* script [0-9]* aborted' "$out" || true; } | sort -u | wc -l)
-    clients=$(awk '{ for (i = 1; i < NF; i++) if ($i == "-c") print $(i + 1) }' <<<"$args")
-    tps=${tps:-0} tx=${tx:-0} failed=${failed:-0}
-    local cpu=$((after - before))
-    ((before < 0 || after < 0)) && cpu=-1
-    local status=ok
-    message=
-    if ((rc != 0 || failed > 0 || aborted > 0)) || [[ $tx == 0 ]]; then
-        status=error
-        message=$(error_lines "$out" | sed -n '1s/^ *[0-9]* //p' | tr -d '\t')
-        [[ -n $message ]] || message="exit status $rc, $tx transactions"
-        local expected=
-        [[ $target == pgbouncer-transaction && $workload == select-prepared-* ]] &&
-            expected="  (expected: PgBouncer 1.18 has no prepared statements in transaction mode)"
-        {
-            echo "[$target, $workload, round $round] exit $rc, $tx transactions, $failed failed, $aborted of $clients clients aborted$expected"
-            echo "  PGPASSWORD=bench $cmd"
-            error_lines "$out" | sed -n 's/^/    /; 1,8p' || true
-        } >>"$PROBLEMS"
-    fi
-    check_alive "$target" "$cmd"
-    local cpu_ms="-"
-    if ((cpu >= 0 && tx > 0)); then
-        cpu_ms=$(awk -v c="$cpu" -v h="$CLK_TCK" 'BEGIN { printf "%.1f", c / h * 1000 }')
-    fi
-    say "$(printf '  %-20s %-22s %s  %10.0f tps %9d tx  cpu %6s ms  %s' \
-        "$workload" "$target" "$( ((round)) && echo "round $round" || echo "warm-up")" "$tps" "$tx" "$cpu_ms" \
-        "$status${message:+: $message}")"
-    ((round > 0)) && printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-        "$workload" "$target" "$round" "$tps" "$tx" "$cpu" "$status" "$aborted" "$clients" "$message" >>"$RESULTS"
-    return 0
-}
 
 runs=0 secs=$((${#TARGETS[@]} * WARMUP))
 for workload in "${SELECTED[@]}"; do
@@ -639,7 +181,7 @@ for workload in "${SELECTED[@]}"; do
         reason=$(skip_reason "$target" "$workload")
         if [[ -n $reason ]]; then
             say "$(printf '  %-20s %-22s not run: %s' "$workload" "$target" "$reason")"
-            printf '%s\t%s\t0\t0\t0\t-1\tskipped\t0\t0\t%s\n' "$workload" "$target" "$reason" >>"$RESULTS"
+            printf '%s\t%s\t0\t0\t0\t-1\t-1\tskipped\t0\t0\t%s\n' "$workload" "$target" "$reason" >>"$RESULTS"
         fi
     done
     for round in $(seq "$ROUNDS"); do
@@ -667,7 +209,6 @@ bench_servers() {
     "$PSQL" -X -qAt -h "$WORK" -p "$PG_PORT" -U postgres -d postgres \
         -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'"
 }
-listening() { ss -Hltn "( sport = :$1 )" | grep -q .; }
 LOGIN_TARGETS=()
 if ((SERVER_LOGINS > 0)); then
     LOGIN_TARGETS=(pgate-logins pgbouncer-logins)
@@ -678,27 +219,9 @@ fi
 for round in $(seq "$ROUNDS"); do
     for name in "${LOGIN_TARGETS[@]}"; do
         PORT[$name]=$(free_port)
-        case $name in
-        pgate-logins | baseline-logins)
-            bin=$PGATE_BIN
-            [[ $name == baseline-* ]] && bin=$PGATE_BASELINE_BIN
-            write_pgate_config "$name" session $((SERVER_LOGINS + 10)) "$bin"
-            (ulimit -n 8192 && PGATE_LOG=warn exec "$bin" run --config "$WORK/$name.toml") \
-                >>"$(proxy_log "$name")" 2>&1 &
-            WAIT_PID[$name]=$!
-            PROXY_PID[$name]=$!
-            ;;
-        pgbouncer-logins)
-            write_pgbouncer_config "$name" session $((SERVER_LOGINS + 10))
-            rm -f "$WORK/$name.pid"
-            "${AS_PG[@]}" sh -c 'ulimit -n 8192 && exec "$0" "$1"' "$PGBOUNCER" "$WORK/$name.ini" \
-                >>"$WORK/logs/$name.stdout" 2>&1 &
-            WAIT_PID[$name]=$!
-            for i in $(seq 100); do [[ -s $WORK/$name.pid ]] && break; sleep 0.1; done
-            PROXY_PID[$name]=$(cat "$WORK/$name.pid" 2>/dev/null || echo "${WAIT_PID[$name]}")
-            ;;
-        esac
-        for i in $(seq 300); do listening "${PORT[$name]}" && break; sleep 0.1; done
+        bin=$PGATE_BIN
+        [[ $name == baseline-* ]] && bin=$PGATE_BASELINE_BIN
+        start_proxy "$name" session $((SERVER_LOGINS + 10)) "$bin" listen
         pid=${PROXY_PID[$name]}
         sleep 0.5
         open_before=$(bench_servers)
@@ -721,11 +244,7 @@ for round in $(seq "$ROUNDS"); do
         say "$(printf '  %-18s round %s: %s ms CPU for %s clients, %s server logins' "$name" "$round" \
             "$(awk -v n=$((after - before)) 'BEGIN { printf "%.1f", n / 1e6 }')" "${tx:-0}" "$servers")"
         printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$((after - before))" "${tx:-0}" "$servers" >>"$LOGINS"
-        kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "${WAIT_PID[$name]}" 2>/dev/null || true
-        unset "PROXY_PID[$name]" "WAIT_PID[$name]"
+        stop_proxy "$name"
         # PostgreSQL ends the backends of the closed servers a moment later.
         for i in $(seq 50); do
             (($(bench_servers) <= open_before)) && break
@@ -735,49 +254,81 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # ---------------------------------------------------------------- idle clients
-# IDLE_CLIENTS clients log in (SCRAM) through one proxy in transaction mode and stay idle:
-# a pgbench script that only sleeps sends no query at all.
+# The memory an idle client costs, on a proxy process started for this test alone
+# (transaction mode): IDLE_CLIENTS clients log in (SCRAM) and stay idle (a pgbench script
+# that only sleeps sends no query), the RSS is read, IDLE_CLIENTS more join, the RSS is read
+# again; the marginal cost per client is the growth between the two, so start-up
+# allocations and the first client's one-time costs are left out. Twice per proxy: on an
+# untouched process, and on a fresh one that first ran select-simple-128 (buffers and
+# allocator arenas of a busy process). Two pgbench processes of IDLE_CLIENTS each keep every
+# process below its fd limit.
 IDLE=$WORK/idle.tsv
 : >"$IDLE"
 printf '\\sleep 1 s\n' >"$WORK/idle.sql"
 established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
-IDLE_TARGETS=()
-if ((IDLE_CLIENTS > 0)) && [[ " ${MODES[*]} " == *" transaction "* ]]; then
-    IDLE_TARGETS=(pgate-transaction pgbouncer-transaction)
-    say ""
-    say "idle clients: $IDLE_CLIENTS per proxy, transaction mode"
-fi
-for name in "${IDLE_TARGETS[@]}"; do
-    check_alive "$name" "the pause before the idle-client test"
-    pid=${PROXY_PID[$name]}
-    sleep 2
-    base=$(rss_kib "$pid")
-    (ulimit -n 8192 && exec "$PGBENCH" -n -f "$WORK/idle.sql" -c "$IDLE_CLIENTS" -j "$JOBS" -T 120 \
-        -h 127.0.0.1 -p "${PORT[$name]}" -U bench bench) >"$WORK/logs/idle-$name.txt" 2>&1 &
-    bench_pid=$!
-    n=0
-    for i in $(seq 600); do
+IDLE_LOAD=select-simple-128
+# Starts IDLE_CLIENTS idle clients against a proxy and waits until `want` are connected in
+# all; HELD = how many are.
+hold_idle() { # name batch want
+    local name=$1 n=0 i
+    (ulimit -n 8192 && exec "$PGBENCH" -n -f "$WORK/idle.sql" -c "$IDLE_CLIENTS" -j "$JOBS" -T 600 \
+        -h 127.0.0.1 -p "${PORT[$name]}" -U bench bench) >"$WORK/logs/idle-$name-$2.txt" 2>&1 &
+    local bench=$!
+    BG_PIDS+=("$bench")
+    IDLE_BENCH+=("$bench")
+    for i in $(seq 900); do
         n=$(established "${PORT[$name]}")
-        ((n >= IDLE_CLIENTS)) && break
-        kill -0 "$bench_pid" 2>/dev/null || break
+        ((n >= $3)) && break
+        kill -0 "$bench" 2>/dev/null || break
         sleep 0.2
     done
     sleep 3
-    n=$(established "${PORT[$name]}")
-    rss=$(rss_kib "$pid")
-    kill -TERM "$bench_pid" 2>/dev/null || true
-    wait "$bench_pid" 2>/dev/null || true
-    if ((n < IDLE_CLIENTS)); then
-        {
-            echo "[$name, idle clients] only $n of $IDLE_CLIENTS clients were connected"
-            echo "  PGPASSWORD=bench PGSSLMODE=disable pgbench -n -f idle.sql -c $IDLE_CLIENTS -j $JOBS -T 120 -h 127.0.0.1 -p ${PORT[$name]} -U bench bench   # idle.sql: \\sleep 1 s"
-            grep -v '^pgbench (' "$WORK/logs/idle-$name.txt" | sort | uniq -c | sort -rn |
-                sed -n 's/^/    /; 1,5p' || true
-        } >>"$PROBLEMS"
-    fi
-    say "  $name: $n clients connected, RSS $base KiB -> $rss KiB"
-    printf '%s\t%s\t%s\t%s\n' "$name" "$n" "$base" "$rss" >>"$IDLE"
-    check_alive "$name" "$IDLE_CLIENTS idle clients"
+    HELD=$(established "${PORT[$name]}")
+}
+IDLE_PROXIES=()
+if ((IDLE_CLIENTS > 0)) && [[ " ${MODES[*]} " == *" transaction "* ]]; then
+    IDLE_PROXIES=(pgate pgbouncer)
+    say ""
+    say "idle clients: $IDLE_CLIENTS, then $((2 * IDLE_CLIENTS)), per fresh proxy process, transaction mode"
+fi
+for proxy in "${IDLE_PROXIES[@]}"; do
+    for state in fresh loaded; do
+        name=$proxy-idle
+        PORT[$name]=$(free_port)
+        start_proxy "$name" transaction "$POOL_SIZE" "$PGATE_BIN" listen
+        pid=${PROXY_PID[$name]}
+        if [[ $state == loaded ]]; then
+            out=$WORK/logs/idle-$name-$state-load.txt
+            pgbench_once "$name" "$IDLE_LOAD" "$DURATION" "$out" || true
+            say "  $name: $IDLE_LOAD for $DURATION s first: $(pgbench_tx "$out") transactions"
+        fi
+        sleep 2
+        base=$(rss_kib "$pid")
+        IDLE_BENCH=()
+        hold_idle "$name" "$state-1" "$IDLE_CLIENTS"
+        n1=$HELD
+        rss1=$(rss_kib "$pid")
+        hold_idle "$name" "$state-2" $((2 * IDLE_CLIENTS))
+        n2=$HELD
+        rss2=$(rss_kib "$pid")
+        for p in "${IDLE_BENCH[@]}"; do
+            kill -TERM "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+            forget_bg "$p"
+        done
+        if ((n1 < IDLE_CLIENTS || n2 < 2 * IDLE_CLIENTS)); then
+            {
+                echo "[$name, $state, idle clients] $n1 of $IDLE_CLIENTS, then $n2 of $((2 * IDLE_CLIENTS)) clients were connected"
+                echo "  PGPASSWORD=bench PGSSLMODE=disable pgbench -n -f idle.sql -c $IDLE_CLIENTS -j $JOBS -T 600 -h 127.0.0.1 -p ${PORT[$name]} -U bench bench   # idle.sql: \\sleep 1 s; twice"
+                cat "$WORK/logs/idle-$name-$state"-[12].txt | grep -v '^pgbench (' | sort | uniq -c | sort -rn |
+                    sed -n 's/^/    /; 1,5p' || true
+            } >>"$PROBLEMS"
+        fi
+        say "  $name, $state: RSS $base KiB, $n1 clients $rss1 KiB, $n2 clients $rss2 KiB"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$proxy" "$state" "$n1" "$n2" "$base" "$rss1" "$rss2" >>"$IDLE"
+        check_alive "$name" "$IDLE_CLIENTS idle clients"
+        stop_proxy "$name"
+    done
 done
 
 # ---------------------------------------------------------------- report
@@ -788,12 +339,15 @@ import statistics, sys
 results, idle, problems, clk, duration, rounds, pool, jobs, logins, scrapes = sys.argv[1:]
 clk = int(clk)
 
-# (workload, target) -> list of dict(tps, tx, cpu ticks, status, aborted, clients, message)
+# (workload, target) -> list of dict(tps, tx, user/system/cpu ticks (-1: unknown), status, aborted,
+# clients, message)
 runs = {}
 workloads = []
 for line in open(results):
-    w, t, _r, tps, tx, cpu, status, aborted, clients, message = line.rstrip("\n").split("\t")
-    runs.setdefault((w, t), []).append(dict(tps=float(tps), tx=int(tx), cpu=int(cpu), status=status,
+    w, t, _r, tps, tx, user, system, status, aborted, clients, message = line.rstrip("\n").split("\t")
+    user, system = int(user), int(system)
+    runs.setdefault((w, t), []).append(dict(tps=float(tps), tx=int(tx), user=user, system=system,
+                                            cpu=user + system if user >= 0 else -1, status=status,
                                             aborted=int(aborted), clients=int(clients), message=message))
     if w not in workloads and not w.startswith(("rules-", "metrics-")):
         workloads.append(w)
@@ -813,10 +367,24 @@ def tps(w, t):
     rs = ok_runs(w, t)
     return statistics.median(r["tps"] for r in rs) if rs else None
 
-def cpu_ms(w, t):
-    """Proxy CPU (user+system) in ms per 1000 transactions, median over the runs without errors."""
-    vals = [r["cpu"] / clk * 1000 / (r["tx"] / 1000) for r in ok_runs(w, t) if r["cpu"] >= 0 and r["tx"] > 0]
+def tps_worst(w, t):
+    """The lowest tps of the runs without errors."""
+    rs = ok_runs(w, t)
+    return min(r["tps"] for r in rs) if rs else None
+
+def per_tx(w, t, part="cpu"):
+    """Proxy CPU (part: user, system or cpu = both) in us per transaction, of each run without errors."""
+    return [r[part] / clk * 1e6 / r["tx"] for r in ok_runs(w, t) if r["cpu"] >= 0 and r["tx"] > 0]
+
+def cpu_ms(w, t, part="cpu"):
+    """Proxy CPU in ms per 1000 transactions (= us per transaction), median over the runs without errors."""
+    vals = per_tx(w, t, part)
     return statistics.median(vals) if vals else None
+
+def cpu_worst(w, t):
+    """The highest user+system CPU per transaction of the runs without errors."""
+    vals = per_tx(w, t)
+    return max(vals) if vals else None
 
 def ratio(a, b):
     return f"{a / b:.2f}x" if a is not None and b else "-"
@@ -866,8 +434,9 @@ for w in workloads:
         label[w] = f"select-only {w.split('-')[1]}, {n} clients"
 
 cols = [("workload", "<", 36), ("pool mode", "<", 11), ("direct", ">", 8), ("pgate", ">", 8),
-        ("PgBouncer", ">", 9), ("pgate/PgB", ">", 9), ("pgate/direct", ">", 12),
-        ("CPU pgate", ">", 9), ("CPU PgB", ">", 8), ("CPU pgate/PgB", ">", 13), ("notes", "<", 5)]
+        ("worst", ">", 7), ("PgBouncer", ">", 9), ("worst", ">", 7), ("pgate/PgB", ">", 9),
+        ("pgate/direct", ">", 12), ("CPU pgate", ">", 9), ("CPU PgB", ">", 8), ("CPU pgate/PgB", ">", 13),
+        ("notes", "<", 5)]
 
 def row(values):
     return "  ".join(f"{v:{a}{n}}" for v, (_h, a, n) in zip(values, cols)).rstrip()
@@ -885,33 +454,71 @@ for w in workloads:
         notes = [note(w, "direct", "direct") if i == 0 else None, note(w, g, "pgate"), note(w, b, "PgBouncer")]
         if skipped(w, g) and skipped(w, g) == skipped(w, b):
             notes[1:] = [f"pgate, PgBouncer not run: {skipped(w, g)}"]
-        print(row([label[w], m, cell(w, "direct"), cell(w, g), cell(w, b),
-                   ratio(tps(w, g), tps(w, b)), ratio(tps(w, g), tps(w, "direct")),
+        print(row([label[w], m, cell(w, "direct"), cell(w, g), num(tps_worst(w, g), ".0f"), cell(w, b),
+                   num(tps_worst(w, b), ".0f"), ratio(tps(w, g), tps(w, b)), ratio(tps(w, g), tps(w, "direct")),
                    num(cpu_ms(w, g), ".1f"), num(cpu_ms(w, b), ".1f"), ratio(cpu_ms(w, g), cpu_ms(w, b)),
                    "; ".join(n for n in notes if n)]))
 print()
-print("direct, pgate, PgBouncer: transactions per second (pgbench tps; the direct runs are the same")
-print("  for both pool modes).  CPU: the proxy process's user+system CPU time, in ms per 1000")
-print("  transactions (from /proc/PID/stat).  Runs with errors are left out of every figure:")
+print("direct, pgate, PgBouncer: transactions per second, median of the rounds (pgbench tps; the")
+print("  direct runs are the same for both pool modes); worst: the lowest round.  CPU: the proxy")
+print("  process's user+system CPU time, in ms per 1000 transactions = us per transaction (from")
+print("  /proc/PID/stat; the split is below).  Runs with errors are left out of every figure:")
 print("  'fails' = every run of that cell had errors (with aborted clients, pgbench's tps is the")
 print("  survivors'), '!' = some did; 'not run' = see notes.  The problems section below has the")
 print("  exact pgbench command of every run with errors.")
 
+cpu_cols = [("workload", "<", 20), ("pool mode", "<", 11)] + [
+    (h, ">", n) for _who in ("pgate", "PgBouncer") for h, n in (("user", 6), ("system", 6), ("total", 6), ("worst", 6))
+] + [(h, ">", n) for h, n in (("user", 6), ("system", 6), ("total", 6))]
+widths = [n for _h, _a, n in cpu_cols]
+def cpu_row(values):
+    return "  ".join(f"{v:{a}{n}}" for v, (_h, a, n) in zip(values, cpu_cols)).rstrip()
+def span(title, first, count):
+    width = sum(widths[first:first + count]) + 2 * (count - 1)
+    return f"{title:^{width}}"
+print()
+print("CPU per transaction, user / system, in us (medians of the rounds; worst: the round with the")
+print("highest user+system)")
+print(" " * (sum(widths[:2]) + 4) + "  ".join([span("pgate", 2, 4), span("PgBouncer", 6, 4), span("pgate/PgBouncer", 10, 3)]).rstrip())
+print(cpu_row([h for h, _a, _n in cpu_cols]))
+print(cpu_row(["-" * n for _h, _a, n in cpu_cols]))
+for w in workloads:
+    for m in modes:
+        g, b = f"pgate-{m}", f"pgbouncer-{m}"
+        if not (per_tx(w, g) or per_tx(w, b)):
+            continue
+        values = [w, m]
+        for t in (g, b):
+            values += [num(cpu_ms(w, t, "user"), ".1f"), num(cpu_ms(w, t, "system"), ".1f"),
+                       num(cpu_ms(w, t), ".1f"), num(cpu_worst(w, t), ".1f")]
+        values += [ratio(cpu_ms(w, g, p), cpu_ms(w, b, p)) for p in ("user", "system", "cpu")]
+        print(cpu_row(values))
+print("user, system: the proxy's utime and stime (/proc/PID/stat fields 14, 15) over the run, divided")
+print("  by pgbench's transactions; each is the median of its own, so user + system may differ from")
+print("  total by rounding and when the rounds split differently.  For churn: per connection.")
+
 idle_rows = []
 for line in open(idle):
-    name, n, base, rss = line.rstrip("\n").split("\t")
-    n, base, rss = int(n), int(base), int(rss)
-    idle_rows.append((name, n, base, rss, (rss - base) / n if n else None))
+    proxy, state, n1, n2, base, rss1, rss2 = line.rstrip("\n").split("\t")
+    n1, n2, base, rss1, rss2 = int(n1), int(n2), int(base), int(rss1), int(rss2)
+    first = (rss1 - base) / n1 if n1 else None
+    marginal = (rss2 - rss1) / (n2 - n1) if n2 > n1 else None
+    idle_rows.append((proxy, state, n1, n2, base, rss1, rss2, first, marginal))
 per_client = {}
 if idle_rows:
     print()
-    print("idle clients, transaction mode")
-    print(f"{'proxy':<10}  {'clients':>7}  {'baseline RSS':>12}  {'RSS with clients':>16}  {'KiB per idle client':>19}")
-    print(f"{'-' * 10}  {'-' * 7}  {'-' * 12}  {'-' * 16}  {'-' * 19}")
-    for name, n, base, rss, per in idle_rows:
-        proxy = "pgate" if name.startswith("pgate") else "PgBouncer"
-        per_client[proxy] = per
-        print(f"{proxy:<10}  {n:>7}  {str(base) + ' KiB':>12}  {str(rss) + ' KiB':>16}  {num(per, '.1f'):>19}")
+    print("idle clients, transaction mode, a proxy process started for this test: RSS before any client,")
+    print("with the first batch of clients, with twice as many; KiB per client for the first batch and")
+    print("marginal (the second batch: growth / clients added)")
+    print(f"{'proxy':<10}  {'process':<28}  {'clients':>11}  {'RSS before':>10}  {'RSS first':>10}  {'RSS both':>10}"
+          f"  {'KiB first':>9}  {'KiB marginal':>12}")
+    print(f"{'-' * 10}  {'-' * 28}  {'-' * 11}  {'-' * 10}  {'-' * 10}  {'-' * 10}  {'-' * 9}  {'-' * 12}")
+    for proxy, state, n1, n2, base, rss1, rss2, first, marginal in idle_rows:
+        who = "pgate" if proxy == "pgate" else "PgBouncer"
+        per_client[(who, state)] = marginal
+        process = "fresh" if state == "fresh" else f"after select-simple-128 {duration} s"
+        print(f"{who:<10}  {process:<28}  {f'{n1}+{n2 - n1}':>11}  {base:>10}  {rss1:>10}  {rss2:>10}"
+              f"  {num(first, '.2f'):>9}  {num(marginal, '.2f'):>12}")
 
 rules = [w for w in ("rules-select-simple-128", "rules-select-extended-128") if (w, "pgate-rules") in runs]
 if rules:
@@ -994,25 +601,31 @@ def tx_ratio(w, a, b, goal, at_least=True):
     return (">= " if at_least else "<= ") + f"{goal:.2f}x", shown, None if r is None else r >= goal
 
 T, B = "pgate-transaction", "pgbouncer-transaction"
-c_sel = cmp(cpu_ms("select-simple-128", T), cpu_ms("select-simple-128", B))
-kib, pgb_kib = per_client.get("pgate"), per_client.get("PgBouncer")
-targets = [
-    ("select-only simple, 128 clients: pgate/PgBouncer TPS", *tx_ratio("select-simple-128", T, B, 1.10)),
-    ("select-only extended, 128 clients: pgate/PgBouncer TPS", *tx_ratio("select-extended-128", T, B, 1.10)),
-    ("select-only prepared, 128 clients: pgate/direct TPS", *tx_ratio("select-prepared-128", T, "direct", 0.90)),
-    ("earlier: select-only simple, 128 clients: pgate/PgBouncer TPS", *tx_ratio("select-simple-128", T, B, 1.00)),
-    ("earlier: select-only simple, 128 clients: pgate/PgBouncer CPU per tx", "<= 1.00x",
-     "-" if c_sel is None else f"{c_sel:.2f}x", None if c_sel is None else c_sel <= 1.0),
-    ("TLS+SCRAM connection storm (-C), 16 clients: pgate/PgBouncer TPS", *tx_ratio("tls-churn-16", T, B, 1.50)),
-    ("earlier: connection churn, 16 clients: pgate/PgBouncer TPS", *tx_ratio("churn-16", T, B, 0.90)),
-    (f"earlier: pgate KiB per idle client (PgBouncer: {num(pgb_kib, '.1f')})", "<= 8.0",
-     num(kib, ".1f"), None if kib is None else kib <= 8),
+
+def cpu_ratio(w, part, goal):
+    r = cmp(cpu_ms(w, T, part), cpu_ms(w, B, part))
+    bad = bool(err_runs(w, T) or err_runs(w, B))
+    shown = "-" if r is None else f"{r:.2f}x" + ("!" if bad else "")
+    return f"<= {goal:.2f}x", shown, None if r is None else r <= goal
+
+targets = []
+for w in ("select-simple-16", "select-simple-128", "select-extended-16", "select-extended-128"):
+    what = f"select-only {w.split('-')[1]}, {w.split('-')[2]} clients: pgate/PgBouncer"
+    targets += [(f"{what} user CPU per tx", *cpu_ratio(w, "user", 0.70)),
+                (f"{what} total CPU per tx", *cpu_ratio(w, "cpu", 0.90)),
+                (f"{what} TPS", *tx_ratio(w, T, B, 1.05))]
+kib, pgb_kib = per_client.get(("pgate", "fresh")), per_client.get(("PgBouncer", "fresh"))
+targets += [
+    (f"pgate KiB per idle client, marginal, fresh process (PgBouncer: {num(pgb_kib, '.2f')})", "<= 4.00",
+     num(kib, ".2f"), None if kib is None else kib <= 4),
+    ("connection churn (-C), 16 clients: pgate/PgBouncer TPS", *tx_ratio("churn-16", T, B, 1.00)),
+    ("TLS+SCRAM churn (-C), 16 clients: pgate/PgBouncer CPU per login", *cpu_ratio("tls-churn-16", "cpu", 0.80)),
 ]
 print()
 print(f"targets, transaction mode, pool size {pool} (shown, not enforced; '-' = not measured in this run)")
-print(f"{'':<70}  {'target':>8}  {'measured':>8}")
+print(f"{'':<80}  {'target':>8}  {'measured':>8}")
 for name, goal, got, ok in targets:
-    print(f"{name:<70}  {goal:>8}  {got:>8}  {verdict(ok)}")
+    print(f"{name:<80}  {goal:>8}  {got:>8}  {verdict(ok)}")
 
 text = open(problems).read().strip()
 print()
