@@ -70,6 +70,7 @@ RUN_NO=0
 # ---------------------------------------------------------------- setup
 find_tools() {
     if [[ -z ${PG_BIN:-} ]]; then
+        # shellcheck disable=SC2012 # the directories are postgresql/<version>/bin
         PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
         if [[ -z $PG_BIN || ! -x $PG_BIN/initdb ]]; then
             PG_BIN=$(dirname "$(readlink -f "$(command -v initdb || echo /nonexistent)")")
@@ -121,7 +122,7 @@ make_workdir() {
 cleanup() {
     local rc=$?
     set +e
-    local pid name i
+    local pid name
     for pid in "${BG_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
     for pid in "${BG_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
     for name in "${!PROXY_PID[@]}"; do
@@ -129,7 +130,7 @@ cleanup() {
     done
     for name in "${!WAIT_PID[@]}"; do
         pid=${WAIT_PID[$name]}
-        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         [[ -n ${PROXY_PID[$name]:-} ]] && kill -KILL "${PROXY_PID[$name]}" 2>/dev/null
         wait "$pid" 2>/dev/null
     done
@@ -319,8 +320,8 @@ listening() { ss -Hltn "( sport = :$1 )" | grep -q .; }
 # Waits until the proxy answers a query, or (ready=listen) until it listens: that opens no
 # server and sends no query, for measurements on an untouched process.
 wait_ready() { # name [query|listen]
-    local name=$1 how=${2:-query} i
-    for i in $(seq 300); do
+    local name=$1 how=${2:-query}
+    for _ in $(seq 300); do
         if ! kill -0 "${WAIT_PID[$name]}" 2>/dev/null; then
             tail -n 20 "$(proxy_log "$name")" >&2
             die "$name exited during start-up"
@@ -354,6 +355,7 @@ start_proxy() { # name [mode] [pool size] [pgate binary] [query|listen]
         rm -f "$WORK/$name.pid"
         unset "PROXY_PID[$name]"
         # The fd limit is raised after runuser: its PAM session resets the soft limit.
+        # shellcheck disable=SC2016 # $0 and $1 are the inner shell's
         "${AS_PG[@]}" sh -c 'ulimit -n 8192 && exec "$0" "$1"' "$PGBOUNCER" "$WORK/$name.ini" \
             >>"$WORK/logs/$name.stdout" 2>&1 &
         WAIT_PID[$name]=$!
@@ -374,10 +376,10 @@ start_proxy() { # name [mode] [pool size] [pgate binary] [query|listen]
 }
 
 stop_proxy() { # name
-    local name=$1 pid=${PROXY_PID[$1]:-} i
+    local name=$1 pid=${PROXY_PID[$1]:-}
     if [[ -n $pid ]]; then
         kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     fi
     wait "${WAIT_PID[$name]}" 2>/dev/null || true
@@ -404,7 +406,8 @@ check_alive() { # name what-was-running
 cpu_ticks() { # pid -> "user system"
     local stat
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo "-1 -1"; return; }
-    sed 's/^.*) //' <<<"$stat" | awk '{ print $12, $13 }'
+    # The command name, in parentheses, may hold spaces: the fields after the last ") ".
+    awk '{ print $12, $13 }' <<<"${stat##*) }"
 }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 

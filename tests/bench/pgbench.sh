@@ -246,7 +246,7 @@ for round in $(seq "$ROUNDS"); do
         printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$((after - before))" "${tx:-0}" "$servers" >>"$LOGINS"
         stop_proxy "$name"
         # PostgreSQL ends the backends of the closed servers a moment later.
-        for i in $(seq 50); do
+        for _ in $(seq 50); do
             (($(bench_servers) <= open_before)) && break
             sleep 0.1
         done
@@ -270,13 +270,13 @@ IDLE_LOAD=select-simple-128
 # Starts IDLE_CLIENTS idle clients against a proxy and waits until `want` are connected in
 # all; HELD = how many are.
 hold_idle() { # name batch want
-    local name=$1 n=0 i
+    local name=$1 n=0
     (ulimit -n 8192 && exec "$PGBENCH" -n -f "$WORK/idle.sql" -c "$IDLE_CLIENTS" -j "$JOBS" -T 600 \
         -h 127.0.0.1 -p "${PORT[$name]}" -U bench bench) >"$WORK/logs/idle-$name-$2.txt" 2>&1 &
     local bench=$!
     BG_PIDS+=("$bench")
     IDLE_BENCH+=("$bench")
-    for i in $(seq 900); do
+    for _ in $(seq 900); do
         n=$(established "${PORT[$name]}")
         ((n >= $3)) && break
         kill -0 "$bench" 2>/dev/null || break
