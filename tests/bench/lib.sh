@@ -62,7 +62,7 @@ PG_STARTED=0
 WORK=
 RUN_NO=0
 
-# shellcheck source=tests/bench/proxies.sh
+# shellcheck source=proxies.sh
 source "$(dirname "${BASH_SOURCE[0]}")/proxies.sh"
 
 # ---------------------------------------------------------------- setup

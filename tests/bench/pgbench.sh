@@ -50,7 +50,7 @@ SCALE=10
 # POOL_SIZE server connections open besides.
 MAX_CONNECTIONS=700
 
-# shellcheck source=tests/bench/lib.sh
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- workloads

@@ -43,7 +43,7 @@ PROFILE_WORKLOADS=(select-simple-16 select-simple-128 select-extended-16 select-
     select-prepared-16 select-prepared-128)
 WORKLOADS=${WORKLOADS:-${PROFILE_WORKLOADS[*]}}
 
-# shellcheck source=tests/bench/lib.sh
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 read -r -a wanted <<<"${WORKLOADS//,/ }"
