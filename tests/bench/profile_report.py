@@ -143,21 +143,31 @@ if srows:
 
 # ---------------------------------------------------------------- perf
 def perf_lines(path):
-    """(samples, [(percent, name)]) from perf report --stdio -g none."""
-    samples, rows = None, []
+    """(event count, [(percent, name)]) from perf report --stdio -g none; for cpu-clock the
+    event count is the sampled CPU time in ns."""
+    events, rows = None, []
     try:
         text = open(path).read()
     except OSError:
-        return samples, rows
+        return events, rows
     for line in text.splitlines():
-        m = re.match(r"^# Samples: (\S+)", line)
+        m = re.match(r"^# Event count \(approx\.\): (\d+)", line)
         if m:
-            samples = m.group(1)
+            events = int(m.group(1))
         m = re.match(r"^\s+(\d+\.\d+)%\s+(.*\S)", line)
         if m:
             # A recording with call graphs adds empty columns, shown as "-".
             rows.append((float(m.group(1)), re.sub(r"(\s+-)+$", "", m.group(2))))
-    return samples, rows
+    return events, rows
+
+
+def perf_samples(path):
+    """The sample count perf record reports when it ends."""
+    try:
+        m = re.search(r"\((\d+) samples\)", open(path).read())
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
 
 
 def dso_name(name):
@@ -176,10 +186,14 @@ if prows:
     print("perf: pgate's CPU by object and by symbol (self time), perf record -e cpu-clock -F 999 -g -p PID")
     print(f"during a run of {perf_secs} s of its own; [k] kernel, [.] user space")
     for w, tx, status, base in prows:
-        samples, dsos = perf_lines(base + ".dso")
-        _s, syms = perf_lines(base + ".symbols")
+        events, dsos = perf_lines(base + ".dso")
+        _e, syms = perf_lines(base + ".symbols")
+        samples, tx = perf_samples(base + ".record"), int(tx)
+        cpu = f"{events / 1e9:.2f} s of pgate CPU" if events else "no CPU"
+        per = f", {events / 1e3 / tx:.1f} us per transaction while sampled" if events and tx else ""
         print()
-        print(f"{w}: {samples or 0} samples, {tx} transactions" + ("" if status == "ok" else f"  ({status})"))
+        print(f"{w}: {num(samples, 'd')} samples = {cpu}, {tx} transactions{per}"
+              + ("" if status == "ok" else f"  ({status})"))
         if dsos:
             split = {}
             for pct, name in dsos:
