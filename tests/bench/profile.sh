@@ -2,8 +2,8 @@
 # Where pgate's CPU goes, beside PgBouncer's, in one run: user and system CPU per transaction,
 # syscalls per transaction (strace -c) and pgate's top symbols (perf). See tests/bench/README.md.
 #
-#   tests/bench/profile.sh                               # DURATION=10 ROUNDS=3 (~12 minutes)
-#   DURATION=5 ROUNDS=2 tests/bench/profile.sh           # ~6 minutes
+#   tests/bench/profile.sh                               # DURATION=10 ROUNDS=3 (~8 minutes)
+#   DURATION=5 ROUNDS=2 tests/bench/profile.sh           # ~3.5 minutes
 #   WORKLOADS=select-simple-128 PERF=0 tests/bench/profile.sh
 #
 # Environment:
