@@ -89,6 +89,35 @@ impl Effects {
 
 /// Scans a query string.
 pub fn effects(sql: &[u8]) -> Effects {
+    if !has_cue(sql) {
+        return Effects::default();
+    }
+    lexed_effects(sql)
+}
+
+/// Every word `Statement` reacts to contains one of these, in some case: a query string
+/// without any of them has no effects. Most queries have none, and looking for them costs a
+/// fraction of lexing (which also checks UTF-8 and splits qualified names).
+fn cues_starting_with(byte: u8) -> &'static [&'static [u8]] {
+    match byte.to_ascii_lowercase() {
+        b's' => &[b"set"],
+        b'd' => &[b"discard", b"deallocate", b"declare", b"drop"],
+        b'p' => &[b"prepare", b"pg_advisory"],
+        b'l' => &[b"listen"],
+        b'c' => &[b"close"],
+        b't' => &[b"temp"],
+        _ => &[],
+    }
+}
+
+fn has_cue(sql: &[u8]) -> bool {
+    (0..sql.len()).any(|at| {
+        let rest = &sql[at..];
+        cues_starting_with(rest[0]).iter().any(|cue| rest.get(..cue.len()).is_some_and(|head| head.eq_ignore_ascii_case(cue)))
+    })
+}
+
+fn lexed_effects(sql: &[u8]) -> Effects {
     let mut out = Effects::default();
     let mut statement = Statement::default();
     for token in tokens(sql) {
@@ -213,6 +242,44 @@ mod tests {
         // Found by the protocol fuzzer: '䇨' spans bytes 6..9 of the word.
         assert!(!fx("SELECT Jp\u{a1}kP\u{41e8}J").any());
         assert!(fx("CREATE TABLE pg_temp.t\u{41e8} (a int)").creates.is_some());
+    }
+
+    #[test]
+    fn the_cue_scan_skips_only_queries_without_effects() {
+        let with_effects = [
+            "SET search_path = a", "select 1; RESET ALL", "SELECT pg_catalog.set_config('a.b', 'c', false)",
+            "select pg_catalog.PG_ADVISORY_LOCK(1)", "SELECT pg_advisory_unlock_all()", "LISTEN jobs", "UNLISTEN *",
+            "CREATE TEMP TABLE x (a int)", "SELECT * INTO TEMPORARY t FROM u", "create table pg_temp.t (a int)",
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "PREPARE p AS SELECT 1", "DISCARD ALL", "DEALLOCATE p",
+            "close c", "DROP TABLE t", "/* x */ sEt work_mem = 1",
+        ];
+        for sql in with_effects {
+            assert!(has_cue(sql.as_bytes()), "{sql}");
+            assert!(fx(sql).any(), "{sql}");
+        }
+        for sql in ["SELECT abalance FROM pgbench_accounts WHERE aid = 1", "UPDATE t SET x = 1", "", "s", "pg_advisor"] {
+            assert_eq!(fx(sql), lexed_effects(sql.as_bytes()), "{sql}");
+        }
+        assert!(!has_cue(b"SELECT abalance FROM pgbench_accounts WHERE aid = 1"));
+        assert!(!has_cue(b"pg_advisor"));
+    }
+
+    #[test]
+    fn the_cue_scan_agrees_with_lexing_on_every_three_word_query() {
+        let words = [
+            "set", "SeT", "reset", "temp", "pg_temp.t", "select", "pg_advisory_lock(1)", "pg_advisory_unlock", "x.y",
+            "'a.b'", ";", "default", "local", "session", "authorization", "with", "hold", "declare", "listen",
+            "unlisten", "drop", "close", "prepare", "transaction", "discard", "all", "deallocate", "--", "/*", "*/",
+            "\"set\"", "set_config(", "$$", "e'",
+        ];
+        for a in words {
+            for b in words {
+                for c in words {
+                    let sql = format!("{a} {b} {c}");
+                    assert_eq!(fx(&sql), lexed_effects(sql.as_bytes()), "{sql}");
+                }
+            }
+        }
     }
 
     #[test]
