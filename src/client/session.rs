@@ -324,6 +324,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut shutdown = self.shutdown.clone();
         let limit = IdleLimit::outside_transaction(&self.settings);
         tokio::select! {
+            biased;
             more = IdleLimit::apply(limit, self.read_client()) => more?,
             _ = shutdown.changed() => Ok(true),
         }
