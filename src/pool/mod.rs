@@ -146,6 +146,7 @@ struct Inner {
     /// Idle servers, most recently used last. Boxed once, when opened: a checkout hands a
     /// server on several times (idle list, grant, a waiter's channel, the guard), and each
     /// move of an unboxed connection copied its several hundred bytes.
+    #[allow(clippy::vec_box)]
     idle: Vec<Box<ServerConn>>,
     /// Idle + checked out + being opened or reset.
     open: usize,
