@@ -145,11 +145,13 @@ impl ClientEntry {
         .await
     }
 
-    fn set_state(&self, state: ClientState) -> Duration {
+    /// Returns the time of the change (microseconds since the epoch) and how long the
+    /// previous state lasted.
+    fn set_state(&self, state: ClientState) -> (u64, Duration) {
         let now = micros(SystemTime::now());
         let before = self.since.swap(now, Ordering::Relaxed);
         self.state.store(state as u8, Ordering::Relaxed);
-        Duration::from_micros(now.saturating_sub(before))
+        (now, Duration::from_micros(now.saturating_sub(before)))
     }
 }
 
@@ -233,18 +235,18 @@ impl Registration {
 
     /// `server` now works for the client; the wait counts in its pool's totals.
     pub fn serving(&self, server: &ServerConn) {
-        let waited = self.entry.set_state(ClientState::Active);
+        let (now, waited) = self.entry.set_state(ClientState::Active);
         if let Some(pool) = &self.entry.info.pool {
             pool.live().totals.assigned(waited);
         }
-        server.facts().set_link(Some(self.entry.id));
+        server.facts().set_link(Some(self.entry.id), now);
         *self.entry.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.facts().clone());
     }
 
     /// The client has no server and no request under way.
     pub fn idle(&self) {
-        self.entry.set_state(ClientState::Idle);
-        self.unlink();
+        let (now, _) = self.entry.set_state(ClientState::Idle);
+        self.unlink(now);
     }
 
     /// The console works on the admin's command (admins have no server).
@@ -252,19 +254,19 @@ impl Registration {
         self.entry.set_state(ClientState::Active);
     }
 
-    fn unlink(&self) {
+    fn unlink(&self, now: u64) {
         let server = self.entry.server.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(server) = server
             && server.link() == Some(self.entry.id)
         {
-            server.set_link(None);
+            server.set_link(None, now);
         }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.unlink();
+        self.unlink(micros(SystemTime::now()));
         self.registry.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.entry.id);
     }
 }

@@ -118,11 +118,14 @@ fn cues_starting_with(byte: u8) -> &'static [&'static [u8]] {
 /// and every quoted or commented span ends in a symbol), and more.
 fn has_cue(sql: &[u8]) -> bool {
     let mut in_word = false;
-    sql.iter().enumerate().any(|(at, &byte)| {
-        let starts = !in_word;
-        in_word = byte.is_ascii_alphabetic() || byte == b'_';
-        starts && cues_starting_with(byte).iter().any(|cue| starts_with_ignoring_case(&sql[at..], cue))
-    })
+    for (at, &byte) in sql.iter().enumerate() {
+        let word_byte = byte.is_ascii_alphabetic() || byte == b'_';
+        if word_byte && !in_word && cues_starting_with(byte).iter().any(|cue| starts_with_ignoring_case(&sql[at..], cue)) {
+            return true;
+        }
+        in_word = word_byte;
+    }
+    false
 }
 
 fn starts_with_ignoring_case(text: &[u8], prefix: &[u8]) -> bool {
