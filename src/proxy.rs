@@ -241,6 +241,7 @@ impl Proxy {
         }
         // Not ready from this moment: load balancers stop sending new clients.
         shared.shutdown.send_replace(true);
+        shared.console.clients.shut_down_all();
         shared.readiness.set_listening(false);
         drop(listener);
         let hurried = drain(&shared, hurry).await;

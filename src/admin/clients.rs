@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Notify;
+use atomic_waker::AtomicWaker;
 
 use crate::pool::Pool;
 use crate::server::{ServerConn, ServerFacts};
@@ -70,9 +72,17 @@ pub struct ClientEntry {
     since: AtomicU64,
     /// The server working for it now.
     server: Mutex<Option<Arc<ServerFacts>>>,
-    killed: AtomicBool,
-    kill: Notify,
+    /// KILL_CLIENT and shutdown, as `STOP_*` bits.
+    stop: AtomicU8,
+    /// The session's task, woken when a stop bit is set. Its session checks for a stop
+    /// at every wait, so this must cost no lock (tokio's Notify takes one per poll).
+    stop_waker: AtomicWaker,
 }
+
+/// KILL_CLIENT: the session ends at once.
+const STOP_KILL: u8 = 1;
+/// Shutdown: the session ends at its next wait for the client.
+const STOP_SHUTDOWN: u8 = 2;
 
 impl ClientEntry {
     pub fn state(&self) -> ClientState {
@@ -99,23 +109,49 @@ impl ClientEntry {
 
     /// Ends the client's session (KILL_CLIENT).
     pub fn kill(&self) {
-        self.killed.store(true, Ordering::Release);
-        // A stored permit: the session sees it even if it is not waiting yet.
-        self.kill.notify_one();
+        self.stop(STOP_KILL);
     }
 
     /// Resolves once an admin killed the client.
     pub async fn killed(&self) {
-        while !self.killed.load(Ordering::Acquire) {
-            self.kill.notified().await;
-        }
+        self.stopped(STOP_KILL).await
     }
 
-    fn set_state(&self, state: ClientState) -> Duration {
+    /// pgate is shutting down: the session ends when it next waits for its client.
+    fn shut_down(&self) {
+        self.stop(STOP_SHUTDOWN);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.stop.load(Ordering::Acquire) & STOP_SHUTDOWN != 0
+    }
+
+    /// Resolves once pgate is shutting down.
+    pub async fn shutting_down(&self) {
+        self.stopped(STOP_SHUTDOWN).await
+    }
+
+    fn stop(&self, bit: u8) {
+        self.stop.fetch_or(bit, Ordering::AcqRel);
+        self.stop_waker.wake();
+    }
+
+    async fn stopped(&self, bit: u8) {
+        poll_fn(|cx| {
+            // Registered before the check: a stop set in between still wakes the task.
+            self.stop_waker.register(cx.waker());
+            if self.stop.load(Ordering::Acquire) & bit != 0 { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await
+    }
+
+    /// Returns the time of the change (microseconds since the epoch) and how long the
+    /// previous state lasted.
+    fn set_state(&self, state: ClientState) -> (u64, Duration) {
         let now = micros(SystemTime::now());
         let before = self.since.swap(now, Ordering::Relaxed);
         self.state.store(state as u8, Ordering::Relaxed);
-        Duration::from_micros(now.saturating_sub(before))
+        (now, Duration::from_micros(now.saturating_sub(before)))
     }
 }
 
@@ -129,6 +165,8 @@ pub struct Registry {
 struct Inner {
     next_id: AtomicU64,
     map: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
+    /// Set under `map`'s lock, so every client registered after it is told too.
+    shutting_down: AtomicBool,
 }
 
 impl Registry {
@@ -141,11 +179,24 @@ impl Registry {
             state: AtomicU8::new(ClientState::Idle as u8),
             since: AtomicU64::new(micros(now)),
             server: Mutex::new(None),
-            killed: AtomicBool::new(false),
-            kill: Notify::new(),
+            stop: AtomicU8::new(0),
+            stop_waker: AtomicWaker::new(),
         });
-        self.inner.map.lock().unwrap_or_else(|e| e.into_inner()).insert(entry.id, entry.clone());
+        let mut map = self.inner.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(entry.id, entry.clone());
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            entry.shut_down();
+        }
+        drop(map);
         Registration { registry: self.inner.clone(), entry }
+    }
+
+    /// pgate is shutting down: every session, and every one that registers from now on,
+    /// ends at its next wait for its client.
+    pub fn shut_down_all(&self) {
+        let map = self.inner.map.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        map.values().for_each(|entry| entry.shut_down());
     }
 
     /// Every client, by id.
@@ -184,18 +235,18 @@ impl Registration {
 
     /// `server` now works for the client; the wait counts in its pool's totals.
     pub fn serving(&self, server: &ServerConn) {
-        let waited = self.entry.set_state(ClientState::Active);
+        let (now, waited) = self.entry.set_state(ClientState::Active);
         if let Some(pool) = &self.entry.info.pool {
             pool.live().totals.assigned(waited);
         }
-        server.facts().set_link(Some(self.entry.id));
+        server.facts().set_link(Some(self.entry.id), now);
         *self.entry.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.facts().clone());
     }
 
     /// The client has no server and no request under way.
     pub fn idle(&self) {
-        self.entry.set_state(ClientState::Idle);
-        self.unlink();
+        let (now, _) = self.entry.set_state(ClientState::Idle);
+        self.unlink(now);
     }
 
     /// The console works on the admin's command (admins have no server).
@@ -203,19 +254,19 @@ impl Registration {
         self.entry.set_state(ClientState::Active);
     }
 
-    fn unlink(&self) {
+    fn unlink(&self, now: u64) {
         let server = self.entry.server.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(server) = server
             && server.link() == Some(self.entry.id)
         {
-            server.set_link(None);
+            server.set_link(None, now);
         }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.unlink();
+        self.unlink(micros(SystemTime::now()));
         self.registry.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.entry.id);
     }
 }
@@ -253,8 +304,27 @@ mod tests {
         let entry = registry.get(b.entry().id).unwrap();
         entry.kill();
         tokio::time::timeout(Duration::from_secs(1), b.entry().killed()).await.expect("kill is seen");
+        assert!(!b.entry().is_shutting_down());
         drop(b);
         assert!(registry.get(entry.id).is_none());
         assert_eq!(registry.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn shutdown_reaches_clients_registered_before_and_after_it() {
+        let registry = Registry::default();
+        let before = registry.register(info());
+        let waiting = tokio::spawn({
+            let entry = before.entry().clone();
+            async move { entry.shutting_down().await }
+        });
+        tokio::task::yield_now().await;
+        registry.shut_down_all();
+        tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("shutdown wakes a waiting session").unwrap();
+        let after = registry.register(info());
+        assert!(after.entry().is_shutting_down());
+        tokio::time::timeout(Duration::from_secs(1), after.entry().shutting_down()).await.expect("and a later one");
+        let killed = tokio::time::timeout(Duration::from_millis(50), after.entry().killed()).await;
+        assert!(killed.is_err(), "shutdown is not a kill");
     }
 }

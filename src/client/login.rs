@@ -50,6 +50,11 @@ pub struct LoggedIn {
 }
 
 impl LoggedIn {
+    /// The client's entry in the admin console's registry.
+    pub fn entry(&self) -> Option<&Arc<crate::admin::ClientEntry>> {
+        self.registration.as_ref().map(|r| r.entry())
+    }
+
     /// A request waits for a server (SHOW CLIENTS, SHOW POOLS).
     pub fn waiting(&self) {
         if let Some(r) = &self.registration {

@@ -183,7 +183,9 @@ fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         tracing::debug!("logged in");
         // KILL_CLIENT ends the session wherever it is; the server it held is closed or
         // reset as for a client that vanished.
+        // Biased: the session first, and no random draw per wake-up (this runs on every one).
         let ended = tokio::select! {
+            biased;
             ended = session.run() => ended,
             () = entry.killed() => Err(Error::Killed),
         };

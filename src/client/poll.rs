@@ -12,8 +12,8 @@ use tokio_util::io::poll_read_buf;
 
 use crate::pool::PooledServer;
 
-/// Reads while relaying ask for this much room, so large requests and COPY data move in
-/// big chunks.
+/// The most one client read takes: the stack buffer's size, so large requests and COPY
+/// data move in big chunks.
 const CLIENT_READ_CHUNK: usize = 8 * 1024;
 /// While relaying, a client read buffer with less room than this grows first.
 const MIN_READ_ROOM: usize = 512;
@@ -50,10 +50,15 @@ pub(super) fn poll_relay<S: AsyncRead + Unpin>(
         return Poll::Ready(RelayEvent::ServerRead(r));
     }
     if read_client {
-        if cbuf.capacity() - cbuf.len() < MIN_READ_ROOM {
-            cbuf.reserve(CLIENT_READ_CHUNK);
-        }
-        if let Poll::Ready(r) = poll_read_buf(Pin::new(client), cx, cbuf) {
+        // With little room, read through the stack: most requests are answered before the
+        // client sends more, and a buffer reserved for a read that is not coming would cost
+        // an 8 KiB allocation per request.
+        let read = if cbuf.capacity() - cbuf.len() < MIN_READ_ROOM {
+            poll_read_via_stack(cx, client, cbuf)
+        } else {
+            poll_read_buf(Pin::new(client), cx, cbuf)
+        };
+        if let Poll::Ready(r) = read {
             return Poll::Ready(RelayEvent::ClientRead(r));
         }
     }

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::watch;
 
 use super::expect::Expectations;
 use super::idle::IdleLimit;
@@ -68,7 +67,6 @@ pub struct Session<S> {
     pub(super) skip_until_sync: bool,
     /// The client message being relayed is dropped (it is being skipped).
     pub(super) dropping_frame: bool,
-    shutdown: watch::Receiver<bool>,
     /// Replies owed by the server (transaction and statement pooling).
     pub(super) expect: Expectations,
     pub(super) statements: ClientStatements,
@@ -113,7 +111,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             startup_params: None,
             login,
             settings,
-            shutdown: shared.shutdown_signal(),
             shared,
             skip_until_sync: false,
             dropping_frame: false,
@@ -248,7 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        self.login.entry().map_or_else(|| self.shared.is_shutting_down(), |entry| entry.is_shutting_down())
     }
 
     /// Reads more client bytes; `false` on EOF. Without room in `cbuf` the bytes come
@@ -321,11 +318,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.out = BytesMut::new();
         }
         self.cbuf.reserve(expected.saturating_sub(self.cbuf.len()));
-        let mut shutdown = self.shutdown.clone();
+        // The registry's entry wakes the task at shutdown; a watch channel would take a
+        // lock twice per wait.
+        let entry = self.login.entry().cloned();
+        let shutdown = async {
+            match &entry {
+                Some(entry) => entry.shutting_down().await,
+                None => std::future::pending().await,
+            }
+        };
         let limit = IdleLimit::outside_transaction(&self.settings);
         tokio::select! {
+            biased;
             more = IdleLimit::apply(limit, self.read_client()) => more?,
-            _ = shutdown.changed() => Ok(true),
+            () = shutdown => Ok(true),
         }
     }
 

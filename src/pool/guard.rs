@@ -29,18 +29,18 @@ pub fn is_abandoned() -> bool {
 }
 
 pub struct PooledServer {
-    conn: Option<ServerConn>,
+    conn: Option<Box<ServerConn>>,
     pool: Arc<Pool>,
     reset: bool,
     left: Abandoned,
 }
 
 impl PooledServer {
-    pub(super) fn new(conn: ServerConn, pool: Arc<Pool>) -> Self {
+    pub(super) fn new(conn: Box<ServerConn>, pool: Arc<Pool>) -> Self {
         Self { conn: Some(conn), pool, reset: false, left: Abandoned::default() }
     }
 
-    pub(super) fn take(&mut self) -> Option<ServerConn> {
+    pub(super) fn take(&mut self) -> Option<Box<ServerConn>> {
         self.conn.take()
     }
 
@@ -115,7 +115,7 @@ impl Drop for PooledServer {
     }
 }
 
-pub(super) fn release(pool: &Arc<Pool>, mut conn: ServerConn, reset: bool, left: Abandoned) {
+pub(super) fn release(pool: &Arc<Pool>, mut conn: Box<ServerConn>, reset: bool, left: Abandoned) {
     // A server opened before a RECONNECT is replaced as it comes free.
     let expired = if pool.is_stale(&conn) {
         Some(CloseReason::Replaced)
@@ -136,7 +136,7 @@ pub(super) fn release(pool: &Arc<Pool>, mut conn: ServerConn, reset: bool, left:
     }
 }
 
-fn close(pool: &Arc<Pool>, conn: ServerConn, reason: CloseReason) {
+fn close(pool: &Arc<Pool>, conn: Box<ServerConn>, reason: CloseReason) {
     conn.close();
     pool.closed(reason);
     pool.free_slot();
@@ -144,7 +144,7 @@ fn close(pool: &Arc<Pool>, conn: ServerConn, reason: CloseReason) {
 
 /// Cleans a server a client left dirty (mid-transaction, or session pooling), off the
 /// client's task; a server that cannot be cleaned in `reset_timeout` is closed.
-fn spawn_reset(pool: &Arc<Pool>, mut conn: ServerConn) {
+fn spawn_reset(pool: &Arc<Pool>, mut conn: Box<ServerConn>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return close(pool, conn, CloseReason::Broken);
     };

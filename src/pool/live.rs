@@ -334,7 +334,7 @@ impl Pool {
         };
         let closed = stale.len();
         self.metrics.closed(CloseReason::Replaced, closed);
-        stale.into_iter().for_each(ServerConn::close);
+        stale.into_iter().for_each(|conn| conn.close());
         closed
     }
 

@@ -58,8 +58,6 @@ pub enum PoolError {
 }
 
 /// What a waiter is handed: a server, or the right to open one.
-// A Grant lives for one handoff; boxing the server would cost an allocation per checkout.
-#[allow(clippy::large_enum_variant)]
 enum Grant {
     Server(PooledServer),
     Connect(Slot),
@@ -145,8 +143,11 @@ const MAX_STATEMENT_IDS: usize = 10_000;
 
 #[derive(Default)]
 struct Inner {
-    /// Idle servers, most recently used last.
-    idle: Vec<ServerConn>,
+    /// Idle servers, most recently used last. Boxed once, when opened: a checkout hands a
+    /// server on several times (idle list, grant, a waiter's channel, the guard), and each
+    /// move of an unboxed connection copied its several hundred bytes.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<ServerConn>>,
     /// Idle + checked out + being opened or reset.
     open: usize,
     waiters: VecDeque<Waiter>,
@@ -502,7 +503,7 @@ impl Pool {
         };
         drop(waiters);
         self.metrics.closed(CloseReason::Shutdown, idle.len());
-        idle.into_iter().for_each(ServerConn::close);
+        idle.into_iter().for_each(|conn| conn.close());
     }
 }
 
@@ -528,7 +529,7 @@ impl Slot {
         let pool = self.pool.take().expect("a slot is filled once");
         pool.live.login_ended();
         pool.live.track(&conn);
-        PooledServer::new(conn, pool)
+        PooledServer::new(Box::new(conn), pool)
     }
 }
 

@@ -47,7 +47,7 @@ enum RescueError {
 }
 
 /// Rescues `conn` off the client's task (see the module doc).
-pub(super) fn spawn_rescue(pool: &Arc<Pool>, conn: ServerConn, left: Abandoned) {
+pub(super) fn spawn_rescue(pool: &Arc<Pool>, conn: Box<ServerConn>, left: Abandoned) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         conn.close();
         pool.closed(CloseReason::Broken);

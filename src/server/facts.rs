@@ -66,10 +66,11 @@ impl ServerFacts {
         Some(self.link.load(Ordering::Relaxed)).filter(|&id| id != 0)
     }
 
-    /// The server now serves client `client` (`None`: nobody).
-    pub fn set_link(&self, client: Option<u64>) {
+    /// The server serves client `client` (`None`: nobody) since `at` (microseconds since
+    /// the epoch: the caller has read the clock already).
+    pub fn set_link(&self, client: Option<u64>, at: u64) {
         self.link.store(client.unwrap_or(0), Ordering::Relaxed);
-        self.request_time.store(micros(SystemTime::now()), Ordering::Relaxed);
+        self.request_time.store(at, Ordering::Relaxed);
     }
 
     pub fn request_time(&self) -> SystemTime {

@@ -89,6 +89,50 @@ impl Effects {
 
 /// Scans a query string.
 pub fn effects(sql: &[u8]) -> Effects {
+    if !has_cue(sql) {
+        return Effects::default();
+    }
+    lexed_effects(sql)
+}
+
+/// Every word `Statement` reacts to starts with one of these, in some case, as does the last
+/// part of a qualified name: a query string where no word or name part starts with one has
+/// no effects. Most queries have none, and looking costs a fraction of lexing (which also
+/// checks UTF-8 and splits qualified names).
+fn cues_starting_with(byte: u8) -> &'static [&'static [u8]] {
+    match byte.to_ascii_lowercase() {
+        b's' => &[b"set"],
+        b'r' => &[b"reset"],
+        b'd' => &[b"discard", b"deallocate", b"declare", b"drop"],
+        b'p' => &[b"prepare", b"pg_advisory", b"pg_temp"],
+        b'l' => &[b"listen"],
+        b'u' => &[b"unlisten"],
+        b'c' => &[b"close"],
+        b't' => &[b"temp"],
+        _ => &[],
+    }
+}
+
+/// Looks at every byte that may start a word or a name part: after anything but an ASCII
+/// letter or underscore. That is every place the lexer may start one (it skips digits,
+/// and every quoted or commented span ends in a symbol), and more.
+fn has_cue(sql: &[u8]) -> bool {
+    let mut in_word = false;
+    for (at, &byte) in sql.iter().enumerate() {
+        let word_byte = byte.is_ascii_alphabetic() || byte == b'_';
+        if word_byte && !in_word && cues_starting_with(byte).iter().any(|cue| starts_with_ignoring_case(&sql[at..], cue)) {
+            return true;
+        }
+        in_word = word_byte;
+    }
+    false
+}
+
+fn starts_with_ignoring_case(text: &[u8], prefix: &[u8]) -> bool {
+    text.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
+fn lexed_effects(sql: &[u8]) -> Effects {
     let mut out = Effects::default();
     let mut statement = Statement::default();
     for token in tokens(sql) {
@@ -213,6 +257,63 @@ mod tests {
         // Found by the protocol fuzzer: '䇨' spans bytes 6..9 of the word.
         assert!(!fx("SELECT Jp\u{a1}kP\u{41e8}J").any());
         assert!(fx("CREATE TABLE pg_temp.t\u{41e8} (a int)").creates.is_some());
+    }
+
+    #[test]
+    fn the_cue_scan_skips_only_queries_without_effects() {
+        let with_effects = [
+            "SET search_path = a", "select 1; RESET ALL", "SELECT pg_catalog.set_config('a.b', 'c', false)",
+            "select pg_catalog.PG_ADVISORY_LOCK(1)", "SELECT pg_advisory_unlock_all()", "LISTEN jobs", "UNLISTEN *",
+            "CREATE TEMP TABLE x (a int)", "SELECT * INTO TEMPORARY t FROM u", "create table pg_temp.t (a int)",
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "PREPARE p AS SELECT 1", "DISCARD ALL", "DEALLOCATE p",
+            "close c", "DROP TABLE t", "/* x */ sEt work_mem = 1",
+        ];
+        for sql in with_effects {
+            assert!(has_cue(sql.as_bytes()), "{sql}");
+            assert!(fx(sql).any(), "{sql}");
+        }
+        for sql in ["SELECT abalance FROM pgbench_accounts WHERE aid = 1", "UPDATE t SET x = 1", "", "s", "pg_advisor"] {
+            assert_eq!(fx(sql), lexed_effects(sql.as_bytes()), "{sql}");
+        }
+        assert!(!has_cue(b"SELECT abalance FROM pgbench_accounts WHERE aid = 1"));
+        assert!(!has_cue(b"pg_advisor"));
+    }
+
+    #[test]
+    fn the_cue_scan_agrees_with_lexing_on_every_three_word_query() {
+        let words = [
+            "set", "SeT", "reset", "temp", "pg_temp.t", "select", "pg_advisory_lock(1)", "pg_advisory_unlock", "x.y",
+            "'a.b'", ";", "default", "local", "session", "authorization", "with", "hold", "declare", "listen",
+            "unlisten", "drop", "close", "prepare", "transaction", "discard", "all", "deallocate", "--", "/*", "*/",
+            "\"set\"", "set_config(", "$$", "e'", "a.temp", "pg_catalog.pg_advisory_lock(1)", "x.set_config('a.b'",
+            "q.close", "\u{41e8}set", "1set", "_temp", "$1set",
+        ];
+        for a in words {
+            for b in words {
+                for c in words {
+                    let sql = format!("{a} {b} {c}");
+                    assert_eq!(fx(&sql), lexed_effects(sql.as_bytes()), "{sql}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_cue_scan_agrees_with_lexing_on_random_strings_of_sql_bytes() {
+        // Pieces that make words, name parts, quotes, comments and dollar quotes meet.
+        let pieces: [&[u8]; 24] = [
+            b"set", b"TEMP", b"listen", b"un", b"pg_", b"advisory_lock", b"temp.", b"a", b"1", b"_", b"$", b".",
+            b" ", b";", b"'", b"\"", b"--", b"\n", b"/*", b"*/", b"e'", b"$q$", b"\xc3\xa9", b"(",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            let mut sql = Vec::new();
+            for _ in 0..1 + seed % 8 {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                sql.extend_from_slice(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            assert_eq!(effects(&sql), lexed_effects(&sql), "{:?}", String::from_utf8_lossy(&sql));
+        }
     }
 
     #[test]
