@@ -289,8 +289,10 @@ async fn pgate_raises_its_open_file_limit_to_the_hard_limit() {
     assert_eq!(soft, hard, "pgate started with a soft limit of 256 open files and kept {soft}");
 }
 
-/// The future of one client's task, whose size every connected client pays (tokio
-/// allocates it whole when the task is spawned).
+/// The task spawned per client and the future of its connection, whose sizes every
+/// connected client pays (tokio allocates the task whole when it is spawned). The startup
+/// phase and the session are boxed apart from them, so neither sizes what a client holds
+/// for its whole life; the session's own size shows in the idle client test's RSS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_of_a_client_is_small() {
     let pgate = Pgate::start(&config("")).await;
@@ -299,17 +301,19 @@ async fn the_task_of_a_client_is_small() {
     let peer = tcp.local_addr().unwrap();
     let task = pgate::client::serve(tcp, peer, pgate.shared.clone(), pgate.shared.admit());
     let size = std::mem::size_of_val(&task);
-    println!("the future of a client's task: {size} bytes");
+    println!("the future of a client's connection: {size} bytes");
     // What is spawned per client holds that future boxed, once.
     let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
     let spawned = pgate::proxy::client_task(pgate.shared.clone(), tcp, peer);
     let outer = std::mem::size_of_val(&spawned);
     println!("the task spawned per client: {outer} bytes besides it");
-    assert!(outer <= 256, "the task spawned per client carries {outer} bytes besides the client's future");
+    // At most 152 bytes, tokio's task (header, scheduler, id, trailer; 128-byte aligned)
+    // takes 256 bytes; one more and it takes 384.
+    assert!(outer <= 152, "the task spawned per client carries {outer} bytes besides the client's future");
     drop(spawned);
     // 15,896 bytes in a debug build before the TLS paths, the console and the relay were
-    // boxed; a plaintext client's task should not carry them again.
-    assert!(size <= 4096, "the future of a client's task is {size} bytes");
+    // boxed, 3,120 before the startup phase and the session were boxed apart.
+    assert!(size <= 256, "the future of a client's connection is {size} bytes");
     drop(task);
     pgate.stop().await;
 }
