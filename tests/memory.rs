@@ -1,7 +1,8 @@
 //! Memory of the pgate binary (a child process, RSS from /proc) under slow readers and
 //! many clients: a client that asks for ~1 GB and reads nothing costs a bounded buffer
 //! (the server is blocked on send, pgate does not buffer), idle clients cost a few KiB
-//! each (after a heavy workload too), and 10,000 clients over a pool of 20 run their transactions without an error.
+//! each (after a heavy workload too), and 10,000 clients over a pool of 20 run their
+//! transactions without an error.
 
 mod common;
 
