@@ -293,7 +293,7 @@ mod tests {
         p.remove("c");
         assert!(p.is_empty());
         // A NUL ends a name or a value, as it would in PostgreSQL.
-        p.set("x\0y", "1\02");
+        p.set("x\0y", "1\0two");
         assert_eq!(p.iter().collect::<Vec<_>>(), [("x", "1")]);
     }
 
