@@ -55,9 +55,10 @@ impl Params {
     }
 
     pub fn remove(&mut self, name: &str) {
+        let name = c_string(name);
         if let Some(range) = self.value_range(name) {
             // From the start of the name to past the value's NUL.
-            let start = range.start - c_string(name).len() - 1;
+            let start = range.start - name.len() - 1;
             self.pairs.replace_range(start..range.end + 1, "");
         }
     }
@@ -295,6 +296,9 @@ mod tests {
         // A NUL ends a name or a value, as it would in PostgreSQL.
         p.set("x\0y", "1\0two");
         assert_eq!(p.iter().collect::<Vec<_>>(), [("x", "1")]);
+        p.set("last", "");
+        p.remove("x\0y");
+        assert_eq!(p.iter().collect::<Vec<_>>(), [("last", "")]);
     }
 
     #[test]
