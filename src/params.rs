@@ -25,37 +25,76 @@ const CLIENT_REPORTED: &[&str] = &[
 ];
 
 /// An ordered name -> value list; names compare case-insensitively, as PostgreSQL's do.
+///
+/// Held as one string of `name NUL value NUL` pairs: every logged-in client keeps its
+/// startup settings for as long as it is connected, and one allocation of a few dozen
+/// bytes costs far less than a vector and two strings per setting. PostgreSQL's names and
+/// values are C strings, so a NUL never belongs to one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params(Vec<(String, String)>);
+pub struct Params {
+    pairs: String,
+}
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
+    /// Sets `name` to `value` (each cut at a NUL, where PostgreSQL would end it too).
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.0.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
-            Some(slot) => slot.1 = value.to_owned(),
-            None => self.0.push((name.to_owned(), value.to_owned())),
+        let (name, value) = (c_string(name), c_string(value));
+        match self.value_range(name) {
+            Some(range) => self.pairs.replace_range(range, value),
+            None => {
+                for part in [name, value] {
+                    self.pairs.push_str(part);
+                    self.pairs.push('\0');
+                }
+            }
         }
     }
 
     pub fn remove(&mut self, name: &str) {
-        self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        let name = c_string(name);
+        if let Some(range) = self.value_range(name) {
+            // From the start of the name to past the value's NUL.
+            let start = range.start - name.len() - 1;
+            self.pairs.replace_range(start..range.end + 1, "");
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        let mut parts = self.pairs.split_terminator('\0');
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.pairs.is_empty()
+    }
+
+    /// Gives back the room that growing left over (for settings kept a long time).
+    pub fn shrink_to_fit(&mut self) {
+        self.pairs.shrink_to_fit();
+    }
+
+    /// Where the value of `name` lies in `pairs`.
+    fn value_range(&self, name: &str) -> Option<std::ops::Range<usize>> {
+        let mut at = 0;
+        let mut parts = self.pairs.split_terminator('\0');
+        while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+            let value_at = at + k.len() + 1;
+            if k.eq_ignore_ascii_case(name) {
+                return Some(value_at..value_at + v.len());
+            }
+            at = value_at + v.len() + 1;
+        }
+        None
     }
 
     /// A hash of the contents, independent of order and of the case of names: equal
     /// settings give equal fingerprints.
     pub fn fingerprint(&self) -> u64 {
-        self.0.iter().fold(0u64, |sum, (name, value)| {
+        self.iter().fold(0u64, |sum, (name, value)| {
             let mut h = std::hash::DefaultHasher::new();
             for b in name.bytes() {
                 h.write_u8(b.to_ascii_lowercase());
@@ -65,6 +104,11 @@ impl Params {
             sum.wrapping_add(h.finish())
         })
     }
+}
+
+/// `s` up to its first NUL, as a C string would end.
+fn c_string(s: &str) -> &str {
+    s.split('\0').next().unwrap_or_default()
 }
 
 /// True for a reported parameter whose change belongs to the client that caused it.
@@ -96,6 +140,7 @@ pub fn from_startup<'a>(startup: impl Iterator<Item = (&'a str, &'a str)>) -> Re
             }
         }
     }
+    params.shrink_to_fit();
     Ok(params)
 }
 
@@ -232,6 +277,28 @@ mod tests {
         let sql = sync_statements(&client, &server, &defaults).unwrap();
         assert_eq!(sql, "SELECT pg_catalog.set_config(E'application_name', E'mine', false);RESET DateStyle;");
         assert!(sync_statements(&server, &server, &defaults).is_none());
+    }
+
+    #[test]
+    fn set_replaces_in_place_and_remove_keeps_the_others() {
+        let mut p = params(&[("a", "1"), ("TimeZone", "UTC"), ("c", "3")]);
+        p.set("timezone", "Europe/Paris");
+        p.set("a", "");
+        assert_eq!(p.iter().collect::<Vec<_>>(), [("a", ""), ("TimeZone", "Europe/Paris"), ("c", "3")]);
+        p.remove("TIMEZONE");
+        assert_eq!(p.iter().collect::<Vec<_>>(), [("a", ""), ("c", "3")]);
+        p.remove("a");
+        p.remove("missing");
+        assert_eq!(p.get("c"), Some("3"));
+        assert_eq!(p.get("a"), None);
+        p.remove("c");
+        assert!(p.is_empty());
+        // A NUL ends a name or a value, as it would in PostgreSQL.
+        p.set("x\0y", "1\0two");
+        assert_eq!(p.iter().collect::<Vec<_>>(), [("x", "1")]);
+        p.set("last", "");
+        p.remove("x\0y");
+        assert_eq!(p.iter().collect::<Vec<_>>(), [("last", "")]);
     }
 
     #[test]

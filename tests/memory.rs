@@ -1,7 +1,8 @@
 //! Memory of the pgate binary (a child process, RSS from /proc) under slow readers and
 //! many clients: a client that asks for ~1 GB and reads nothing costs a bounded buffer
 //! (the server is blocked on send, pgate does not buffer), idle clients cost a few KiB
-//! each, and 10,000 clients over a pool of 20 run their transactions without an error.
+//! each (after a heavy workload too), and 10,000 clients over a pool of 20 run their
+//! transactions without an error.
 
 mod common;
 
@@ -22,9 +23,10 @@ const HUGE_QUERY: &str = "SELECT repeat('x', 1000) FROM generate_series(1, 10000
 const ONE_SLOW_READER_CEILING_KIB: u64 = 1024;
 /// RSS growth allowed for ten such clients together (10 x 64 KiB of buffers + slack).
 const TEN_SLOW_READERS_CEILING_KIB: u64 = 4096;
-/// What an idle client may cost in `cargo test` (a debug build on a loaded machine); the
-/// figure itself is printed, the target of 4 KiB belongs to a release build.
-const IDLE_CLIENT_CEILING_KIB: f64 = 8.0;
+/// What an idle client may cost in `cargo test` (a debug build on a loaded machine): 2.9
+/// KiB measured in debug and release builds, with room for another machine's allocator
+/// and load. The figure itself is printed.
+const IDLE_CLIENT_CEILING_KIB: f64 = 6.0;
 
 /// `pgate run` as a child process with its logs drained by a thread, over the shared
 /// clusters (with the `*` fallback), trusting 127.0.0.1. `PGATE_MEMORY_BIN` runs another
@@ -228,17 +230,13 @@ async fn a_client_that_reads_nothing_costs_a_bounded_buffer() {
     }
 }
 
-/// Opens `n` idle logged-in clients with libpq's usual startup parameters.
-async fn open_idle(addr: SocketAddr, n: usize) -> Vec<RawClient> {
+/// Opens `n` idle logged-in clients of database `db` with libpq's usual startup parameters.
+async fn open_idle(addr: SocketAddr, db: &str, n: usize) -> Vec<RawClient> {
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
         let mut c = RawClient::connect(addr).await;
-        let params = [
-            ("user", "alice"),
-            ("database", "memory_idle"),
-            ("application_name", "memory_test"),
-            ("client_encoding", "UTF8"),
-        ];
+        let params =
+            [("user", "alice"), ("database", db), ("application_name", "memory_test"), ("client_encoding", "UTF8")];
         c.send(&startup_packet(3 << 16, &params)).await;
         let reply = c.until_ready().await;
         assert_eq!(reply.last().map(|m| m.0), Some(b'Z'), "login failed: {reply:?}");
@@ -250,17 +248,22 @@ async fn open_idle(addr: SocketAddr, n: usize) -> Vec<RawClient> {
 /// One fresh pgate: the marginal KiB per idle client between 1,000 and 2,000 of them.
 async fn idle_round() -> f64 {
     let pgate = Child::start("[pool]\nsize = 5\n").await;
-    // Warm-up: clients that log in, run a query and leave.
+    idle_marginal_kib(&pgate, "memory_idle").await
+}
+
+/// Warms `pgate` up with clients that log in, run a query and leave, then opens 1,000 and
+/// 1,000 more idle clients of `db`: the marginal KiB per idle client.
+async fn idle_marginal_kib(pgate: &Child, db: &str) -> f64 {
     for _ in 0..2 {
-        let mut warm = open_idle(pgate.addr, 100).await;
+        let mut warm = open_idle(pgate.addr, db, 100).await;
         for c in &mut warm {
             c.send(&query("SELECT 1")).await;
             c.until_ready().await;
         }
     }
-    let first = open_idle(pgate.addr, 1000).await;
+    let first = open_idle(pgate.addr, db, 1000).await;
     let at_1000 = pgate.settled_rss_kib().await;
-    let second = open_idle(pgate.addr, 1000).await;
+    let second = open_idle(pgate.addr, db, 1000).await;
     let at_2000 = pgate.settled_rss_kib().await;
     let marginal = at_2000.saturating_sub(at_1000) as f64 / 1000.0;
     println!("idle clients: RSS {at_1000} KiB at 1000, {at_2000} KiB at 2000: {marginal:.2} KiB per client");
@@ -282,6 +285,36 @@ async fn an_idle_client_costs_a_few_kib() {
     assert!(median <= IDLE_CLIENT_CEILING_KIB, "an idle client costs {median:.2} KiB (rounds {rounds:?})");
 }
 
+/// The same figure on a process that first served a heavy workload (`pgbench -S`, 128
+/// clients for 10 s over a pool of 20): what the allocator kept from it does not make
+/// idle clients dearer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_costs_a_few_kib_after_a_heavy_workload() {
+    raise_fd_limit();
+    let db = "memory_workload";
+    fresh_database(db);
+    let pgate = Child::start("[pool]\nsize = 20\n").await;
+    let pgbench = |args: &str| {
+        let out = tool("pgbench")
+            .args(["-h", "127.0.0.1", "-p", &pgate.addr.port().to_string(), "-U", "alice"])
+            .args(args.split(' '))
+            .arg(db)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "pgbench {args} failed:\n{text}");
+        text
+    };
+    pgbench("-i -q -s 1");
+    let out = pgbench("-n -S -c 128 -j 2 -T 10");
+    assert!(out.contains("number of failed transactions: 0"), "{out}");
+    let tps = out.lines().find(|l| l.starts_with("tps")).unwrap_or_default();
+    println!("workload: pgbench -S -c 128 -T 10: {tps}; RSS {} KiB", pgate.settled_rss_kib().await);
+    let marginal = idle_marginal_kib(&pgate, db).await;
+    println!("idle client after the workload: {marginal:.2} KiB");
+    assert!(marginal <= IDLE_CLIENT_CEILING_KIB, "after a workload, an idle client costs {marginal:.2} KiB");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgate_raises_its_open_file_limit_to_the_hard_limit() {
     let pgate = Child::start_with_soft_fd_limit("", Some(256)).await;
@@ -289,8 +322,10 @@ async fn pgate_raises_its_open_file_limit_to_the_hard_limit() {
     assert_eq!(soft, hard, "pgate started with a soft limit of 256 open files and kept {soft}");
 }
 
-/// The future of one client's task, whose size every connected client pays (tokio
-/// allocates it whole when the task is spawned).
+/// The task spawned per client and the future of its connection, whose sizes every
+/// connected client pays (tokio allocates the task whole when it is spawned). The startup
+/// phase and the session are boxed apart from them, so neither sizes what a client holds
+/// for its whole life; the session's own size shows in the idle client test's RSS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_of_a_client_is_small() {
     let pgate = Pgate::start(&config("")).await;
@@ -299,17 +334,19 @@ async fn the_task_of_a_client_is_small() {
     let peer = tcp.local_addr().unwrap();
     let task = pgate::client::serve(tcp, peer, pgate.shared.clone(), pgate.shared.admit());
     let size = std::mem::size_of_val(&task);
-    println!("the future of a client's task: {size} bytes");
+    println!("the future of a client's connection: {size} bytes");
     // What is spawned per client holds that future boxed, once.
     let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
     let spawned = pgate::proxy::client_task(pgate.shared.clone(), tcp, peer);
     let outer = std::mem::size_of_val(&spawned);
     println!("the task spawned per client: {outer} bytes besides it");
-    assert!(outer <= 256, "the task spawned per client carries {outer} bytes besides the client's future");
+    // At most 152 bytes, tokio's task (header, scheduler, id, trailer; 128-byte aligned)
+    // takes 256 bytes; one more and it takes 384.
+    assert!(outer <= 152, "the task spawned per client carries {outer} bytes besides the client's future");
     drop(spawned);
     // 15,896 bytes in a debug build before the TLS paths, the console and the relay were
-    // boxed; a plaintext client's task should not carry them again.
-    assert!(size <= 4096, "the future of a client's task is {size} bytes");
+    // boxed, 3,120 before the startup phase and the session were boxed apart.
+    assert!(size <= 256, "the future of a client's connection is {size} bytes");
     drop(task);
     pgate.stop().await;
 }

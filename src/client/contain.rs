@@ -26,7 +26,14 @@ pub enum Ended {
 /// The task comes boxed (`Unpin`): its state can then be dropped at a chosen moment, inside
 /// the abandoned scope, and the future of `contain` itself stays small, where a task taken
 /// by value would be carried twice, once inline and once boxed, by every client.
-pub async fn contain<F: Future<Output = ()> + Unpin>(mut task: F, peer: SocketAddr, metrics: &Metrics) -> Ended {
+///
+/// `metrics` may be a reference or an owner (the task spawned per client passes one, so
+/// it needs no state of its own around this future).
+pub async fn contain<F, M>(mut task: F, peer: SocketAddr, metrics: M) -> Ended
+where
+    F: Future<Output = ()> + Unpin,
+    M: std::ops::Deref<Target = Metrics>,
+{
     let polled =
         std::future::poll_fn(|cx| match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut task).poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
@@ -85,7 +92,7 @@ mod tests {
         // A neighbour that is mid-way through its own work when the panic happens.
         let neighbour = tokio::spawn({
             let metrics = metrics.clone();
-            async move { contain(Box::pin(async move { assert_eq!(rx.await.unwrap(), 7) }), peer(), &metrics).await }
+            async move { contain(Box::pin(async move { assert_eq!(rx.await.unwrap(), 7) }), peer(), metrics).await }
         });
         let witness = Witness(dropped.clone());
         let panicking = async move {
@@ -94,7 +101,7 @@ mod tests {
             let v: Vec<u8> = Vec::new();
             let _ = v[usize::from(v.is_empty())]; // index out of bounds, after an await
         };
-        let ended = contain(Box::pin(panicking), peer(), &metrics).await;
+        let ended = contain(Box::pin(panicking), peer(), metrics.clone()).await;
         let Ended::Panicked(message) = ended else { panic!("the panic was not reported: {ended:?}") };
         assert!(message.contains("index out of bounds"), "{message}");
         assert_eq!(metrics.client_panics(), 1);

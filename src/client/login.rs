@@ -129,6 +129,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     let workspace_slot = permit.as_ref().map(|p| shared.workspace_clients.admit(&p.workspace)).transpose()?;
     if let Some(permit) = &permit {
         pin_settings(&mut params, permit);
+        params.shrink_to_fit();
     }
     // AuthenticationOk goes out with the welcome, in one write.
     messages::authentication_ok(&mut out);

@@ -63,8 +63,21 @@ struct Conn {
     deadline: Instant,
 }
 
-/// Serves one accepted connection to its end.
-pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admission: Admission) {
+/// A logged-in client's session, ready to run to its end.
+pub(crate) type Running = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Serves one accepted connection to its end: the startup phase (negotiation, login),
+/// then the session. Each is boxed on its own, so the state of the startup phase (the
+/// login, and what the async functions that ran it keep) is freed before the session
+/// starts: an idle client holds only its session's state.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admission: Admission) {
+    if let Some(session) = Box::pin(start(tcp, peer, shared, admission)).await {
+        session.await;
+    }
+}
+
+/// The startup phase of one connection: the session to run, if it came to one.
+async fn start(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admission: Admission) -> Option<Running> {
     let login_timeout = shared.config.load().listen.login_timeout;
     let local = tcp.local_addr().ok();
     let conn = Conn { peer, local, shared, admission, deadline: Instant::now() + login_timeout };
@@ -72,17 +85,17 @@ pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, ad
     if let Some(tls) = &tls
         && start_tls::opens_with_tls(&tcp, conn.deadline).await
     {
-        // The TLS paths are boxed: their state (rustls' connection, the TLS session loop)
-        // would otherwise size the task of every plaintext client too.
+        // The TLS paths are boxed: their state (rustls' connection) would otherwise size
+        // the startup phase of every plaintext client too.
         return Box::pin(start_tls::direct(tcp, tls.clone(), conn)).await;
     }
     let mut pending = BytesMut::new();
     let encryption = if tls.is_some() { Encryption::Offered } else { Encryption::Unavailable };
     let opened = tokio::time::timeout_at(conn.deadline, handshake::open(&mut tcp, &mut pending, encryption)).await;
     match opened {
-        Ok(Ok(Opening::Startup(startup))) => after_startup(tcp, pending, startup, None, conn).await,
+        Ok(Ok(Opening::Startup(startup))) => return after_startup(tcp, pending, startup, None, conn).await,
         Ok(Ok(Opening::StartTls)) => match tls {
-            Some(tls) => Box::pin(start_tls::upgrade(tcp, pending, tls, conn)).await,
+            Some(tls) => return Box::pin(start_tls::upgrade(tcp, pending, tls, conn)).await,
             None => unreachable_tls(peer),
         },
         Ok(Ok(Opening::Cancel(key))) => forward_cancel(&conn.shared, key, peer).await,
@@ -90,20 +103,22 @@ pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, ad
         Ok(Err(e)) => refuse(&mut tcp, peer, e).await,
         Err(_) => tracing::debug!(%peer, "closed: no startup packet within login_timeout"),
     }
+    None
 }
 
 fn unreachable_tls(peer: SocketAddr) {
     tracing::error!(%peer, "TLS was offered without a TLS configuration");
 }
 
-/// After the StartupMessage, on a plain or a TLS stream: admission, login, session.
+/// After the StartupMessage, on a plain or a TLS stream: admission, login, and the
+/// session to run (the admin console runs here, to its end).
 async fn after_startup<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut stream: S,
     pending: BytesMut,
     startup: StartupMessage,
     tls: Option<TlsFacts>,
     conn: Conn,
-) {
+) -> Option<Running> {
     let Conn { peer, local, shared, admission, deadline } = conn;
     let snapshot = shared.config.load_full();
     let (early, slot) = match admission {
@@ -112,12 +127,14 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     };
     if let Some(e) = early {
         shared.metrics.login("none", Err(&e), &snapshot.workspaces);
-        return refuse(&mut stream, peer, e).await;
+        refuse(&mut stream, peer, e).await;
+        return None;
     }
     if crate::admin::wants_console(&startup) {
         let origin = crate::admin::Origin { peer, local, tls, deadline };
         // Boxed, as the console is rare and its state would size every client's task.
-        return Box::pin(crate::admin::serve(stream, pending, startup, origin, shared)).await;
+        Box::pin(crate::admin::serve(stream, pending, startup, origin, shared)).await;
+        return None;
     }
     let claimed = shared.auditor.is_some().then(|| audit_log::Claimed::of(&startup, peer, tls.as_ref()));
     let mut method = "none";
@@ -133,7 +150,8 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         Err(e) => {
             shared.metrics.login(method, Err(&e), &snapshot.workspaces);
             audit_log::login_failed(&shared, claimed, &e).await;
-            return refuse(&mut stream, peer, e).await;
+            refuse(&mut stream, peer, e).await;
+            return None;
         }
     };
     shared.metrics.login(logged_in.method, Ok(()), &snapshot.workspaces);
@@ -143,9 +161,7 @@ async fn after_startup<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let span =
         tracing::debug_span!("client", %peer, user = %logged_in.user, db = %logged_in.database, tls = tls_version);
     let origin = Origin { peer, local, tls: tls.map(|t| t.version) };
-    session(stream, logged_in, origin, shared).instrument(span).await;
-    // The client's place under max_client_connections is given back only now.
-    drop(slot);
+    Some(Box::pin(session(stream, logged_in, origin, shared, slot).instrument(span)))
 }
 
 /// Where a client connected from, for the admin console's registry.
@@ -155,14 +171,16 @@ struct Origin {
     tls: Option<&'static str>,
 }
 
-/// Registers the client and builds its session; the future runs it to its end. The
-/// session is built before the future, which then holds it once (an async fn would also
-/// keep the arguments it was built from).
+/// Registers the client and builds its session; the future runs it to its end and then
+/// gives back the client's place under max_client_connections (`slot`). The session is
+/// built before the future, which then holds it once (an async fn would also keep the
+/// arguments it was built from).
 fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     mut logged_in: login::LoggedIn,
     origin: Origin,
     shared: Arc<Shared>,
+    slot: Option<ClientSlot>,
 ) -> impl Future<Output = ()> + Send {
     let registration = shared.console.register(crate::admin::ClientInfo {
         peer: origin.peer,
@@ -202,6 +220,7 @@ fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 send_error(session.client(), &e).await;
             }
         }
+        drop(slot);
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 use super::handshake::{self, Encryption, Opening};
-use super::{Conn, after_startup, forward_cancel, refuse};
+use super::{Conn, Running, after_startup, forward_cancel, refuse};
 use crate::error::Error;
 use crate::protocol::ProtocolError;
 use crate::protocol::codes::startup::TLS_HANDSHAKE_RECORD;
@@ -33,21 +33,20 @@ pub async fn opens_with_tls(tcp: &TcpStream, deadline: Instant) -> bool {
 }
 
 /// After 'S': nothing may have come behind the SSLRequest.
-pub async fn upgrade(mut tcp: TcpStream, pending: BytesMut, tls: Arc<ClientTls>, conn: Conn) {
+pub async fn upgrade(mut tcp: TcpStream, pending: BytesMut, tls: Arc<ClientTls>, conn: Conn) -> Option<Running> {
     if !pending.is_empty() {
         let violation = ProtocolError::MalformedStartup("plaintext data arrived after SSLRequest, before TLS".into());
-        return refuse(&mut tcp, conn.peer, violation.into()).await;
+        refuse(&mut tcp, conn.peer, violation.into()).await;
+        return None;
     }
-    if let Some(stream) = accept(tcp, &tls, &conn, false).await {
-        inside(stream, tls, conn).await;
-    }
+    let stream = accept(tcp, &tls, &conn, false).await?;
+    inside(stream, tls, conn).await
 }
 
 /// PostgreSQL 17 direct TLS.
-pub async fn direct(tcp: TcpStream, tls: Arc<ClientTls>, conn: Conn) {
-    if let Some(stream) = accept(tcp, &tls, &conn, true).await {
-        inside(stream, tls, conn).await;
-    }
+pub async fn direct(tcp: TcpStream, tls: Arc<ClientTls>, conn: Conn) -> Option<Running> {
+    let stream = accept(tcp, &tls, &conn, true).await?;
+    inside(stream, tls, conn).await
 }
 
 async fn accept(tcp: TcpStream, tls: &ClientTls, conn: &Conn, need_alpn: bool) -> Option<TlsStream<TcpStream>> {
@@ -83,7 +82,7 @@ fn version_name(version: Option<rustls::ProtocolVersion>) -> &'static str {
     }
 }
 
-async fn inside(mut stream: TlsStream<TcpStream>, tls: Arc<ClientTls>, conn: Conn) {
+async fn inside(mut stream: TlsStream<TcpStream>, tls: Arc<ClientTls>, conn: Conn) -> Option<Running> {
     let session = stream.get_ref().1;
     let peer = session.peer_certificates().and_then(|c| c.first()).map(|c| PeerIdentity::new(c.clone().into_owned()));
     let version = version_name(session.protocol_version());
@@ -93,7 +92,7 @@ async fn inside(mut stream: TlsStream<TcpStream>, tls: Arc<ClientTls>, conn: Con
         tokio::time::timeout_at(conn.deadline, handshake::open(&mut stream, &mut pending, Encryption::Established))
             .await;
     match opened {
-        Ok(Ok(Opening::Startup(startup))) => after_startup(stream, pending, startup, Some(facts), conn).await,
+        Ok(Ok(Opening::Startup(startup))) => return after_startup(stream, pending, startup, Some(facts), conn).await,
         Ok(Ok(Opening::Cancel(key))) => forward_cancel(&conn.shared, key, conn.peer).await,
         Ok(Ok(Opening::Nothing | Opening::StartTls)) => {}
         Ok(Err(e)) => refuse(&mut stream, conn.peer, e).await,
@@ -101,6 +100,7 @@ async fn inside(mut stream: TlsStream<TcpStream>, tls: Arc<ClientTls>, conn: Con
             refuse(&mut stream, conn.peer, Error::LoginTimeout(conn.shared.config.load().listen.login_timeout)).await
         }
     }
+    None
 }
 
 /// Words for the handshake errors whose cause is not obvious from rustls's name for them.
