@@ -4,8 +4,8 @@
 //! only at login, at logout, and when an admin looks.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;

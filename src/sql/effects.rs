@@ -120,7 +120,10 @@ fn has_cue(sql: &[u8]) -> bool {
     let mut in_word = false;
     for (at, &byte) in sql.iter().enumerate() {
         let word_byte = byte.is_ascii_alphabetic() || byte == b'_';
-        if word_byte && !in_word && cues_starting_with(byte).iter().any(|cue| starts_with_ignoring_case(&sql[at..], cue)) {
+        if word_byte
+            && !in_word
+            && cues_starting_with(byte).iter().any(|cue| starts_with_ignoring_case(&sql[at..], cue))
+        {
             return true;
         }
         in_word = word_byte;
@@ -262,17 +265,30 @@ mod tests {
     #[test]
     fn the_cue_scan_skips_only_queries_without_effects() {
         let with_effects = [
-            "SET search_path = a", "select 1; RESET ALL", "SELECT pg_catalog.set_config('a.b', 'c', false)",
-            "select pg_catalog.PG_ADVISORY_LOCK(1)", "SELECT pg_advisory_unlock_all()", "LISTEN jobs", "UNLISTEN *",
-            "CREATE TEMP TABLE x (a int)", "SELECT * INTO TEMPORARY t FROM u", "create table pg_temp.t (a int)",
-            "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "PREPARE p AS SELECT 1", "DISCARD ALL", "DEALLOCATE p",
-            "close c", "DROP TABLE t", "/* x */ sEt work_mem = 1",
+            "SET search_path = a",
+            "select 1; RESET ALL",
+            "SELECT pg_catalog.set_config('a.b', 'c', false)",
+            "select pg_catalog.PG_ADVISORY_LOCK(1)",
+            "SELECT pg_advisory_unlock_all()",
+            "LISTEN jobs",
+            "UNLISTEN *",
+            "CREATE TEMP TABLE x (a int)",
+            "SELECT * INTO TEMPORARY t FROM u",
+            "create table pg_temp.t (a int)",
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+            "PREPARE p AS SELECT 1",
+            "DISCARD ALL",
+            "DEALLOCATE p",
+            "close c",
+            "DROP TABLE t",
+            "/* x */ sEt work_mem = 1",
         ];
         for sql in with_effects {
             assert!(has_cue(sql.as_bytes()), "{sql}");
             assert!(fx(sql).any(), "{sql}");
         }
-        for sql in ["SELECT abalance FROM pgbench_accounts WHERE aid = 1", "UPDATE t SET x = 1", "", "s", "pg_advisor"] {
+        for sql in ["SELECT abalance FROM pgbench_accounts WHERE aid = 1", "UPDATE t SET x = 1", "", "s", "pg_advisor"]
+        {
             assert_eq!(fx(sql), lexed_effects(sql.as_bytes()), "{sql}");
         }
         assert!(!has_cue(b"SELECT abalance FROM pgbench_accounts WHERE aid = 1"));
@@ -282,11 +298,48 @@ mod tests {
     #[test]
     fn the_cue_scan_agrees_with_lexing_on_every_three_word_query() {
         let words = [
-            "set", "SeT", "reset", "temp", "pg_temp.t", "select", "pg_advisory_lock(1)", "pg_advisory_unlock", "x.y",
-            "'a.b'", ";", "default", "local", "session", "authorization", "with", "hold", "declare", "listen",
-            "unlisten", "drop", "close", "prepare", "transaction", "discard", "all", "deallocate", "--", "/*", "*/",
-            "\"set\"", "set_config(", "$$", "e'", "a.temp", "pg_catalog.pg_advisory_lock(1)", "x.set_config('a.b'",
-            "q.close", "\u{41e8}set", "1set", "_temp", "$1set",
+            "set",
+            "SeT",
+            "reset",
+            "temp",
+            "pg_temp.t",
+            "select",
+            "pg_advisory_lock(1)",
+            "pg_advisory_unlock",
+            "x.y",
+            "'a.b'",
+            ";",
+            "default",
+            "local",
+            "session",
+            "authorization",
+            "with",
+            "hold",
+            "declare",
+            "listen",
+            "unlisten",
+            "drop",
+            "close",
+            "prepare",
+            "transaction",
+            "discard",
+            "all",
+            "deallocate",
+            "--",
+            "/*",
+            "*/",
+            "\"set\"",
+            "set_config(",
+            "$$",
+            "e'",
+            "a.temp",
+            "pg_catalog.pg_advisory_lock(1)",
+            "x.set_config('a.b'",
+            "q.close",
+            "\u{41e8}set",
+            "1set",
+            "_temp",
+            "$1set",
         ];
         for a in words {
             for b in words {
@@ -302,8 +355,30 @@ mod tests {
     fn the_cue_scan_agrees_with_lexing_on_random_strings_of_sql_bytes() {
         // Pieces that make words, name parts, quotes, comments and dollar quotes meet.
         let pieces: [&[u8]; 24] = [
-            b"set", b"TEMP", b"listen", b"un", b"pg_", b"advisory_lock", b"temp.", b"a", b"1", b"_", b"$", b".",
-            b" ", b";", b"'", b"\"", b"--", b"\n", b"/*", b"*/", b"e'", b"$q$", b"\xc3\xa9", b"(",
+            b"set",
+            b"TEMP",
+            b"listen",
+            b"un",
+            b"pg_",
+            b"advisory_lock",
+            b"temp.",
+            b"a",
+            b"1",
+            b"_",
+            b"$",
+            b".",
+            b" ",
+            b";",
+            b"'",
+            b"\"",
+            b"--",
+            b"\n",
+            b"/*",
+            b"*/",
+            b"e'",
+            b"$q$",
+            b"\xc3\xa9",
+            b"(",
         ];
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..200_000 {
