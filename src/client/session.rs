@@ -412,7 +412,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.query_started = Some(now);
                 self.tx_started.get_or_insert(now);
             }
-            self.flush_audit().await;
+            if self.inspect.is_some() {
+                // Boxed, and only with an inspector: the audit's wait would otherwise size
+                // every request's future past what the allocator serves from its fast path.
+                Box::pin(self.flush_audit()).await;
+            }
             if let Some(end) = end {
                 return Ok(end);
             }
@@ -446,7 +450,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 RelayEvent::ServerRead(Ok(_)) => {
                     self.relay_server(server).await?;
-                    self.flush_audit().await;
+                    if self.inspect.is_some() {
+                        Box::pin(self.flush_audit()).await;
+                    }
                     if self.refused_transaction {
                         self.end_refused_transaction(server).await?;
                     }

@@ -239,7 +239,9 @@ impl Auditor {
                 self.count_dropped();
                 self.available(on_error)
             }
-            OnFull::Block => self.wait_for_room(record, on_error).await,
+            // Boxed: a full queue is rare, and its wait would otherwise size the relay
+            // loop of every session, audited or not (it awaits this future).
+            OnFull::Block => Box::pin(self.wait_for_room(record, on_error)).await,
         }
     }
 
