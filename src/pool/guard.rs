@@ -4,6 +4,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::rescue::{Abandoned, spawn_rescue};
 use super::{Grant, Pool};
@@ -72,13 +73,14 @@ impl PooledServer {
         let Some(conn) = self.conn.as_mut() else {
             return Err(CloseReason::Broken);
         };
-        if conn.age() > s.server_lifetime {
+        let now = Instant::now();
+        if conn.age_at(now) > s.server_lifetime {
             return Err(CloseReason::Lifetime);
         }
         if !conn.looks_alive() {
             return Err(CloseReason::CheckFailed);
         }
-        if conn.idle_for() > s.server_check_delay {
+        if conn.idle_at(now) > s.server_check_delay {
             let _testing = self.pool.testing();
             let probe = tokio::time::timeout(s.reset_timeout, Box::pin(conn.run_internal(""))).await;
             if !matches!(probe, Ok(Ok(_))) {
@@ -116,15 +118,16 @@ impl Drop for PooledServer {
 }
 
 pub(super) fn release(pool: &Arc<Pool>, mut conn: Box<ServerConn>, reset: bool, left: Abandoned) {
+    let now = Instant::now();
     // A server opened before a RECONNECT is replaced as it comes free.
     let expired = if pool.is_stale(&conn) {
         Some(CloseReason::Replaced)
     } else {
-        (conn.age() > pool.settings().server_lifetime).then_some(CloseReason::Lifetime)
+        (conn.age_at(now) > pool.settings().server_lifetime).then_some(CloseReason::Lifetime)
     };
     match (conn.state(), expired) {
         (ServerState::Idle, None) if !reset => {
-            conn.touch();
+            conn.touch_at(now);
             pool.give(Grant::Server(PooledServer::new(conn, pool.clone())));
         }
         (ServerState::Idle | ServerState::IdleInTransaction { .. }, None) => spawn_reset(pool, conn),

@@ -119,17 +119,35 @@ fn cues_starting_with(byte: u8) -> &'static [&'static [u8]] {
 fn has_cue(sql: &[u8]) -> bool {
     let mut in_word = false;
     for (at, &byte) in sql.iter().enumerate() {
-        let word_byte = byte.is_ascii_alphabetic() || byte == b'_';
-        if word_byte
-            && !in_word
-            && cues_starting_with(byte).iter().any(|cue| starts_with_ignoring_case(&sql[at..], cue))
-        {
+        let class = BYTE_CLASS[byte as usize];
+        if class == CUE_LETTER && !in_word && cues_starting_with(byte).iter().any(|cue| starts_with_ignoring_case(&sql[at..], cue)) {
             return true;
         }
-        in_word = word_byte;
+        in_word = class != NOT_IN_WORD;
     }
     false
 }
+
+/// `has_cue` runs on every query: one table lookup per byte tells a letter a cue starts
+/// with, another letter or `_`, and anything else.
+const NOT_IN_WORD: u8 = 0;
+const WORD: u8 = 1;
+const CUE_LETTER: u8 = 2;
+const BYTE_CLASS: [u8; 256] = {
+    let mut table = [NOT_IN_WORD; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        if b.is_ascii_alphabetic() || b == b'_' {
+            table[byte] = WORD;
+        }
+        if matches!(b.to_ascii_lowercase(), b's' | b'r' | b'd' | b'p' | b'l' | b'u' | b'c' | b't') {
+            table[byte] = CUE_LETTER;
+        }
+        byte += 1;
+    }
+    table
+};
 
 fn starts_with_ignoring_case(text: &[u8], prefix: &[u8]) -> bool {
     text.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
@@ -348,6 +366,13 @@ mod tests {
                     assert_eq!(fx(&sql), lexed_effects(sql.as_bytes()), "{sql}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_byte_table_marks_exactly_the_letters_cues_start_with() {
+        for byte in 0..=255u8 {
+            assert_eq!(BYTE_CLASS[byte as usize] == CUE_LETTER, !cues_starting_with(byte).is_empty(), "{byte}");
         }
     }
 
