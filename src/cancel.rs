@@ -109,6 +109,12 @@ impl CancelHandle {
     /// Waits until no cancel that found this client's server is still on its way, so the
     /// server can go to another client. Call after `set(None)`.
     pub async fn settle(&self) {
+        // After `set(None)` only decrements can follow: a cancel that found the server was
+        // counted under the lock `set` took. So zero now means settled, and the common
+        // case registers no waiter (which would take the Notify's lock twice).
+        if self.entry.in_flight.load(Ordering::Acquire) == 0 {
+            return;
+        }
         loop {
             let settled = self.entry.settled.notified();
             tokio::pin!(settled);
