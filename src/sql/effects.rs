@@ -120,7 +120,10 @@ fn has_cue(sql: &[u8]) -> bool {
     let mut in_word = false;
     for (at, &byte) in sql.iter().enumerate() {
         let class = BYTE_CLASS[byte as usize];
-        if class == CUE_LETTER && !in_word && cues_starting_with(byte).iter().any(|cue| starts_with_ignoring_case(&sql[at..], cue)) {
+        if class == CUE_LETTER
+            && !in_word
+            && cues_starting_with(byte).iter().any(|cue| starts_with_ignoring_case(&sql[at..], cue))
+        {
             return true;
         }
         in_word = class != NOT_IN_WORD;
