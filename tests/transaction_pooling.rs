@@ -433,3 +433,47 @@ async fn a_prepared_set_takes_effect_when_it_is_executed() {
     assert_eq!(simple_row(&b, show).await, ["4MB"]);
     assert_eq!(simple_row(&a, show).await, ["2500kB"]);
 }
+
+/// A COPY that fails midway, however its CopyDone and the next query meet the server's
+/// error, leaves the session in step: the next query gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_fails_midway_leaves_the_next_query_in_step() {
+    let pgate = Pgate::start(&tx_config("tp_copy_fail", "[pool]\nsize = 2\n")).await;
+    let mut r = RawClient::login_trusted(pgate.addr, "alice", "tp_copy_fail").await;
+    r.send(&query("CREATE TABLE c (id int)")).await;
+    assert_eq!(codes(&r.until_ready().await), "CZ");
+    // A large copy that succeeds first, streamed in chunks.
+    r.send(&query("COPY c FROM STDIN")).await;
+    assert_eq!(r.recv().await.unwrap().0, b'G');
+    let rows: String = (0..20_000).map(|i| format!("{i}\n")).collect();
+    for chunk in rows.as_bytes().chunks(60_000) {
+        r.send(&message(b'd', chunk)).await;
+    }
+    r.send(&message(b'c', b"")).await;
+    assert_eq!(codes(&r.until_ready().await), "CZ");
+    for round in 0..30 {
+        r.send(&query("COPY c FROM STDIN")).await;
+        assert_eq!(r.recv().await.unwrap().0, b'G');
+        if round % 3 == 2 {
+            // CopyDone and the next query as soon as the error shows, before its
+            // ReadyForQuery.
+            r.send(&message(b'd', b"not a number\n")).await;
+            assert_eq!(r.recv().await.unwrap().0, b'E');
+            r.send(&[message(b'c', b""), query("SELECT 1")].concat()).await;
+            assert_eq!(r.recv().await.unwrap().0, b'Z');
+            assert_eq!(codes(&r.until_ready().await), "TDCZ", "round {round}");
+        } else if round % 3 == 0 {
+            // The error and ReadyForQuery come back before the client ends its copy: the
+            // server goes back to the pool in between.
+            r.send(&message(b'd', b"not a number\n")).await;
+            assert_eq!(codes(&r.until_ready().await), "EZ");
+            r.send(&[message(b'c', b""), query("SELECT 1")].concat()).await;
+            assert_eq!(codes(&r.until_ready().await), "TDCZ", "round {round}");
+        } else {
+            // The bad row, CopyDone and the next query in one write.
+            r.send(&[message(b'd', b"not a number\n"), message(b'c', b""), query("SELECT 1")].concat()).await;
+            assert_eq!(codes(&r.until_ready().await), "EZ");
+            assert_eq!(codes(&r.until_ready().await), "TDCZ", "round {round}");
+        }
+    }
+}
