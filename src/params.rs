@@ -37,7 +37,7 @@ pub struct Params {
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.value_range(name).map(|range| &self.pairs[range])
     }
 
     /// Sets `name` to `value` (each cut at a NUL, where PostgreSQL would end it too).

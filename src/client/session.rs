@@ -147,6 +147,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.tracking() || self.inspect.is_some()
     }
 
+    /// `flush_audit` for the relay loop: boxed, and only with an inspector. Inline, the
+    /// audit's wait would size every request's future past what the allocator serves from
+    /// its fast path.
+    async fn flush_audit_if_inspected(&mut self) {
+        if self.inspect.is_some() {
+            Box::pin(self.flush_audit()).await;
+        }
+    }
+
     /// Hands finished audit records to the auditor; with `on_full = "block"` this waits
     /// for room, so the client's next results wait too and nothing is lost.
     pub(super) async fn flush_audit(&mut self) {
@@ -412,11 +421,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.query_started = Some(now);
                 self.tx_started.get_or_insert(now);
             }
-            if self.inspect.is_some() {
-                // Boxed, and only with an inspector: the audit's wait would otherwise size
-                // every request's future past what the allocator serves from its fast path.
-                Box::pin(self.flush_audit()).await;
-            }
+            self.flush_audit_if_inspected().await;
             if let Some(end) = end {
                 return Ok(end);
             }
@@ -450,9 +455,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 RelayEvent::ServerRead(Ok(_)) => {
                     self.relay_server(server).await?;
-                    if self.inspect.is_some() {
-                        Box::pin(self.flush_audit()).await;
-                    }
+                    self.flush_audit_if_inspected().await;
                     if self.refused_transaction {
                         self.end_refused_transaction(server).await?;
                     }
