@@ -97,6 +97,16 @@ find_tools() {
     fi
     [[ -x $PGATE_BIN ]] || die "no pgate binary at $PGATE_BIN"
 }
+# The floor relay (examples/relay_floor.rs): $FLOOR_BIN, else built like pgate.
+find_floor() {
+    if [[ -z ${FLOOR_BIN:-} ]]; then
+        say "building the floor relay (cargo build --release --example relay_floor) ..."
+        (cd "$BENCH_ROOT" && cargo build --release --quiet --example relay_floor) ||
+            die "cargo build --release --example relay_floor failed"
+        FLOOR_BIN=$BENCH_ROOT/target/release/examples/relay_floor
+    fi
+    [[ -x $FLOOR_BIN ]] || die "no relay_floor binary at $FLOOR_BIN"
+}
 tool() { if [[ -x $PG_BIN/$1 ]]; then echo "$PG_BIN/$1"; else command -v "$1"; fi; }
 as_pg() { "${AS_PG[@]}" "$@"; }
 

@@ -2,6 +2,9 @@
 
 import statistics, sys
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+from bench_common import print_problems  # noqa: E402
+
 results, idle, problems, clk, duration, rounds, pool, jobs, logins, scrapes = sys.argv[1:]
 clk = int(clk)
 
@@ -293,10 +296,4 @@ print(f"{'':<80}  {'target':>8}  {'measured':>8}")
 for name, goal, got, ok in targets:
     print(f"{name:<80}  {goal:>8}  {got:>8}  {verdict(ok)}")
 
-text = open(problems).read().strip()
-print()
-if text:
-    print("problems (the exact pgbench command; its error lines, counted)")
-    print(text)
-else:
-    print("no errors from pgbench, no proxy crashes")
+print_problems(problems)

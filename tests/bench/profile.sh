@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Where pgate's CPU goes, beside PgBouncer's, in one run: user and system CPU per transaction,
-# syscalls per transaction (strace -c) and pgate's top symbols (perf). See tests/bench/README.md.
+# Where pgate's CPU goes, beside PgBouncer's and the floor's (a bare tokio byte relay), in one
+# run: user and system CPU per transaction, syscalls per transaction (strace -c) and pgate's top
+# symbols (perf). See tests/bench/README.md.
 #
 #   tests/bench/profile.sh                               # DURATION=10 ROUNDS=3 (~8 minutes)
 #   DURATION=5 ROUNDS=2 tests/bench/profile.sh           # ~3.5 minutes
@@ -17,11 +18,16 @@
 #   PERF            1: perf record pgate during a run of its own (default); 0: skip
 #   PERF_SECONDS    length of that run (default DURATION)
 #   TOP             symbols shown per workload (default 15)
+#   FLOOR           1: measure the floor too, floor-mt and floor-ct (default); 0: skip
+#   FLOOR_BIN       a relay_floor binary (default: cargo build --release --example relay_floor)
 #   JOBS, PGATE_BIN, PG_BIN, PGBOUNCER, KEEP_LOGS, PGBOUNCER_USERLIST: as in pgbench.sh
 #
-# One throwaway cluster; pgate and PgBouncer 1.18 in transaction mode, pool size 20. For every
-# workload: ROUNDS measured runs (CPU from /proc/PID/stat), then the strace runs, then the perf
-# run, so that neither tracer disturbs the measured figures. Report on stdout, progress on stderr.
+# One throwaway cluster; pgate and PgBouncer 1.18 in transaction mode, pool size 20, and the
+# floor: examples/relay_floor.rs with 2 tokio workers (floor-mt) and on tokio's current-thread
+# runtime (floor-ct), which copies bytes between each client and a PostgreSQL connection of its
+# own (no pool: 128 clients are 128 backends). For every workload: ROUNDS measured runs (CPU
+# from /proc/PID/stat), then the strace runs, then the perf run (pgate only), so that neither
+# tracer disturbs the measured figures. Report on stdout, progress on stderr.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -32,13 +38,17 @@ STRACE_SECONDS=${STRACE_SECONDS:-3}
 PERF=${PERF:-1}
 PERF_SECONDS=${PERF_SECONDS:-$DURATION}
 TOP=${TOP:-15}
+FLOOR=${FLOOR:-1}
+FLOOR_BIN=${FLOOR_BIN:-}
 JOBS=${JOBS:-2}
 PGBOUNCER=${PGBOUNCER:-/usr/sbin/pgbouncer}
 KEEP_LOGS=${KEEP_LOGS:-}
 PGBOUNCER_USERLIST=${PGBOUNCER_USERLIST:-scram}
 POOL_SIZE=20
 SCALE=10
-MAX_CONNECTIONS=200
+# The floor opens a server per client: 128 backends beside the two pools' 40, and those of
+# its previous run may still be exiting.
+MAX_CONNECTIONS=300
 PROFILE_WORKLOADS=(select-simple-16 select-simple-128 select-extended-16 select-extended-128
     select-prepared-16 select-prepared-128)
 WORKLOADS=${WORKLOADS:-${PROFILE_WORKLOADS[*]}}
@@ -56,13 +66,18 @@ for w in "${PROFILE_WORKLOADS[@]}"; do
     [[ " ${wanted[*]} " == *" $w "* ]] && SELECTED+=("$w")
 done
 ((${#SELECTED[@]})) || die "WORKLOADS selects no workload"
+[[ $FLOOR == [01] ]] || die "FLOOR must be 0 or 1"
 if ((STRACE)); then command -v strace >/dev/null || die "strace not found (apt-get install strace; or STRACE=0)"; fi
 if ((PERF)); then command -v perf >/dev/null || die "perf not found (apt-get install linux-perf; or PERF=0)"; fi
 
+((FLOOR)) && find_floor
 bench_setup
 TARGETS=(pgate-transaction pgbouncer-transaction)
+((FLOOR)) && TARGETS+=(floor-mt floor-ct)
+# The floor's "mode" is its tokio worker count; 0 is the current-thread runtime.
+declare -A FLOOR_THREADS=([floor-mt]=2 [floor-ct]=0)
 for target in "${TARGETS[@]}"; do
-    start_proxy "$target"
+    start_proxy "$target" "${FLOOR_THREADS[$target]:-}"
     say "  $target: 127.0.0.1:${PORT[$target]}, pid ${PROXY_PID[$target]}"
 done
 SYSCALLS=$WORK/syscalls.tsv
@@ -150,11 +165,12 @@ runs=0
 for workload in "${SELECTED[@]}"; do
     for target in "${TARGETS[@]}"; do runs=$((runs + $(rounds_for "$target" "$workload"))); done
 done
-secs=$((2 * WARMUP + runs * DURATION))
-((STRACE)) && secs=$((secs + ${#SELECTED[@]} * 2 * (STRACE_SECONDS + 2)))
+secs=$((${#TARGETS[@]} * WARMUP + runs * DURATION))
+((STRACE)) && secs=$((secs + ${#SELECTED[@]} * ${#TARGETS[@]} * (STRACE_SECONDS + 2)))
 ((PERF)) && secs=$((secs + ${#SELECTED[@]} * (PERF_SECONDS + 5)))
 say ""
 say "workloads: ${SELECTED[*]}"
+say "targets: ${TARGETS[*]}"
 say "$runs measured runs of $DURATION s, strace ${STRACE} (${STRACE_SECONDS} s), perf ${PERF} (${PERF_SECONDS} s): about $(((secs + 59) / 60)) minutes"
 if ((WARMUP > 0)); then
     for target in "${TARGETS[@]}"; do run_pgbench "$target" select-simple-128 "$WARMUP" 0; done

@@ -4,11 +4,18 @@ import re
 import statistics
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+from bench_common import print_problems  # noqa: E402
+
 (results, syscalls, perfs, problems, clk, duration, rounds, pool, jobs, strace_secs, perf_secs,
  top) = sys.argv[1:]
 clk, top = int(clk), int(top)
-NAMES = {"pgate-transaction": "pgate", "pgbouncer-transaction": "PgBouncer"}
+NAMES = {"pgate-transaction": "pgate", "pgbouncer-transaction": "PgBouncer", "floor-mt": "floor-mt",
+         "floor-ct": "floor-ct"}
 T, B = "pgate-transaction", "pgbouncer-transaction"
+# The floor: a bare tokio relay, one server per client; its rows are ratioed to PgBouncer too.
+FLOORS = {"floor-mt": "mt/PgB", "floor-ct": "ct/PgB"}
+USER_GOAL, TOTAL_GOAL = 0.70, 0.90
 
 # ---------------------------------------------------------------- CPU per transaction
 runs = {}
@@ -56,9 +63,19 @@ def ratio(a, b):
     return "-" if a is None or not b else f"{a / b:.2f}x"
 
 
+def ratio_row(label, g, b):
+    """The ratios of one proxy's figures to PgBouncer's, under their columns."""
+    print(f"{'':<20}  {label:<10}  {ratio(g['tps'], b['tps']):>7}  {ratio(g['tps_worst'], b['tps_worst']):>7}  "
+          f"{ratio(g['user'], b['user']):>6}  {ratio(g['system'], b['system']):>6}  {ratio(g['total'], b['total']):>6}  "
+          f"{ratio(g['total_worst'], b['total_worst']):>6}")
+
+
 print()
 print(f"pgate vs PgBouncer, transaction mode, pool size {pool}: pgbench -j {jobs}, {rounds} round(s) of "
       f"{duration} s per cell, alternating")
+if any(t in FLOORS for _w, t in runs):
+    print("and the floor: a bare tokio byte relay (examples/relay_floor.rs), one PostgreSQL connection per")
+    print("client and no pool, with 2 worker threads (floor-mt) and on the current-thread runtime (floor-ct)")
 print()
 print("TPS and proxy CPU per transaction (us): medians of the rounds; worst = the lowest TPS and the")
 print("highest user+system of the rounds")
@@ -66,10 +83,12 @@ head = (f"{'workload':<20}  {'proxy':<10}  {'TPS':>7}  {'worst':>7}  {'user':>6}
         f"  {'worst':>6}  notes")
 print(head)
 print(f"{'-' * 20}  {'-' * 10}  {'-' * 7}  {'-' * 7}  {'-' * 6}  {'-' * 6}  {'-' * 6}  {'-' * 6}  -----")
+
+floors = [t for t in FLOORS if any(key[1] == t for key in runs)]
+got = {}
 for w in workloads:
-    got = {}
-    for t in (T, B):
-        f = got[t] = figures(w, t)
+    for t in (T, B, *floors):
+        f = got[w, t] = figures(w, t)
         bad = failed(w, t)
         note = ""
         if bad:
@@ -81,15 +100,62 @@ for w in workloads:
         else:
             print(f"{w:<20}  {NAMES[t]:<10}  {f['tps']:>7.0f}  {f['tps_worst']:>7.0f}  {f['user']:>6.1f}  "
                   f"{f['system']:>6.1f}  {f['total']:>6.1f}  {f['total_worst']:>6.1f}  {note}".rstrip())
-    g, b = got[T], got[B]
-    if g and b:
-        print(f"{'':<20}  {'pgate/PgB':<10}  {ratio(g['tps'], b['tps']):>7}  {ratio(g['tps_worst'], b['tps_worst']):>7}  "
-              f"{ratio(g['user'], b['user']):>6}  {ratio(g['system'], b['system']):>6}  {ratio(g['total'], b['total']):>6}  "
-              f"{ratio(g['total_worst'], b['total_worst']):>6}")
+    b = got[w, B]
+    for t, label in ((T, "pgate/PgB"), *((t, FLOORS[t]) for t in floors)):
+        if got[w, t] and b:
+            ratio_row(label, got[w, t], b)
 print("CPU: utime (user) and stime (system) of the proxy process, all threads, from /proc/PID/stat")
 print(f"  before and after each run, in clock ticks of 1/{clk} s, divided by pgbench's transactions;")
 print("  each column is the median of its own.  PgBouncer 1.18 cannot run -M prepared in transaction")
 print("  mode (it runs once, to show the failure).")
+if floors:
+    print("  mt/PgB, ct/PgB: floor-mt's and floor-ct's ratios to PgBouncer, as pgate/PgB.  The floor parses")
+    print("  nothing and pools nothing: pgbench logs into PostgreSQL through it, and at 128 clients")
+    print("  PostgreSQL runs 128 backends, so its TPS is not a proxy's; its CPU per transaction is the")
+    print("  least a tokio relay can spend.")
+
+
+def target_rows():
+    """(workload, proxy, user ratio, total ratio) for every cell with PgBouncer figures beside it."""
+    rows = []
+    for w in workloads:
+        b = got[w, B]
+        for t in (T, *floors):
+            f = got[w, t]
+            if f and b and b["user"] and b["total"]:
+                rows.append((w, t, f["user"] / b["user"], f["total"] / b["total"]))
+    return rows
+
+
+def met(user, total):
+    return user <= USER_GOAL and total <= TOTAL_GOAL
+
+
+trows = target_rows()
+print()
+print(f"targets: the proxy's CPU per transaction at most {USER_GOAL:.2f}x PgBouncer's user and {TOTAL_GOAL:.2f}x its total")
+print("  (shown, not enforced; the floor is not a pooler, it tells what the runtime alone costs)")
+if not trows:
+    print("  not measured in this run (no workload with figures of PgBouncer beside them)")
+for w, t, user, total in trows:
+    print(f"  {w:<20}  {NAMES[t]:<10}  user {user:>5.2f}x  total {total:>5.2f}x  {'met' if met(user, total) else 'MISSED'}")
+frows = [r for r in trows if r[1] in FLOORS]
+if not floors:
+    print("verdict: the floor was not measured (FLOOR=0), so this run cannot tell pgate's cost from the runtime's")
+elif not frows:
+    print("verdict: none, no workload has figures of both the floor and PgBouncer")
+else:
+    ok = [r for r in frows if met(r[2], r[3])]
+    cells = f"{len(ok)} of {len(frows)} floor cells"
+    if not ok:
+        print(f"verdict: even the floor misses {USER_GOAL:.2f}x user / {TOTAL_GOAL:.2f}x total ({cells} meet both): "
+              "the targets lie below what a bare tokio relay costs")
+    elif len(ok) == len(frows):
+        print(f"verdict: the floor meets {USER_GOAL:.2f}x user / {TOTAL_GOAL:.2f}x total ({cells}): "
+              "the runtime leaves room for the targets")
+    else:
+        print(f"verdict: the floor meets {USER_GOAL:.2f}x user / {TOTAL_GOAL:.2f}x total in only {cells}: "
+              "the targets sit at the runtime's own cost")
 
 # ---------------------------------------------------------------- syscalls
 def strace_counts(path):
@@ -204,10 +270,4 @@ if prows:
         for pct, name in syms[:top]:
             print(f"  {pct:6.2f}%  {name[:110]}")
 
-text = open(problems).read().strip()
-print()
-if text:
-    print("problems (the exact pgbench command; its error lines, counted)")
-    print(text)
-else:
-    print("no errors from pgbench, no proxy crashes")
+print_problems(problems)

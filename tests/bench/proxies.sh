@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# The proxies of the benchmark scripts: pgate and PgBouncer configurations, start, readiness,
-# stop, restart after a crash, and their CPU and memory. Sourced by lib.sh.
+# The proxies of the benchmark scripts: pgate and PgBouncer configurations, the floor relay,
+# start, readiness, stop, restart after a crash, and their CPU and memory. Sourced by lib.sh.
 
 # ---------------------------------------------------------------- proxies
 # Global, so that the functions and the EXIT trap share them.
@@ -135,11 +135,19 @@ wait_ready() { # name [query|listen]
     die "$name did not get ready within 30 s"
 }
 
-# Starts pgate (any name not starting with pgbouncer-) or PgBouncer on a port of its own.
-# The mode defaults to the name's suffix (pgate-transaction); pgate-rules gets the rules
-# configuration. Remembered, so that check_alive starts the same proxy again.
-start_proxy() { # name [mode] [pool size] [pgate binary] [query|listen]
-    local name=$1 mode=${2:-${1#*-}} size=${3:-$POOL_SIZE} bin=${4:-$PGATE_BIN} how=${5:-query}
+# Starts pgate (any name not starting with pgbouncer- or floor-), PgBouncer or the floor
+# relay on a port of its own. The mode defaults to the name's suffix (pgate-transaction);
+# pgate-rules gets the rules configuration. For the floor (floor-mt, floor-ct) the mode is
+# its worker thread count (0: tokio's current-thread runtime), the binary defaults to
+# $FLOOR_BIN and the pool size is unused: it opens one server per client.
+# Remembered, so that check_alive starts the same proxy again.
+start_proxy() { # name [mode] [pool size] [binary] [query|listen]
+    local name=$1 mode=${2:-${1#*-}} size=${3:-$POOL_SIZE} bin=${4:-} how=${5:-query}
+    if [[ -z $bin && $name == floor-* ]]; then
+        bin=$FLOOR_BIN
+    elif [[ -z $bin ]]; then
+        bin=$PGATE_BIN
+    fi
     PROXY_ARGS[$name]="$mode $size $bin $how"
     [[ -n ${PORT[$name]:-} ]] || PORT[$name]=$(free_port)
     case $name in
@@ -152,6 +160,13 @@ start_proxy() { # name [mode] [pool size] [pgate binary] [query|listen]
         "${AS_PG[@]}" sh -c 'ulimit -n 8192 && exec "$0" "$1"' "$PGBOUNCER" "$WORK/$name.ini" \
             >>"$WORK/logs/$name.stdout" 2>&1 &
         WAIT_PID[$name]=$!
+        ;;
+    floor-*)
+        [[ $mode =~ ^[0-9]+$ ]] || die "$name: the floor's mode is a thread count, not '$mode'"
+        (ulimit -n 8192 && exec "$bin" "127.0.0.1:${PORT[$name]}" "127.0.0.1:$PG_PORT" "$mode") \
+            >>"$(proxy_log "$name")" 2>&1 &
+        WAIT_PID[$name]=$!
+        PROXY_PID[$name]=$!
         ;;
     *)
         if [[ $name == pgate-rules ]]; then
