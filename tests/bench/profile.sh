@@ -3,8 +3,9 @@
 # run: user and system CPU per transaction, syscalls per transaction (strace -c) and pgate's top
 # symbols (perf). See tests/bench/README.md.
 #
-#   tests/bench/profile.sh                               # DURATION=10 ROUNDS=3 (~8 minutes)
-#   DURATION=5 ROUNDS=2 tests/bench/profile.sh           # ~3.5 minutes
+#   tests/bench/profile.sh                               # DURATION=10 ROUNDS=3 (~15 minutes)
+#   DURATION=5 ROUNDS=2 tests/bench/profile.sh           # ~7 minutes
+#   FLOOR=0 tests/bench/profile.sh                       # without the floor: ~8 minutes
 #   WORKLOADS=select-simple-128 PERF=0 tests/bench/profile.sh
 #
 # Environment:

@@ -134,7 +134,7 @@ def met(user, total):
 trows = target_rows()
 print()
 print(f"targets: the proxy's CPU per transaction at most {USER_GOAL:.2f}x PgBouncer's user and {TOTAL_GOAL:.2f}x its total")
-print("  (shown, not enforced; the floor is not a pooler, it tells what the runtime alone costs)")
+print("  (shown, not enforced" + ("; the floor is not a pooler, it tells what the runtime alone costs)" if floors else ")"))
 if not trows:
     print("  not measured in this run (no workload with figures of PgBouncer beside them)")
 for w, t, user, total in trows:
