@@ -437,6 +437,35 @@ async fn a_prepared_set_takes_effect_when_it_is_executed() {
 /// A COPY that fails midway, however its CopyDone and the next query meet the server's
 /// error, leaves the session in step: the next query gets its own answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_may_end_a_failed_copy_with_sync_alone() {
+    // After an error in copy-in mode the server drops CopyData, CopyDone and CopyFail and,
+    // for an extended-protocol COPY, waits for a Sync: a client need not send CopyDone.
+    let pgate = Pgate::start(&tx_config("tp_copy_sync", "[pool]\nsize = 1\n")).await;
+    let mut r = RawClient::login_trusted(pgate.addr, "alice", "tp_copy_sync").await;
+    r.send(&query("CREATE TABLE c (id int)")).await;
+    assert_eq!(codes(&r.until_ready().await), "CZ");
+    for round in 0..3 {
+        // Extended protocol: the error, then a bare Sync.
+        r.send(&[parse("", "COPY c FROM STDIN"), bind("", "", &[]), execute("", 0), sync()].concat()).await;
+        assert_eq!(codes(&[r.recv().await.unwrap(), r.recv().await.unwrap(), r.recv().await.unwrap()]), "12G");
+        r.send(&message(b'd', b"not a number\n")).await;
+        assert_eq!(r.recv().await.unwrap().0, b'E', "round {round}");
+        r.send(&sync()).await;
+        assert_eq!(codes(&r.until_ready().await), "Z", "round {round}");
+        // Simple protocol: the error and ReadyForQuery, then no CopyDone at all.
+        r.send(&query("COPY c FROM STDIN")).await;
+        assert_eq!(r.recv().await.unwrap().0, b'G');
+        r.send(&message(b'd', b"not a number\n")).await;
+        assert_eq!(codes(&r.until_ready().await), "EZ", "round {round}");
+        // The next extended-protocol query's Sync is answered, and the server stays in step.
+        r.send(&[parse("", "SELECT 1"), bind("", "", &[]), execute("", 0), sync()].concat()).await;
+        assert_eq!(codes(&r.until_ready().await), "12DCZ", "round {round}");
+        r.send(&query("SELECT count(*) FROM c")).await;
+        assert_eq!(first_column(&r.until_ready().await), ["0"], "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_that_fails_midway_leaves_the_next_query_in_step() {
     let pgate = Pgate::start(&tx_config("tp_copy_fail", "[pool]\nsize = 2\n")).await;
     let mut r = RawClient::login_trusted(pgate.addr, "alice", "tp_copy_fail").await;

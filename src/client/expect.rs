@@ -199,6 +199,11 @@ impl Expectations {
         if matches!(code, NOTICE_RESPONSE | NOTIFICATION_RESPONSE | PARAMETER_STATUS) {
             return Ok(Verdict::Relay);
         }
+        if code == ERROR_RESPONSE {
+            // An error ends copy-in mode on the server: a client need not send CopyDone
+            // after it, and its next Sync is answered.
+            self.copy_in = false;
+        }
         let Some(head) = self.queue.front() else {
             return Err(Unexpected(code));
         };
@@ -384,6 +389,19 @@ mod tests {
         assert!(e.take_ready().is_empty());
         assert_eq!(e.take_undone(), vec![Undo::ServerUnnamed]);
         e.push(Request::Sync, Fate::Relay, vec![]);
+        e.on_server_message(READY_FOR_QUERY).unwrap();
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn an_error_ends_copy_in_so_the_next_sync_is_answered() {
+        let mut e = Expectations::default();
+        e.push(Request::Execute, Fate::Relay, vec![]);
+        e.on_server_message(COPY_IN_RESPONSE).unwrap();
+        assert!(!e.push_marker(Request::Sync), "a Sync inside copy-in is ignored");
+        e.on_server_message(ERROR_RESPONSE).unwrap();
+        // No CopyDone: the client goes straight to the Sync the server waits for.
+        assert!(e.push_marker(Request::Sync));
         e.on_server_message(READY_FOR_QUERY).unwrap();
         assert!(e.is_empty());
     }
