@@ -1,7 +1,7 @@
 //! One client connection from accept to close: the startup phase (`handshake`, `start_tls`),
-//! login (`login`), then the session loop (`session`, with `forward`, `reply`, `after`,
-//! `settings`, `poll`, `idle`) under the pool mode of its pool. The proxy runs each client
-//! inside `contain`, so a panic ends only that client.
+//! login (`login`), then the session loop (`session`, with `forward`, `rewrite`, `reply`,
+//! `after`, `settings`, `poll`, `idle`) under the pool mode of its pool. The proxy runs each
+//! client inside `contain`, so a panic ends only that client.
 
 mod after;
 pub(crate) mod audit_log;
@@ -17,6 +17,7 @@ pub(crate) mod login;
 pub(crate) mod lookup;
 mod poll;
 mod reply;
+mod rewrite;
 mod session;
 mod settings;
 mod start_tls;

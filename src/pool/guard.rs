@@ -6,8 +6,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::Pool;
+use super::checkout::Grant;
 use super::rescue::{Abandoned, spawn_rescue};
-use super::{Grant, Pool};
 use crate::config::PoolSettings;
 use crate::metrics::CloseReason;
 use crate::server::{ServerConn, ServerEvent, ServerState};
