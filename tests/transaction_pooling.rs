@@ -434,12 +434,10 @@ async fn a_prepared_set_takes_effect_when_it_is_executed() {
     assert_eq!(simple_row(&a, show).await, ["2500kB"]);
 }
 
-/// A COPY that fails midway, however its CopyDone and the next query meet the server's
-/// error, leaves the session in step: the next query gets its own answer.
+/// After an error in copy-in mode the server drops CopyData, CopyDone and CopyFail and, for
+/// an extended-protocol COPY, waits for a Sync: a client need not send CopyDone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_may_end_a_failed_copy_with_sync_alone() {
-    // After an error in copy-in mode the server drops CopyData, CopyDone and CopyFail and,
-    // for an extended-protocol COPY, waits for a Sync: a client need not send CopyDone.
     let pgate = Pgate::start(&tx_config("tp_copy_sync", "[pool]\nsize = 1\n")).await;
     let mut r = RawClient::login_trusted(pgate.addr, "alice", "tp_copy_sync").await;
     r.send(&query("CREATE TABLE c (id int)")).await;
@@ -465,6 +463,8 @@ async fn a_client_may_end_a_failed_copy_with_sync_alone() {
     }
 }
 
+/// A COPY that fails midway, however its CopyDone and the next query meet the server's
+/// error, leaves the session in step: the next query gets its own answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_that_fails_midway_leaves_the_next_query_in_step() {
     let pgate = Pgate::start(&tx_config("tp_copy_fail", "[pool]\nsize = 2\n")).await;

@@ -75,20 +75,29 @@ pub enum Verdict {
 #[error("server sent message {:?} that answers nothing pgate sent", *.0 as char)]
 pub struct Unexpected(pub u8);
 
+/// What the server does with the client's next messages, as far as replies go.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ServerMode {
+    /// Every message gets its replies.
+    #[default]
+    InStep,
+    /// Copy-in, until the client ends the copy or the server reports an error: the server
+    /// ignores Syncs sent meanwhile.
+    CopyIn,
+    /// After an extended-protocol error: the server ignores every message up to a Sync.
+    SkippingToSync,
+}
+
 #[derive(Debug, Default)]
 pub struct Expectations {
     queue: VecDeque<Entry>,
-    /// After an extended-protocol error the server ignores messages until Sync.
-    server_skipping: bool,
+    mode: ServerMode,
     /// Answers whose turn has come, for the caller to send.
     ready: Vec<Bytes>,
     /// Undo actions of entries the server skipped or failed.
     undone: Vec<Undo>,
     /// The statement of the last entry that failed with an error.
     failed_statement: Option<u64>,
-    /// The server is in copy-in mode and the client has not ended the copy yet: Syncs it
-    /// sends now are ignored by the server.
-    copy_in: bool,
     ignored_syncs: usize,
     /// Pool statements whose Parse the server accepted.
     confirmed: Vec<u64>,
@@ -110,10 +119,10 @@ impl Expectations {
     /// Notes a Sync, CopyDone or CopyFail sent by the client; `false` when the server will
     /// not answer it (a Sync inside copy-in mode is ignored by the server).
     pub fn push_marker(&mut self, request: Request) -> bool {
-        match (request, self.copy_in) {
-            (Request::Sync, true) => false,
-            (Request::CopyEnd, true) => {
-                self.copy_in = false;
+        match (request, self.mode) {
+            (Request::Sync, ServerMode::CopyIn) => false,
+            (Request::CopyEnd, ServerMode::CopyIn) => {
+                self.mode = ServerMode::InStep;
                 true
             }
             _ => {
@@ -134,7 +143,7 @@ impl Expectations {
     }
 
     fn push_entry(&mut self, entry: Entry) {
-        if self.server_skipping && !matches!(entry.request, Request::Sync | Request::CopyEnd) {
+        if self.mode == ServerMode::SkippingToSync && !matches!(entry.request, Request::Sync | Request::CopyEnd) {
             // The server ignores it; a real server would not have answered or done it.
             self.undone.extend(entry.undo);
             self.retired.extend(entry.ticket.map(|t| *t));
@@ -199,10 +208,10 @@ impl Expectations {
         if matches!(code, NOTICE_RESPONSE | NOTIFICATION_RESPONSE | PARAMETER_STATUS) {
             return Ok(Verdict::Relay);
         }
-        if code == ERROR_RESPONSE {
+        if code == ERROR_RESPONSE && self.mode == ServerMode::CopyIn {
             // An error ends copy-in mode on the server: a client need not send CopyDone
             // after it, and its next Sync is answered.
-            self.copy_in = false;
+            self.mode = ServerMode::InStep;
         }
         let Some(head) = self.queue.front() else {
             return Err(Unexpected(code));
@@ -210,7 +219,9 @@ impl Expectations {
         let (request, hidden) = (head.request, head.fate == Fate::Hide);
         let verdict = match (request, code) {
             (Request::Query, READY_FOR_QUERY) | (Request::Sync, READY_FOR_QUERY) => {
-                self.server_skipping = false;
+                if self.mode == ServerMode::SkippingToSync {
+                    self.mode = ServerMode::InStep;
+                }
                 self.finish(false)
             }
             (Request::Query, COPY_IN_RESPONSE) => {
@@ -260,7 +271,7 @@ impl Expectations {
                 let pos = self.queue.iter().position(|e| e.request == Request::CopyEnd).expect("marker kept");
                 self.queue.remove(pos);
             }
-            None => self.copy_in = true,
+            None => self.mode = ServerMode::CopyIn,
         }
     }
 
@@ -301,7 +312,7 @@ impl Expectations {
             self.undone.extend(entry.undo);
             self.retired.extend(entry.ticket.map(|t| *t));
         }
-        self.server_skipping = true;
+        self.mode = ServerMode::SkippingToSync;
     }
 
     /// Pops answers (sent now) and copy-end markers (nothing to wait for) off the head.

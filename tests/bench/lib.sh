@@ -2,8 +2,13 @@
 # Shared setup of the benchmark scripts (pgbench.sh, profile.sh): tools, the throwaway cluster,
 # the proxies, one pgbench run and its figures. Sourced, never run; see tests/bench/README.md.
 #
-# The sourcing script sets DURATION, ROUNDS, JOBS, PGBOUNCER, KEEP_LOGS, PGBOUNCER_USERLIST,
-# POOL_SIZE, SCALE and MAX_CONNECTIONS first, then calls bench_setup.
+# The sourcing script sets DURATION, ROUNDS, POOL_SIZE, SCALE and MAX_CONNECTIONS first, then
+# calls bench_setup. The settings both scripts document the same way default here.
+
+JOBS=${JOBS:-2}
+PGBOUNCER=${PGBOUNCER:-/usr/sbin/pgbouncer}
+KEEP_LOGS=${KEEP_LOGS:-}
+PGBOUNCER_USERLIST=${PGBOUNCER_USERLIST:-scram}
 
 BENCH_SCRIPT=$(basename "$0")
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

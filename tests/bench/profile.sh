@@ -3,7 +3,7 @@
 # run: user and system CPU per transaction, syscalls per transaction (strace -c) and pgate's top
 # symbols (perf). See tests/bench/README.md.
 #
-#   tests/bench/profile.sh                               # DURATION=10 ROUNDS=3 (~15 minutes)
+#   tests/bench/profile.sh                               # DURATION=10 ROUNDS=3 (~20 minutes)
 #   DURATION=5 ROUNDS=2 tests/bench/profile.sh           # ~7 minutes
 #   FLOOR=0 tests/bench/profile.sh                       # without the floor: ~8 minutes
 #   WORKLOADS=select-simple-128 PERF=0 tests/bench/profile.sh
@@ -41,10 +41,6 @@ PERF_SECONDS=${PERF_SECONDS:-$DURATION}
 TOP=${TOP:-15}
 FLOOR=${FLOOR:-1}
 FLOOR_BIN=${FLOOR_BIN:-}
-JOBS=${JOBS:-2}
-PGBOUNCER=${PGBOUNCER:-/usr/sbin/pgbouncer}
-KEEP_LOGS=${KEEP_LOGS:-}
-PGBOUNCER_USERLIST=${PGBOUNCER_USERLIST:-scram}
 POOL_SIZE=20
 SCALE=10
 # The floor opens a server per client: 128 backends beside the two pools' 40, and those of
